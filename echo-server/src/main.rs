@@ -1,0 +1,2 @@
+//! autossh-echo: the echo companion deployed on the remote host (skeleton).
+fn main() {}
