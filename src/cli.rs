@@ -1,0 +1,338 @@
+//! Splits autossh's command line into autossh's own options (`-M`, `-f`, `-V`) and ssh's.
+//!
+//! ssh's grammar is `ssh [options] destination [options] [command [args...]]`: options may
+//! follow the destination until the first non-option, which starts the remote command and
+//! ends option parsing. We follow it exactly, so `-J jump`, `-B iface`, `-W host:port`,
+//! clusters like `-fN`, attached `-M20000`, `--` and `host ls -l` all reach ssh intact.
+
+use crate::error::{usage, Result};
+use crate::ssh_opts::{self, OptKind};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// The usage line printed for bad command lines.
+pub const USAGE: &str = "usage: autossh [-V] [-M monitor_port[:echo_port]] [-f] [SSH_OPTIONS]";
+
+/// The monitor as asked for by `-M` or `AUTOSSH_PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorSpec {
+    /// `-M 0`: no monitor forwards (ServerAlive fallback).
+    Off,
+    /// `-M N`: loop through `-L N:127.0.0.1:N -R N:127.0.0.1:N+1`.
+    Loop(u16),
+    /// `-M N:E`: `-L N:127.0.0.1:E` to a remote echo service.
+    Echo { port: u16, echo: u16 },
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `-V`: print the version and exit.
+    pub version: bool,
+    /// `-f`: go to the background.
+    pub daemon: bool,
+    /// The `-M` value, if given (the last one wins).
+    pub monitor: Option<MonitorSpec>,
+    /// Everything for ssh, in order, without autossh's own options.
+    pub ssh_args: Vec<OsString>,
+}
+
+/// Where the splitter is in ssh's grammar.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Options before the destination.
+    BeforeDestination,
+    /// Options after the destination (ssh parses them too).
+    AfterDestination,
+    /// The remote command and its arguments: passed verbatim.
+    Command,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I, S>(args: I) -> Result<Cli>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut cli = Cli {
+        version: false,
+        daemon: false,
+        monitor: None,
+        ssh_args: Vec::with_capacity(args.len()),
+    };
+    let mut place = Place::BeforeDestination;
+    let mut seen_destination = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_bytes();
+        i += 1;
+        if place == Place::Command {
+            cli.ssh_args.push(args[i - 1].clone());
+            continue;
+        }
+        if arg == b"--" {
+            // Ends option parsing for ssh too: the rest is destination and command.
+            cli.ssh_args.push(args[i - 1].clone());
+            for rest in &args[i..] {
+                cli.ssh_args.push(rest.clone());
+                seen_destination = true;
+            }
+            break;
+        }
+        if arg.len() < 2 || arg[0] != b'-' {
+            // A non-option: the destination, then the remote command.
+            cli.ssh_args.push(args[i - 1].clone());
+            if seen_destination {
+                place = Place::Command;
+            } else {
+                seen_destination = true;
+                place = Place::AfterDestination;
+            }
+            continue;
+        }
+        let (kept, next_arg) = split_cluster(arg, &mut cli, args.get(i))?;
+        if let Some(kept) = kept {
+            cli.ssh_args.push(kept);
+        }
+        match next_arg {
+            NextArg::Untouched => {}
+            NextArg::Ours => i += 1,
+            NextArg::Ssh => {
+                cli.ssh_args.push(args[i].clone());
+                i += 1;
+            }
+        }
+    }
+    if !cli.version && !seen_destination {
+        return Err(usage(format!("no destination host given; {USAGE}")));
+    }
+    Ok(cli)
+}
+
+/// What an option cluster did with the argument after it.
+enum NextArg {
+    Untouched,
+    /// It was the value of autossh's `-M`.
+    Ours,
+    /// It is the value of an ssh option: it goes to ssh.
+    Ssh,
+}
+
+/// Walks one option cluster such as `-fNM20000`. Returns what remains of it for ssh (if
+/// anything) and what became of the next argument.
+fn split_cluster(
+    arg: &[u8],
+    cli: &mut Cli,
+    next: Option<&OsString>,
+) -> Result<(Option<OsString>, NextArg)> {
+    let mut kept = vec![b'-'];
+    let mut j = 1;
+    while j < arg.len() {
+        let c = arg[j] as char;
+        let rest = &arg[j + 1..];
+        match c {
+            'f' => cli.daemon = true,
+            'V' => cli.version = true,
+            'M' => {
+                let (value, next_arg) = if rest.is_empty() {
+                    let v = next.ok_or_else(|| usage(format!("-M needs a port; {USAGE}")))?;
+                    (v.as_bytes(), NextArg::Ours)
+                } else {
+                    (rest, NextArg::Untouched)
+                };
+                cli.monitor = Some(parse_monitor(OsStr::from_bytes(value), "-M")?);
+                return Ok((non_empty(kept), next_arg));
+            }
+            _ if ssh_opts::kind(c) == OptKind::Value => {
+                kept.extend_from_slice(&arg[j..]);
+                if rest.is_empty() {
+                    if next.is_none() {
+                        return Err(usage(format!("option -{c} needs a value")));
+                    }
+                    return Ok((non_empty(kept), NextArg::Ssh));
+                }
+                return Ok((non_empty(kept), NextArg::Untouched));
+            }
+            _ => kept.push(arg[j]),
+        }
+        j += 1;
+    }
+    Ok((non_empty(kept), NextArg::Untouched))
+}
+
+fn non_empty(kept: Vec<u8>) -> Option<OsString> {
+    (kept.len() > 1).then(|| OsString::from_vec(kept))
+}
+
+/// Parses a number the way C's `strtoul(s, _, 0)` does: decimal, `0x` hex or `0` octal.
+pub fn parse_c_number(s: &str) -> Option<u64> {
+    let s = s.trim_start();
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// Parses `N` or `N:E` (from `-M` or `AUTOSSH_PORT`, named by `what` in errors).
+pub fn parse_monitor(value: &OsStr, what: &str) -> Result<MonitorSpec> {
+    let text = value
+        .to_str()
+        .ok_or_else(|| usage(format!("{what}: port is not valid text")))?;
+    let (port_text, echo_text) = match text.split_once(':') {
+        Some((p, e)) => (p, Some(e)),
+        None => (text, None),
+    };
+    let port = parse_c_number(port_text)
+        .ok_or_else(|| usage(format!("{what}: invalid monitor port \"{port_text}\"")))?;
+    let echo = match echo_text {
+        None => None,
+        Some(e) => match parse_c_number(e) {
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            _ => {
+                return Err(usage(format!(
+                    "{what}: invalid echo port \"{e}\" (must be 1-65535)"
+                )))
+            }
+        },
+    };
+    match (port, echo) {
+        (0, _) => Ok(MonitorSpec::Off),
+        (p, None) if p <= 65534 => Ok(MonitorSpec::Loop(p as u16)),
+        (p, None) => Err(usage(format!(
+            "{what}: monitor port {p} out of range (1-65534; port+1 is used too)"
+        ))),
+        (p, Some(echo)) if p <= 65535 => Ok(MonitorSpec::Echo {
+            port: p as u16,
+            echo,
+        }),
+        (p, Some(_)) => Err(usage(format!("{what}: monitor port {p} out of range"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh(args: &[&str]) -> Vec<String> {
+        parse(args.iter().copied())
+            .unwrap()
+            .ssh_args
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn plain_arguments_pass_through_in_order() {
+        assert_eq!(
+            ssh(&["-M", "20000", "-N", "-L", "5432:db:5432", "host"]),
+            ["-N", "-L", "5432:db:5432", "host"]
+        );
+    }
+
+    #[test]
+    fn jump_host_keeps_its_value() {
+        assert_eq!(
+            ssh(&["-M", "0", "-J", "jump", "-N", "host"]),
+            ["-J", "jump", "-N", "host"]
+        );
+    }
+
+    #[test]
+    fn bind_interface_and_stdio_forward() {
+        assert_eq!(ssh(&["-B", "eth0", "-W", "db:5432", "h"]), ["-B", "eth0", "-W", "db:5432", "h"]);
+    }
+
+    #[test]
+    fn f_is_stripped_from_clusters() {
+        let cli = parse(["-fN", "host"]).unwrap();
+        assert!(cli.daemon);
+        assert_eq!(cli.ssh_args, [OsString::from("-N"), OsString::from("host")]);
+        let cli = parse(["-f", "host"]).unwrap();
+        assert_eq!(cli.ssh_args, [OsString::from("host")]);
+    }
+
+    #[test]
+    fn f_inside_a_value_is_not_stripped() {
+        assert_eq!(ssh(&["-ofoo=bar", "-Lf:1:f:2", "h"]), ["-ofoo=bar", "-Lf:1:f:2", "h"]);
+    }
+
+    #[test]
+    fn attached_and_clustered_m() {
+        let cli = parse(["-M20000", "h"]).unwrap();
+        assert_eq!(cli.monitor, Some(MonitorSpec::Loop(20000)));
+        let cli = parse(["-fM", "20000", "h"]).unwrap();
+        assert_eq!(cli.monitor, Some(MonitorSpec::Loop(20000)));
+        assert!(cli.daemon);
+        assert_eq!(cli.ssh_args, [OsString::from("h")]);
+        let cli = parse(["-NfM20000:7", "h"]).unwrap();
+        assert_eq!(cli.monitor, Some(MonitorSpec::Echo { port: 20000, echo: 7 }));
+        assert_eq!(cli.ssh_args, [OsString::from("-N"), OsString::from("h")]);
+    }
+
+    #[test]
+    fn remote_command_keeps_its_options() {
+        assert_eq!(ssh(&["-M", "0", "host", "ls", "-l"]), ["host", "ls", "-l"]);
+        // -M after the command belongs to the command.
+        assert_eq!(ssh(&["h", "cmd", "-M", "5", "-f"]), ["h", "cmd", "-M", "5", "-f"]);
+    }
+
+    #[test]
+    fn options_after_destination_are_parsed_like_ssh() {
+        let cli = parse(["host", "-N", "-M", "20000", "-f"]).unwrap();
+        assert_eq!(cli.monitor, Some(MonitorSpec::Loop(20000)));
+        assert!(cli.daemon);
+        assert_eq!(cli.ssh_args, [OsString::from("host"), OsString::from("-N")]);
+    }
+
+    #[test]
+    fn double_dash_reaches_ssh_and_ends_options() {
+        assert_eq!(ssh(&["-M", "0", "--", "host", "-f"]), ["--", "host", "-f"]);
+    }
+
+    #[test]
+    fn version_needs_no_destination() {
+        assert!(parse(["-V"]).unwrap().version);
+    }
+
+    #[test]
+    fn missing_destination_is_an_error() {
+        assert!(parse(["-M", "0", "-N"]).is_err());
+        assert!(parse(["-M"]).is_err());
+        assert!(parse(["-L"]).is_err());
+    }
+
+    #[test]
+    fn monitor_values() {
+        let m = |s: &str| parse_monitor(OsStr::new(s), "-M");
+        assert_eq!(m("0").unwrap(), MonitorSpec::Off);
+        assert_eq!(m("0x4e20").unwrap(), MonitorSpec::Loop(20000));
+        assert_eq!(m("65534").unwrap(), MonitorSpec::Loop(65534));
+        assert!(m("65535").is_err());
+        assert!(m("abc").is_err());
+        assert!(m("").is_err());
+        assert!(m("20000:0").is_err());
+        assert!(m("20000:").is_err());
+        assert!(m("20000:70000").is_err());
+        assert!(m("-5").is_err());
+        assert_eq!(m("20000:7").unwrap(), MonitorSpec::Echo { port: 20000, echo: 7 });
+    }
+
+    #[test]
+    fn c_numbers() {
+        assert_eq!(parse_c_number("10"), Some(10));
+        assert_eq!(parse_c_number("0x10"), Some(16));
+        assert_eq!(parse_c_number("010"), Some(8));
+        assert_eq!(parse_c_number("0"), Some(0));
+        assert_eq!(parse_c_number("1e3"), None);
+        assert_eq!(parse_c_number("+1"), None);
+    }
+}

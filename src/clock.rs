@@ -1,0 +1,63 @@
+//! Time as the supervisor sees it: a monotonic clock that keeps counting while the machine
+//! is suspended (`CLOCK_BOOTTIME`), so deadlines stay honest across a laptop's sleep.
+
+use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// A point on the boot-time clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(Duration);
+
+impl Time {
+    /// Reads `CLOCK_BOOTTIME` (falls back to `CLOCK_MONOTONIC` where it does not exist).
+    pub fn now() -> Time {
+        use nix::time::{clock_gettime, ClockId};
+        let ts = clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
+            .expect("a monotonic clock");
+        Time(Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32))
+    }
+
+    /// A time `d` after the clock's origin: for tests with a fake clock.
+    pub const fn from_origin(d: Duration) -> Time {
+        Time(d)
+    }
+
+    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Time) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0 + d)
+    }
+}
+
+impl Sub<Time> for Time {
+    type Output = Duration;
+    fn sub(self, other: Time) -> Duration {
+        self.since(other)
+    }
+}
+
+/// Milliseconds of a duration, for log lines.
+pub fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_moves_forward_and_arithmetic_saturates() {
+        let a = Time::now();
+        let b = Time::now();
+        assert!(b >= a);
+        assert_eq!(a.since(a + Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!((a + Duration::from_secs(2)) - a, Duration::from_secs(2));
+    }
+}

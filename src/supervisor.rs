@@ -1,0 +1,648 @@
+//! The supervisor: a pure state machine fed `(event, now)` that returns actions.
+//!
+//! It holds the restart rules, the gate, MAXSTART, MAXLIFETIME, the backoff and the probe
+//! schedule. It never touches a process, a socket or a clock: the event loop performs the
+//! [`Action`]s it returns and reports back with [`Event`]s. See `docs/architecture.md`.
+
+use crate::backoff::Backoff;
+use crate::clock::{ms, Time};
+use crate::exit_rules::{judge, RunFacts, SshEnd, Verdict};
+use crate::probe::RttEstimate;
+use crate::timers::{Timer, Timers};
+use log::{debug, info, warn};
+use std::time::Duration;
+
+/// How long ssh gets to exit after SIGTERM before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// A probe is never declared late sooner than this (nor later than the net timeout).
+pub const PATIENCE_FLOOR: Duration = Duration::from_secs(1);
+/// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
+const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(250);
+const CONFIRM_MAX_GAP: Duration = Duration::from_secs(2);
+/// Moving the monitor's remote port this many times in a row without a proven tunnel
+/// means the server refuses remote forwards: stop moving.
+const MAX_RELOCATIONS: u32 = 8;
+
+/// The supervisor's fixed settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gate_time: Duration,
+    pub max_start: Option<u32>,
+    pub max_lifetime: Option<Duration>,
+    pub poll: Duration,
+    pub first_poll: Duration,
+    pub net_timeout: Duration,
+    /// Whether probes run (false with `-M 0`).
+    pub monitored: bool,
+}
+
+/// Signals to autossh, by meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0.
+    Terminate(i32),
+    /// SIGUSR1: kill ssh and start a new one now.
+    Restart,
+    /// SIGHUP: skip a backoff wait; when running, probe now.
+    Retry,
+    /// SIGUSR2: wake up only.
+    Wake,
+}
+
+/// Why a probe failed, as seen by the monitor's sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// Could not connect to the monitor port.
+    Refused(String),
+    /// ssh closed the connection before the echo came back.
+    Closed,
+    /// Bytes came back that are not the probe.
+    WrongBytes,
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeFailure::Refused(e) => write!(f, "monitor connection failed: {e}"),
+            ProbeFailure::Closed => f.write_str("monitor connection closed before the echo"),
+            ProbeFailure::WrongBytes => f.write_str("wrong bytes came back on the monitor"),
+        }
+    }
+}
+
+/// What the transport under ssh shows while a probe is late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// ssh's TCP connection is idle and all our bytes were acknowledged: the server's
+    /// kernel has the probe, the session does not answer.
+    Quiet,
+    /// Data is unacknowledged, being retransmitted or still arriving: slow, not dead.
+    Busy,
+    /// No TCP connection of ssh's found (ProxyCommand...): cannot tell.
+    Unknown,
+}
+
+/// What happened, reported by the event loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// autossh is ready: start the first ssh.
+    Begin,
+    /// The `Spawn` action failed.
+    SpawnFailed(String),
+    /// ssh ended.
+    SshExited(SshEnd),
+    /// A signal arrived.
+    Signal(Sig),
+    /// The echo of probe `seq` came back intact.
+    ProbeEchoed { seq: u64 },
+    /// Probe `seq` failed.
+    ProbeFailed { seq: u64, why: ProbeFailure },
+    /// Answer to [`Action::InspectPath`].
+    Path(PathState),
+    /// ssh said the server refused to listen on this remote port.
+    RemoteForwardFailed(u16),
+}
+
+/// What the event loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start ssh.
+    Spawn,
+    /// Send SIGTERM to ssh.
+    TermSsh,
+    /// Send SIGKILL to ssh.
+    KillSsh,
+    /// Open a monitor connection and send probe `seq`.
+    SendProbe { seq: u64 },
+    /// Abandon the probe in flight (close its sockets).
+    DropProbe,
+    /// Look at ssh's transport and answer with [`Event::Path`].
+    InspectPath,
+    /// The server holds the monitor's remote port: pick another pair for the next ssh.
+    RelocateMonitor,
+    /// Exit autossh with this code (ssh is already gone).
+    Exit(i32),
+}
+
+/// Where the monitor of the current ssh stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No monitor (`-M 0`).
+    Unmonitored,
+    /// Started, not yet proven: probes come quickly; failures are retried.
+    Confirming { attempt: u32 },
+    /// Proven: probes every POLL; a failure restarts ssh.
+    Up,
+}
+
+/// What comes after ssh has exited when we stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Restart; `paced: false` skips the backoff (signal, port move).
+    Restart { paced: bool },
+    Exit(i32),
+}
+
+/// The supervisor's states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Before the first start.
+    Idle,
+    /// ssh runs.
+    Running { phase: Phase },
+    /// We asked ssh to go; waiting for it to exit.
+    Stopping { then: Then },
+    /// ssh is not running; waiting out the backoff.
+    BackingOff,
+    /// autossh is exiting.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u64,
+    sent: Time,
+}
+
+/// Counters and figures for logs and status.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub restarts: u32,
+    pub last_rtt: Option<Duration>,
+    pub last_restart_reason: Option<String>,
+}
+
+/// The supervisor.
+#[derive(Debug)]
+pub struct Supervisor {
+    cfg: Config,
+    state: State,
+    timers: Timers,
+    backoff: Backoff,
+    start_count: u32,
+    started_at: Option<Time>,
+    next_seq: u64,
+    in_flight: Option<InFlight>,
+    rtt: RttEstimate,
+    relocations: u32,
+    /// The remote port of loop mode's `-R`, as the event loop told us.
+    remote_monitor_port: Option<u16>,
+    /// When the tunnel was last seen failing: to tell how long an outage lasted.
+    down_since: Option<Time>,
+    stats: Stats,
+}
+
+impl Supervisor {
+    pub fn new(cfg: Config) -> Supervisor {
+        Supervisor {
+            backoff: Backoff::new(cfg.poll),
+            cfg,
+            state: State::Idle,
+            timers: Timers::default(),
+            start_count: 0,
+            started_at: None,
+            next_seq: 1,
+            in_flight: None,
+            rtt: RttEstimate::default(),
+            relocations: 0,
+            remote_monitor_port: None,
+            down_since: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn start_count(&self) -> u32 {
+        self.start_count
+    }
+
+    /// Tells the supervisor which remote port loop mode's `-R` asks for (so it can
+    /// recognise ssh's complaint about it). `None` in echo mode or with `-M 0`.
+    pub fn set_remote_monitor_port(&mut self, port: Option<u16>) {
+        self.remote_monitor_port = port;
+    }
+
+    /// How long the event loop may sleep before calling [`Supervisor::on_time`].
+    pub fn timeout(&self, now: Time) -> Option<Duration> {
+        self.timers.timeout(now)
+    }
+
+    /// Fires every deadline that is due.
+    pub fn on_time(&mut self, now: Time) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(t) = self.timers.pop_due(now) {
+            self.on_timer(t, now, &mut out);
+        }
+        out
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, ev: Event, now: Time) -> Vec<Action> {
+        let mut out = Vec::new();
+        match ev {
+            Event::Begin => {
+                if let Some(life) = self.cfg.max_lifetime {
+                    self.timers.set(Timer::MaxLifetime, now + life);
+                }
+                self.spawn(now, &mut out);
+            }
+            Event::SpawnFailed(e) => self.on_spawn_failed(e, now, &mut out),
+            Event::SshExited(end) => self.on_exit(end, now, &mut out),
+            Event::Signal(sig) => self.on_signal(sig, now, &mut out),
+            Event::ProbeEchoed { seq } => self.on_echo(seq, now),
+            Event::ProbeFailed { seq, why } => {
+                if self.in_flight.map(|p| p.seq) == Some(seq) {
+                    self.probe_failed(why.to_string(), now, &mut out);
+                }
+            }
+            Event::Path(path) => self.on_path(path, now, &mut out),
+            Event::RemoteForwardFailed(port) => self.on_forward_failed(port, now, &mut out),
+        }
+        out
+    }
+
+    fn on_timer(&mut self, t: Timer, now: Time, out: &mut Vec<Action>) {
+        match t {
+            Timer::Restart => {
+                if self.state == State::BackingOff {
+                    self.spawn(now, out);
+                }
+            }
+            Timer::KillEscalation => {
+                if matches!(self.state, State::Stopping { .. }) {
+                    warn!(
+                        "ssh did not exit {} s after SIGTERM; sending SIGKILL",
+                        KILL_GRACE.as_secs()
+                    );
+                    out.push(Action::KillSsh);
+                }
+            }
+            Timer::MaxLifetime => {
+                info!("maximum lifetime reached; exiting");
+                self.terminate(0, now, out);
+            }
+            Timer::Probe => {
+                if matches!(self.state, State::Running { .. }) {
+                    self.send_probe(now, out);
+                }
+            }
+            Timer::ProbeSoft => {
+                if self.in_flight.is_some() {
+                    out.push(Action::InspectPath);
+                }
+            }
+            Timer::ProbeHard => {
+                if let Some(p) = self.in_flight {
+                    let waited = now.since(p.sent);
+                    self.probe_failed(
+                        format!("probe timed out after {:.1} s", waited.as_secs_f64()),
+                        now,
+                        out,
+                    );
+                }
+            }
+            Timer::ConfirmBy => {
+                if let State::Running {
+                    phase: Phase::Confirming { .. },
+                } = self.state
+                {
+                    let waited = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+                    self.restart_ssh(
+                        format!(
+                            "tunnel not working {:.0} s after ssh started",
+                            waited.as_secs_f64()
+                        ),
+                        true,
+                        now,
+                        out,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts ssh unless MAXSTART says otherwise.
+    fn spawn(&mut self, now: Time, out: &mut Vec<Action>) {
+        if let Some(max) = self.cfg.max_start {
+            if self.start_count >= max {
+                info!("max start count reached; exiting");
+                self.finish(0, out);
+                return;
+            }
+        }
+        self.start_count += 1;
+        match self.cfg.max_start {
+            Some(max) => info!("starting ssh (count {} of {max})", self.start_count),
+            None => info!("starting ssh (count {})", self.start_count),
+        }
+        self.started_at = Some(now);
+        let phase = if self.cfg.monitored {
+            self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+            self.timers.set(
+                Timer::ConfirmBy,
+                now + self.cfg.first_poll + self.cfg.net_timeout,
+            );
+            Phase::Confirming { attempt: 0 }
+        } else {
+            Phase::Unmonitored
+        };
+        self.state = State::Running { phase };
+        out.push(Action::Spawn);
+    }
+
+    fn on_spawn_failed(&mut self, e: String, now: Time, out: &mut Vec<Action>) {
+        self.clear_probe(out);
+        if self.start_count <= 1 {
+            log::error!("cannot run ssh: {e}");
+            self.finish(1, out);
+            return;
+        }
+        warn!("cannot run ssh: {e}");
+        self.after_exit(true, "ssh could not be started".into(), now, out);
+    }
+
+    fn on_exit(&mut self, end: SshEnd, now: Time, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::KillEscalation);
+        self.clear_probe(out);
+        self.timers.clear(Timer::ConfirmBy);
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Stopping { then } => match then {
+                Then::Exit(code) => self.finish(code, out),
+                Then::Restart { paced } => {
+                    let why = self.stats.last_restart_reason.clone().unwrap_or_default();
+                    self.after_exit(paced, why, now, out)
+                }
+            },
+            State::Running { .. } => {
+                self.mark_down(now);
+                let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+                let facts = RunFacts {
+                    start_count: self.start_count,
+                    lived,
+                    gate_time: self.cfg.gate_time,
+                };
+                match judge(end, facts) {
+                    Verdict::Exit { code, why } => {
+                        if code == 0 {
+                            info!("{why}");
+                        } else {
+                            log::error!("{why}");
+                        }
+                        self.finish(code, out);
+                    }
+                    Verdict::Restart(why) => {
+                        self.stats.restarts += 1;
+                        self.stats.last_restart_reason = Some(why.clone());
+                        self.after_exit(true, why, now, out);
+                    }
+                }
+            }
+            other => {
+                debug!("ssh exit while {other:?}; ignored");
+                self.state = other;
+            }
+        }
+    }
+
+    /// ssh is gone and will be restarted: now or after the backoff.
+    fn after_exit(&mut self, paced: bool, why: String, now: Time, out: &mut Vec<Action>) {
+        let delay = if paced {
+            let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+            self.backoff.next_delay(lived)
+        } else {
+            Duration::ZERO
+        };
+        info!("{why}; restarting ssh in {} s", delay.as_secs());
+        if delay.is_zero() {
+            self.spawn(now, out);
+        } else {
+            self.state = State::BackingOff;
+            self.timers.set(Timer::Restart, now + delay);
+        }
+    }
+
+    fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Vec<Action>) {
+        match sig {
+            Sig::Terminate(n) => {
+                info!("received signal to exit ({n})");
+                if let State::Stopping {
+                    then: Then::Exit(_),
+                } = self.state
+                {
+                    // Asked twice: do not wait out the grace.
+                    out.push(Action::KillSsh);
+                }
+                self.terminate(0, now, out);
+            }
+            Sig::Restart => match self.state {
+                State::Running { .. } => {
+                    self.restart_ssh("signalled to kill and restart ssh".into(), false, now, out)
+                }
+                State::BackingOff => {
+                    info!("signalled to restart ssh; skipping the backoff");
+                    self.timers.clear(Timer::Restart);
+                    self.spawn(now, out);
+                }
+                _ => {}
+            },
+            Sig::Retry => match self.state {
+                State::BackingOff => {
+                    info!("SIGHUP: retrying now");
+                    self.timers.clear(Timer::Restart);
+                    self.spawn(now, out);
+                }
+                State::Running { .. } if self.in_flight.is_none() && self.cfg.monitored => {
+                    info!("SIGHUP: probing the tunnel now");
+                    self.timers.set(Timer::Probe, now);
+                }
+                _ => {}
+            },
+            Sig::Wake => debug!("SIGUSR2: awake"),
+        }
+    }
+
+    /// Stop everything and exit with `code`.
+    fn terminate(&mut self, code: i32, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::Running { .. } => {
+                self.clear_probe(out);
+                self.stop_ssh(Then::Exit(code), now, out);
+            }
+            State::Stopping { .. } => {
+                self.state = State::Stopping {
+                    then: Then::Exit(code),
+                };
+            }
+            State::Idle | State::BackingOff => self.finish(code, out),
+            State::Done => {}
+        }
+    }
+
+    fn finish(&mut self, code: i32, out: &mut Vec<Action>) {
+        self.timers = Timers::default();
+        self.in_flight = None;
+        self.state = State::Done;
+        out.push(Action::Exit(code));
+    }
+
+    fn stop_ssh(&mut self, then: Then, now: Time, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::ConfirmBy);
+        self.timers.set(Timer::KillEscalation, now + KILL_GRACE);
+        self.state = State::Stopping { then };
+        out.push(Action::TermSsh);
+    }
+
+    /// Kill the running ssh and start another (after the backoff when `paced`).
+    fn restart_ssh(&mut self, why: String, paced: bool, now: Time, out: &mut Vec<Action>) {
+        info!("{why}, restarting ssh");
+        self.mark_down(now);
+        self.stats.restarts += 1;
+        self.stats.last_restart_reason = Some(why);
+        self.clear_probe(out);
+        self.stop_ssh(Then::Restart { paced }, now, out);
+    }
+
+    fn mark_down(&mut self, now: Time) {
+        self.down_since.get_or_insert(now);
+    }
+
+    fn send_probe(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight = Some(InFlight { seq, sent: now });
+        let confirming = matches!(
+            self.state,
+            State::Running {
+                phase: Phase::Confirming { .. }
+            }
+        );
+        let hard = self.cfg.net_timeout;
+        if !confirming {
+            let soft = self.rtt.patience(PATIENCE_FLOOR.min(hard), hard);
+            if soft < hard {
+                self.timers.set(Timer::ProbeSoft, now + soft);
+            }
+        }
+        self.timers.set(Timer::ProbeHard, now + hard);
+        out.push(Action::SendProbe { seq });
+    }
+
+    fn clear_probe(&mut self, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::Probe);
+        self.timers.clear(Timer::ProbeSoft);
+        self.timers.clear(Timer::ProbeHard);
+        if self.in_flight.take().is_some() {
+            out.push(Action::DropProbe);
+        }
+    }
+
+    fn on_echo(&mut self, seq: u64, now: Time) {
+        let Some(p) = self.in_flight.filter(|p| p.seq == seq) else {
+            return;
+        };
+        self.in_flight = None;
+        self.timers.clear(Timer::ProbeSoft);
+        self.timers.clear(Timer::ProbeHard);
+        let rtt = now.since(p.sent);
+        self.rtt.sample(rtt);
+        self.stats.last_rtt = Some(rtt);
+        if let State::Running {
+            phase: Phase::Confirming { .. },
+        } = self.state
+        {
+            self.timers.clear(Timer::ConfirmBy);
+            self.relocations = 0;
+            match self.down_since.take() {
+                Some(down) => info!(
+                    "tunnel up, probe rtt {} ms (down for {:.1} s)",
+                    ms(rtt),
+                    now.since(down).as_secs_f64()
+                ),
+                None => info!("tunnel up, probe rtt {} ms", ms(rtt)),
+            }
+            self.state = State::Running { phase: Phase::Up };
+        } else {
+            debug!("probe {seq} ok, rtt {} ms", ms(rtt));
+        }
+        let next = (p.sent + self.cfg.poll).max(now);
+        self.timers.set(Timer::Probe, next);
+    }
+
+    fn on_path(&mut self, path: PathState, now: Time, out: &mut Vec<Action>) {
+        let Some(p) = self.in_flight else { return };
+        match path {
+            PathState::Quiet => {
+                let waited = now.since(p.sent);
+                self.probe_failed(
+                    format!(
+                        "probe timed out after {:.1} s (server acknowledged it, session silent)",
+                        waited.as_secs_f64()
+                    ),
+                    now,
+                    out,
+                );
+            }
+            PathState::Busy | PathState::Unknown => {
+                debug!("probe {} late; path {path:?}: waiting for the net timeout", p.seq)
+            }
+        }
+    }
+
+    fn probe_failed(&mut self, why: String, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::Running {
+                phase: Phase::Confirming { attempt },
+            } => {
+                debug!("tunnel not up yet: {why}");
+                self.clear_probe(out);
+                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(attempt + 1))
+                    .min(CONFIRM_MAX_GAP)
+                    .min(self.cfg.poll);
+                self.timers.set(Timer::Probe, now + gap);
+                self.state = State::Running {
+                    phase: Phase::Confirming {
+                        attempt: attempt + 1,
+                    },
+                };
+            }
+            State::Running { phase: Phase::Up } => self.restart_ssh(why, true, now, out),
+            _ => self.clear_probe(out),
+        }
+    }
+
+    fn on_forward_failed(&mut self, port: u16, now: Time, out: &mut Vec<Action>) {
+        if Some(port) != self.remote_monitor_port || !matches!(self.state, State::Running { .. })
+        {
+            return;
+        }
+        if self.relocations >= MAX_RELOCATIONS {
+            warn!(
+                "remote monitor port {port} busy on the server, and {MAX_RELOCATIONS} others \
+                 before it; keeping this ssh (is remote forwarding allowed?)"
+            );
+            return;
+        }
+        self.relocations += 1;
+        out.push(Action::RelocateMonitor);
+        self.restart_ssh(
+            format!("remote monitor port {port} busy on the server"),
+            false,
+            now,
+            out,
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

@@ -1,0 +1,458 @@
+//! Unit tests of the supervisor with a fake clock: no processes, no sockets.
+
+use super::*;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn cfg() -> Config {
+    Config {
+        gate_time: secs(30.0),
+        max_start: None,
+        max_lifetime: None,
+        poll: secs(600.0),
+        first_poll: secs(600.0),
+        net_timeout: secs(15.0),
+        monitored: false,
+    }
+}
+
+fn monitored(poll: f64) -> Config {
+    Config {
+        poll: secs(poll),
+        first_poll: secs(poll),
+        net_timeout: secs((poll / 2.0).min(15.0)),
+        monitored: true,
+        gate_time: Duration::ZERO,
+        ..cfg()
+    }
+}
+
+/// A supervisor and a fake clock.
+struct Sim {
+    sup: Supervisor,
+    now: Time,
+}
+
+impl Sim {
+    fn new(cfg: Config) -> Sim {
+        Sim {
+            sup: Supervisor::new(cfg),
+            now: Time::from_origin(secs(1000.0)),
+        }
+    }
+
+    fn ev(&mut self, e: Event) -> Vec<Action> {
+        self.sup.handle(e, self.now)
+    }
+
+    /// Advances the clock by `s` seconds, firing deadlines on the way, in order.
+    fn advance(&mut self, s: f64) -> Vec<Action> {
+        let end = self.now + secs(s);
+        let mut out = Vec::new();
+        while let Some(next) = self.sup.timers.next().filter(|&t| t <= end) {
+            self.now = self.now.max(next);
+            out.extend(self.sup.on_time(self.now));
+        }
+        self.now = end;
+        out
+    }
+
+    fn exit(&mut self, end: SshEnd) -> Vec<Action> {
+        self.ev(Event::SshExited(end))
+    }
+
+    /// Advances to the next deadline, which must send a probe; returns its number.
+    fn next_probe(&mut self) -> u64 {
+        let wait = self.sup.timeout(self.now).expect("a deadline");
+        match self.advance(wait.as_secs_f64())[..] {
+            [Action::SendProbe { seq }] => seq,
+            ref other => panic!("expected a probe, got {other:?}"),
+        }
+    }
+
+    /// Answers every SendProbe in `acts` with an echo after `rtt` seconds.
+    fn echo_all(&mut self, acts: &[Action], rtt: f64) {
+        for a in acts {
+            if let Action::SendProbe { seq } = a {
+                self.now = self.now + secs(rtt);
+                let out = self.ev(Event::ProbeEchoed { seq: *seq });
+                assert!(out.is_empty(), "{out:?}");
+            }
+        }
+    }
+}
+
+fn exit_code(acts: &[Action]) -> Option<i32> {
+    acts.iter().find_map(|a| match a {
+        Action::Exit(c) => Some(*c),
+        _ => None,
+    })
+}
+
+#[test]
+fn begin_spawns_and_exit_0_exits_0() {
+    let mut s = Sim::new(cfg());
+    assert_eq!(s.ev(Event::Begin), [Action::Spawn]);
+    s.advance(40.0);
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(0))), Some(0));
+    assert_eq!(*s.sup.state(), State::Done);
+}
+
+#[test]
+fn exit_within_gate_on_first_run_exits_1() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.advance(29.0);
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(1));
+}
+
+#[test]
+fn exit_255_after_gate_restarts_at_once() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.advance(31.0);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    assert_eq!(s.sup.start_count(), 2);
+    // Second run: exit 1 restarts, even quickly.
+    s.advance(1.0);
+    assert_eq!(s.exit(SshEnd::Exited(1)), [Action::Spawn]);
+    s.advance(1.0);
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(3))), Some(1));
+}
+
+#[test]
+fn exit_1_after_gate_on_first_run_exits_1() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.advance(31.0);
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(1))), Some(1));
+}
+
+#[test]
+fn sigkill_of_ssh_stops_autossh_other_signals_restart() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.advance(1.0);
+    assert_eq!(s.exit(SshEnd::Signaled(15)), [Action::Spawn]);
+    s.advance(1.0);
+    assert_eq!(exit_code(&s.exit(SshEnd::Signaled(9))), Some(0));
+}
+
+#[test]
+fn maxstart_counts_starts() {
+    let mut s = Sim::new(Config {
+        max_start: Some(2),
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    assert_eq!(s.ev(Event::Begin), [Action::Spawn]);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(0));
+    assert_eq!(s.sup.start_count(), 2);
+    let mut s = Sim::new(Config {
+        max_start: Some(0),
+        ..cfg()
+    });
+    assert_eq!(s.ev(Event::Begin), [Action::Exit(0)]);
+}
+
+#[test]
+fn maxlifetime_stops_ssh_and_exits_0() {
+    let mut s = Sim::new(Config {
+        max_lifetime: Some(secs(20.0)),
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    assert!(s.advance(19.0).is_empty());
+    assert_eq!(s.advance(1.0), [Action::TermSsh]);
+    assert_eq!(exit_code(&s.exit(SshEnd::Signaled(15))), Some(0));
+}
+
+#[test]
+fn maxlifetime_during_backoff_exits_at_once() {
+    let mut s = Sim::new(Config {
+        max_lifetime: Some(secs(1.0)),
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    for _ in 0..6 {
+        s.exit(SshEnd::Exited(255));
+    }
+    assert_eq!(*s.sup.state(), State::BackingOff);
+    assert_eq!(s.advance(1.0), [Action::Exit(0)]);
+}
+
+#[test]
+fn backoff_follows_the_1_4g_curve() {
+    let mut s = Sim::new(Config {
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    for _ in 0..5 {
+        assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    }
+    // Sixth quick death: 2 s wait at POLL=600.
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(s.sup.timeout(s.now), Some(secs(2.0)));
+    assert!(s.advance(1.9).is_empty());
+    assert_eq!(s.advance(0.1), [Action::Spawn]);
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(s.sup.timeout(s.now), Some(secs(8.0)));
+}
+
+#[test]
+fn sighup_skips_the_backoff() {
+    let mut s = Sim::new(Config {
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    for _ in 0..6 {
+        s.exit(SshEnd::Exited(255));
+    }
+    assert_eq!(*s.sup.state(), State::BackingOff);
+    assert_eq!(s.ev(Event::Signal(Sig::Retry)), [Action::Spawn]);
+}
+
+#[test]
+fn sigterm_in_every_state_exits_0_without_orphans() {
+    // Running: TERM ssh, then exit once it is gone.
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    assert_eq!(s.ev(Event::Signal(Sig::Terminate(15))), [Action::TermSsh]);
+    assert_eq!(exit_code(&s.exit(SshEnd::Signaled(15))), Some(0));
+    // Backing off: nothing runs, exit at once.
+    let mut s = Sim::new(Config {
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    for _ in 0..6 {
+        s.exit(SshEnd::Exited(255));
+    }
+    assert_eq!(s.ev(Event::Signal(Sig::Terminate(2))), [Action::Exit(0)]);
+    // Before the first start.
+    let mut s = Sim::new(cfg());
+    assert_eq!(s.ev(Event::Signal(Sig::Terminate(3))), [Action::Exit(0)]);
+}
+
+#[test]
+fn ssh_ignoring_term_gets_killed_after_the_grace() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.ev(Event::Signal(Sig::Terminate(15)));
+    assert!(s.advance(KILL_GRACE.as_secs_f64() - 0.1).is_empty());
+    assert_eq!(s.advance(0.1), [Action::KillSsh]);
+    // Our own SIGKILL is not "killed on purpose by someone else": exit code is ours.
+    assert_eq!(exit_code(&s.exit(SshEnd::Signaled(9))), Some(0));
+}
+
+#[test]
+fn second_sigterm_kills_at_once() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.ev(Event::Signal(Sig::Terminate(15)));
+    assert_eq!(s.ev(Event::Signal(Sig::Terminate(15))), [Action::KillSsh]);
+}
+
+#[test]
+fn sigusr1_restarts_now_and_sigterm_while_stopping_wins() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    assert_eq!(s.ev(Event::Signal(Sig::Restart)), [Action::TermSsh]);
+    assert_eq!(s.exit(SshEnd::Signaled(15)), [Action::Spawn]);
+    assert_eq!(s.sup.start_count(), 2);
+    s.ev(Event::Signal(Sig::Restart));
+    s.ev(Event::Signal(Sig::Terminate(15)));
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(0));
+}
+
+#[test]
+fn first_spawn_failure_exits_1_later_ones_back_off() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    assert_eq!(
+        exit_code(&s.ev(Event::SpawnFailed("no such file".into()))),
+        Some(1)
+    );
+    let mut s = Sim::new(Config {
+        gate_time: Duration::ZERO,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    s.exit(SshEnd::Exited(255));
+    assert_eq!(s.ev(Event::SpawnFailed("EAGAIN".into())), [Action::Spawn]);
+}
+
+// ---- the monitor's schedule ----
+
+/// Starts a monitored supervisor and proves the tunnel; returns the sim.
+fn up(poll: f64) -> Sim {
+    let mut s = Sim::new(monitored(poll));
+    s.ev(Event::Begin);
+    let acts = s.advance(0.25);
+    assert_eq!(acts, [Action::SendProbe { seq: 1 }]);
+    s.echo_all(&acts, 0.002);
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    s
+}
+
+#[test]
+fn confirmation_retries_quickly_until_the_tunnel_answers() {
+    let mut s = Sim::new(monitored(600.0));
+    s.ev(Event::Begin);
+    let a = s.advance(0.25);
+    assert_eq!(a, [Action::SendProbe { seq: 1 }]);
+    let r = s.ev(Event::ProbeFailed {
+        seq: 1,
+        why: ProbeFailure::Refused("refused".into()),
+    });
+    assert_eq!(r, [Action::DropProbe]);
+    // Next attempt 0.5 s later, not a whole poll.
+    assert!(s.advance(0.49).is_empty());
+    let a = s.advance(0.01);
+    assert_eq!(a, [Action::SendProbe { seq: 2 }]);
+    s.echo_all(&a, 0.003);
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(0.003)));
+}
+
+#[test]
+fn unconfirmed_tunnel_is_restarted_after_first_poll_plus_net_timeout() {
+    let mut s = Sim::new(monitored(4.0));
+    s.ev(Event::Begin);
+    let mut restarted = false;
+    for _ in 0..100 {
+        let acts = s.advance(0.1);
+        for a in &acts {
+            if let Action::SendProbe { seq } = a {
+                let seq = *seq;
+                s.ev(Event::ProbeFailed {
+                    seq,
+                    why: ProbeFailure::Closed,
+                });
+            }
+        }
+        if acts.contains(&Action::TermSsh) {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted);
+    // first_poll 4 + net timeout 2, from the start at t=1000.
+    assert_eq!(s.now.since(Time::from_origin(secs(1000.0))), secs(6.0));
+}
+
+#[test]
+fn probes_run_every_poll_once_up() {
+    let mut s = up(4.0);
+    for _ in 0..5 {
+        let a = s.advance(4.0);
+        assert_eq!(a.len(), 1, "{a:?}");
+        s.echo_all(&a, 0.001);
+    }
+    assert_eq!(s.sup.stats().restarts, 0);
+}
+
+#[test]
+fn silent_server_is_detected_at_the_patience_floor() {
+    let mut s = up(4.0);
+    let a = s.advance(4.0);
+    assert!(matches!(a[..], [Action::SendProbe { .. }]));
+    // No echo. After one second (the floor) the loop is asked to look at the path.
+    assert!(s.advance(0.99).is_empty());
+    assert_eq!(s.advance(0.01), [Action::InspectPath]);
+    let r = s.ev(Event::Path(PathState::Quiet));
+    assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
+    assert_eq!(s.exit(SshEnd::Signaled(15)), [Action::Spawn]);
+    assert_eq!(s.sup.stats().restarts, 1);
+}
+
+#[test]
+fn busy_path_waits_for_the_net_timeout() {
+    let mut s = up(4.0);
+    s.advance(4.0);
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Busy)).is_empty());
+    assert!(s.advance(0.99).is_empty());
+    assert_eq!(s.advance(0.01), [Action::DropProbe, Action::TermSsh]);
+}
+
+#[test]
+fn a_late_echo_before_the_net_timeout_is_a_success() {
+    let mut s = up(4.0);
+    let seq = s.next_probe();
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Unknown)).is_empty());
+    s.advance(0.5);
+    assert!(s.ev(Event::ProbeEchoed { seq }).is_empty());
+    assert_eq!(s.sup.stats().restarts, 0);
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(1.5)));
+}
+
+#[test]
+fn wrong_bytes_fail_the_probe_and_stale_echoes_are_ignored() {
+    let mut s = up(4.0);
+    let a = s.advance(4.0);
+    let Action::SendProbe { seq } = a[0] else {
+        panic!()
+    };
+    // An echo of an older probe is not this probe.
+    assert!(s.ev(Event::ProbeEchoed { seq: seq - 1 }).is_empty());
+    let r = s.ev(Event::ProbeFailed {
+        seq,
+        why: ProbeFailure::WrongBytes,
+    });
+    assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
+}
+
+#[test]
+fn slow_tunnel_raises_the_patience() {
+    let mut s = up(4.0);
+    for _ in 0..8 {
+        let seq = s.next_probe();
+        s.advance(0.9);
+        s.ev(Event::ProbeEchoed { seq });
+    }
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(0.9)));
+    s.next_probe();
+    // 2·0.9 + 4·var > 1.8 s: no inspection at the one-second floor.
+    assert!(s.advance(1.7).is_empty());
+}
+
+#[test]
+fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    // A complaint about another port (the user's own -R) is not ours.
+    assert!(s.ev(Event::RemoteForwardFailed(8080)).is_empty());
+    let r = s.ev(Event::RemoteForwardFailed(20000));
+    assert_eq!(r, [Action::RelocateMonitor, Action::TermSsh]);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+}
+
+#[test]
+fn relocation_gives_up_after_many_busy_ports() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    for _ in 0..MAX_RELOCATIONS {
+        assert!(s
+            .ev(Event::RemoteForwardFailed(20000))
+            .contains(&Action::RelocateMonitor));
+        s.exit(SshEnd::Exited(255));
+    }
+    assert!(s.ev(Event::RemoteForwardFailed(20000)).is_empty());
+}
+
+#[test]
+fn sighup_while_up_probes_now() {
+    let mut s = up(600.0);
+    s.ev(Event::Signal(Sig::Retry));
+    assert_eq!(s.advance(0.0), [Action::SendProbe { seq: 2 }]);
+}
