@@ -35,6 +35,8 @@ pub struct Cli {
     pub monitor: Option<MonitorSpec>,
     /// Everything for ssh, in order, without autossh's own options.
     pub ssh_args: Vec<OsString>,
+    /// The values of the user's `-o` options (`Key=value`), to know what they set.
+    pub ssh_o_values: Vec<String>,
 }
 
 /// Where the splitter is in ssh's grammar.
@@ -60,6 +62,7 @@ where
         daemon: false,
         monitor: None,
         ssh_args: Vec::with_capacity(args.len()),
+        ssh_o_values: Vec::new(),
     };
     let mut place = Place::BeforeDestination;
     let mut seen_destination = false;
@@ -145,6 +148,17 @@ fn split_cluster(
                 return Ok((non_empty(kept), next_arg));
             }
             _ if ssh_opts::kind(c) == OptKind::Value => {
+                if c == 'o' {
+                    let v = if rest.is_empty() {
+                        next.map(|n| n.as_bytes())
+                    } else {
+                        Some(rest)
+                    };
+                    if let Some(v) = v {
+                        cli.ssh_o_values
+                            .push(String::from_utf8_lossy(v).into_owned());
+                    }
+                }
                 kept.extend_from_slice(&arg[j..]);
                 if rest.is_empty() {
                     if next.is_none() {
@@ -248,7 +262,10 @@ mod tests {
 
     #[test]
     fn bind_interface_and_stdio_forward() {
-        assert_eq!(ssh(&["-B", "eth0", "-W", "db:5432", "h"]), ["-B", "eth0", "-W", "db:5432", "h"]);
+        assert_eq!(
+            ssh(&["-B", "eth0", "-W", "db:5432", "h"]),
+            ["-B", "eth0", "-W", "db:5432", "h"]
+        );
     }
 
     #[test]
@@ -262,7 +279,10 @@ mod tests {
 
     #[test]
     fn f_inside_a_value_is_not_stripped() {
-        assert_eq!(ssh(&["-ofoo=bar", "-Lf:1:f:2", "h"]), ["-ofoo=bar", "-Lf:1:f:2", "h"]);
+        assert_eq!(
+            ssh(&["-ofoo=bar", "-Lf:1:f:2", "h"]),
+            ["-ofoo=bar", "-Lf:1:f:2", "h"]
+        );
     }
 
     #[test]
@@ -274,7 +294,13 @@ mod tests {
         assert!(cli.daemon);
         assert_eq!(cli.ssh_args, [OsString::from("h")]);
         let cli = parse(["-NfM20000:7", "h"]).unwrap();
-        assert_eq!(cli.monitor, Some(MonitorSpec::Echo { port: 20000, echo: 7 }));
+        assert_eq!(
+            cli.monitor,
+            Some(MonitorSpec::Echo {
+                port: 20000,
+                echo: 7
+            })
+        );
         assert_eq!(cli.ssh_args, [OsString::from("-N"), OsString::from("h")]);
     }
 
@@ -282,7 +308,10 @@ mod tests {
     fn remote_command_keeps_its_options() {
         assert_eq!(ssh(&["-M", "0", "host", "ls", "-l"]), ["host", "ls", "-l"]);
         // -M after the command belongs to the command.
-        assert_eq!(ssh(&["h", "cmd", "-M", "5", "-f"]), ["h", "cmd", "-M", "5", "-f"]);
+        assert_eq!(
+            ssh(&["h", "cmd", "-M", "5", "-f"]),
+            ["h", "cmd", "-M", "5", "-f"]
+        );
     }
 
     #[test]
@@ -296,6 +325,21 @@ mod tests {
     #[test]
     fn double_dash_reaches_ssh_and_ends_options() {
         assert_eq!(ssh(&["-M", "0", "--", "host", "-f"]), ["--", "host", "-f"]);
+    }
+
+    #[test]
+    fn o_values_are_collected() {
+        let cli = parse([
+            "-o",
+            "ServerAliveInterval=5",
+            "-NoExitOnForwardFailure no",
+            "h",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.ssh_o_values,
+            ["ServerAliveInterval=5", "ExitOnForwardFailure no"]
+        );
     }
 
     #[test]
@@ -323,7 +367,13 @@ mod tests {
         assert!(m("20000:").is_err());
         assert!(m("20000:70000").is_err());
         assert!(m("-5").is_err());
-        assert_eq!(m("20000:7").unwrap(), MonitorSpec::Echo { port: 20000, echo: 7 });
+        assert_eq!(
+            m("20000:7").unwrap(),
+            MonitorSpec::Echo {
+                port: 20000,
+                echo: 7
+            }
+        );
     }
 
     #[test]

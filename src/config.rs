@@ -32,6 +32,8 @@ pub struct Settings {
     pub serveralive_count_max: u32,
     pub daemon: bool,
     pub ssh_args: Vec<OsString>,
+    /// Lower-cased keys of the user's `-o` options.
+    pub user_o_keys: Vec<String>,
 }
 
 impl Settings {
@@ -76,7 +78,9 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         None => None,
         Some(v) => {
             let n: i64 = parse_signed(&v).ok_or_else(|| {
-                usage(format!("AUTOSSH_MAXSTART: invalid value \"{v}\" (a whole number; -1 for no limit)"))
+                usage(format!(
+                    "AUTOSSH_MAXSTART: invalid value \"{v}\" (a whole number; -1 for no limit)"
+                ))
             })?;
             u32::try_from(n).ok()
         }
@@ -109,7 +113,8 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
     let pidfile = absolute(get("AUTOSSH_PIDFILE").filter(|p| !p.is_empty()))?;
     let logfile = absolute(get("AUTOSSH_LOGFILE").filter(|p| !p.is_empty()))?;
     let serveralive_interval = number("AUTOSSH_SERVERALIVE_INTERVAL", 0, DAY)?.unwrap_or(60) as u32;
-    let serveralive_count_max = number("AUTOSSH_SERVERALIVE_COUNT_MAX", 1, 1000)?.unwrap_or(3) as u32;
+    let serveralive_count_max =
+        number("AUTOSSH_SERVERALIVE_COUNT_MAX", 1, 1000)?.unwrap_or(3) as u32;
     Ok(Settings {
         ssh_path,
         monitor,
@@ -127,13 +132,25 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         serveralive_interval,
         serveralive_count_max,
         daemon: cli.daemon,
+        user_o_keys: cli.ssh_o_values.iter().map(|v| o_key(v)).collect(),
         ssh_args: cli.ssh_args,
     })
 }
 
+/// The lower-cased key of an ssh `-o` value (`Key=value`, `Key value`).
+fn o_key(v: &str) -> String {
+    let v = v.trim_start();
+    let end = v
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(v.len());
+    v[..end].to_ascii_lowercase()
+}
+
 fn parse_signed(v: &str) -> Option<i64> {
     match v.strip_prefix('-') {
-        Some(rest) => parse_c_number(rest).and_then(|n| i64::try_from(n).ok()).map(|n| -n),
+        Some(rest) => parse_c_number(rest)
+            .and_then(|n| i64::try_from(n).ok())
+            .map(|n| -n),
         None => parse_c_number(v).and_then(|n| i64::try_from(n).ok()),
     }
 }
@@ -156,8 +173,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)], args: &[&str]) -> Result<Settings> {
-        let map: HashMap<String, OsString> =
-            vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
         let cli = crate::cli::parse(args.iter().copied()).unwrap();
         from_env(cli, |k| map.get(k).cloned())
     }
@@ -187,7 +206,13 @@ mod tests {
         let s = settings(&[("AUTOSSH_PORT", "30000")], &["-M", "20000", "h"]).unwrap();
         assert_eq!(s.monitor, Some(MonitorSpec::Loop(20000)));
         let s = settings(&[("AUTOSSH_PORT", "30000:7")], &["h"]).unwrap();
-        assert_eq!(s.monitor, Some(MonitorSpec::Echo { port: 30000, echo: 7 }));
+        assert_eq!(
+            s.monitor,
+            Some(MonitorSpec::Echo {
+                port: 30000,
+                echo: 7
+            })
+        );
     }
 
     #[test]
@@ -216,8 +241,18 @@ mod tests {
 
     #[test]
     fn maxstart_negative_is_unlimited() {
-        assert_eq!(settings(&[("AUTOSSH_MAXSTART", "-1")], &["h"]).unwrap().max_start, None);
-        assert_eq!(settings(&[("AUTOSSH_MAXSTART", "0")], &["h"]).unwrap().max_start, Some(0));
+        assert_eq!(
+            settings(&[("AUTOSSH_MAXSTART", "-1")], &["h"])
+                .unwrap()
+                .max_start,
+            None
+        );
+        assert_eq!(
+            settings(&[("AUTOSSH_MAXSTART", "0")], &["h"])
+                .unwrap()
+                .max_start,
+            Some(0)
+        );
     }
 
     #[test]
@@ -230,7 +265,10 @@ mod tests {
 
     #[test]
     fn daemon_turns_the_gate_off() {
-        assert_eq!(settings(&[], &["-f", "h"]).unwrap().gate_time, Duration::ZERO);
+        assert_eq!(
+            settings(&[], &["-f", "h"]).unwrap().gate_time,
+            Duration::ZERO
+        );
     }
 
     #[test]

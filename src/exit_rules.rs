@@ -84,7 +84,11 @@ mod tests {
     #[test]
     fn inside_the_gate_on_first_run_any_status_exits_1() {
         for s in [0, 1, 2, 3, 255] {
-            assert_eq!(code(judge(SshEnd::Exited(s), run(1, 5, 30))), 1, "status {s}");
+            assert_eq!(
+                code(judge(SshEnd::Exited(s), run(1, 5, 30))),
+                1,
+                "status {s}"
+            );
         }
     }
 

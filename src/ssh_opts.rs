@@ -37,10 +37,14 @@ mod tests {
 
     #[test]
     fn value_options_match_openssh() {
-        for c in ['L', 'R', 'D', 'J', 'B', 'W', 'o', 'p', 'i', 'l', 'F', 'E', 'w', 'P'] {
+        for c in [
+            'L', 'R', 'D', 'J', 'B', 'W', 'o', 'p', 'i', 'l', 'F', 'E', 'w', 'P',
+        ] {
             assert_eq!(kind(c), OptKind::Value, "-{c}");
         }
-        for c in ['N', 'f', 'T', 'v', 'q', 'C', 'g', '4', '6', 'A', 'x', 'G', 'V'] {
+        for c in [
+            'N', 'f', 'T', 'v', 'q', 'C', 'g', '4', '6', 'A', 'x', 'G', 'V',
+        ] {
             assert_eq!(kind(c), OptKind::Flag, "-{c}");
         }
         assert_eq!(kind('Z'), OptKind::Unknown);

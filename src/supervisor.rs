@@ -139,7 +139,9 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
     /// Restart; `paced: false` skips the backoff (signal, port move).
-    Restart { paced: bool },
+    Restart {
+        paced: bool,
+    },
     Exit(i32),
 }
 
@@ -365,7 +367,7 @@ impl Supervisor {
             return;
         }
         warn!("cannot run ssh: {e}");
-        self.after_exit(true, "ssh could not be started".into(), now, out);
+        self.after_exit(true, Some("ssh could not be started".into()), now, out);
     }
 
     fn on_exit(&mut self, end: SshEnd, now: Time, out: &mut Vec<Action>) {
@@ -375,10 +377,7 @@ impl Supervisor {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Stopping { then } => match then {
                 Then::Exit(code) => self.finish(code, out),
-                Then::Restart { paced } => {
-                    let why = self.stats.last_restart_reason.clone().unwrap_or_default();
-                    self.after_exit(paced, why, now, out)
-                }
+                Then::Restart { paced } => self.after_exit(paced, None, now, out),
             },
             State::Running { .. } => {
                 self.mark_down(now);
@@ -400,7 +399,7 @@ impl Supervisor {
                     Verdict::Restart(why) => {
                         self.stats.restarts += 1;
                         self.stats.last_restart_reason = Some(why.clone());
-                        self.after_exit(true, why, now, out);
+                        self.after_exit(true, Some(why), now, out);
                     }
                 }
             }
@@ -411,15 +410,22 @@ impl Supervisor {
         }
     }
 
-    /// ssh is gone and will be restarted: now or after the backoff.
-    fn after_exit(&mut self, paced: bool, why: String, now: Time, out: &mut Vec<Action>) {
+    /// ssh is gone and will be restarted: now or after the backoff. `why` is logged when
+    /// the reason was not logged already (an exit we did not cause).
+    fn after_exit(&mut self, paced: bool, why: Option<String>, now: Time, out: &mut Vec<Action>) {
         let delay = if paced {
             let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
             self.backoff.next_delay(lived)
         } else {
             Duration::ZERO
         };
-        info!("{why}; restarting ssh in {} s", delay.as_secs());
+        match why {
+            Some(why) => info!("{why}, restarting ssh in {} s", delay.as_secs()),
+            None if !delay.is_zero() => {
+                info!("waiting {} s before restarting ssh", delay.as_secs())
+            }
+            None => {}
+        }
         if delay.is_zero() {
             self.spawn(now, out);
         } else {
@@ -593,7 +599,10 @@ impl Supervisor {
                 );
             }
             PathState::Busy | PathState::Unknown => {
-                debug!("probe {} late; path {path:?}: waiting for the net timeout", p.seq)
+                debug!(
+                    "probe {} late; path {path:?}: waiting for the net timeout",
+                    p.seq
+                )
             }
         }
     }
@@ -621,8 +630,7 @@ impl Supervisor {
     }
 
     fn on_forward_failed(&mut self, port: u16, now: Time, out: &mut Vec<Action>) {
-        if Some(port) != self.remote_monitor_port || !matches!(self.state, State::Running { .. })
-        {
+        if Some(port) != self.remote_monitor_port || !matches!(self.state, State::Running { .. }) {
             return;
         }
         if self.relocations >= MAX_RELOCATIONS {

@@ -110,10 +110,7 @@ impl Default for TestDir {
 impl TestDir {
     /// A directory named after the current test (the test thread's name).
     pub fn new() -> TestDir {
-        let name = std::thread::current()
-            .name()
-            .unwrap_or("test")
-            .to_string();
+        let name = std::thread::current().name().unwrap_or("test").to_string();
         TestDir::named(&name)
     }
 
@@ -650,7 +647,11 @@ impl Cmd {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot spawn {}: {e} (cwd {})", self.command_line(), cwd.display())
+            panic!(
+                "cannot spawn {}: {e} (cwd {})",
+                self.command_line(),
+                cwd.display()
+            )
         });
         let pid = child.id() as i32;
         Proc {
@@ -1151,6 +1152,29 @@ impl Sshd {
         all
     }
 
+    /// The session processes past authentication: command line
+    /// "sshd: <user>" (root logins, no separate child), "sshd: <user> [priv]"
+    /// or "sshd: <user>@notty"; not the pre-auth "[accepted]", "[net]" or
+    /// "[preauth]" ones. With a root login and `ssh -N`, one per connection.
+    pub fn logged_in_pids(&self) -> Vec<i32> {
+        let prefix = format!("sshd: {}", self.user);
+        self.session_pids()
+            .into_iter()
+            .filter(|&p| {
+                let c = cmdline_string(p);
+                let c = c.trim_end();
+                let rest = match c.strip_prefix(&prefix) {
+                    Some(r) => r,
+                    None => return false,
+                };
+                (rest.is_empty() || rest.starts_with(' ') || rest.starts_with('@'))
+                    && !rest.contains("[net]")
+                    && !rest.contains("[preauth]")
+                    && !rest.contains("[accepted]")
+            })
+            .collect()
+    }
+
     /// Sends `sig` (SIGSTOP, SIGCONT, SIGKILL, ...) to every session process;
     /// returns how many were signalled.
     pub fn stop_sessions(&self, sig: Signal) -> usize {
@@ -1567,7 +1591,11 @@ impl FakeSsh {
                 out,
                 "run {}: pid {pid} ({}): ssh {}",
                 i + 1,
-                if process_exists(pid) { "running" } else { "gone" },
+                if process_exists(pid) {
+                    "running"
+                } else {
+                    "gone"
+                },
                 quoted.join(" ")
             );
         }

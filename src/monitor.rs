@@ -1,0 +1,320 @@
+//! The monitor's sockets: the probe connection to ssh's `-L` port and, in loop mode, the
+//! listener on port+1 where the probe comes back through the server. Non-blocking, driven
+//! by the event loop; outcomes are reported to the supervisor as events.
+
+use crate::probe::{compare, Echo};
+use crate::supervisor::{Event, ProbeFailure};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// Token of the loop-mode listener.
+pub const LISTENER: Token = Token(2);
+/// Token of the outgoing probe connection.
+pub const PROBE: Token = Token(3);
+/// Tokens of connections accepted on the listener: `INBOUND_FIRST + slot`.
+pub const INBOUND_FIRST: usize = 16;
+/// At most this many accepted connections are kept; older ones are dropped.
+const INBOUND_SLOTS: usize = 8;
+
+/// Where the outgoing probe connection stands.
+enum OutState {
+    /// Connect in progress.
+    Connecting,
+    /// Writing the probe; `written` bytes are out.
+    Writing { written: usize },
+    /// Probe sent; in echo mode reading the echo, in loop mode watching for a close.
+    Sent { got: Vec<u8> },
+}
+
+impl OutState {
+    fn interest(&self) -> Interest {
+        match self {
+            OutState::Connecting | OutState::Writing { .. } => {
+                Interest::WRITABLE | Interest::READABLE
+            }
+            OutState::Sent { .. } => Interest::READABLE,
+        }
+    }
+}
+
+/// A connection accepted on the loop-mode listener: it should carry our probe.
+struct Inbound {
+    stream: TcpStream,
+    got: Vec<u8>,
+}
+
+/// The probe being made: its connection to ssh's `-L` port.
+struct Current {
+    seq: u64,
+    bytes: Vec<u8>,
+    stream: TcpStream,
+    state: OutState,
+}
+
+/// Whether the echo comes back on the same connection or through the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Loop,
+    Echo,
+}
+
+/// The monitor's sockets.
+pub struct Monitor {
+    mode: Mode,
+    /// ssh's `-L` port on 127.0.0.1.
+    target: SocketAddr,
+    listener: Option<TcpListener>,
+    current: Option<Current>,
+    inbound: Vec<Option<Inbound>>,
+    next_slot: usize,
+}
+
+impl Monitor {
+    /// Loop mode: `listener` is already bound to 127.0.0.1:port+1.
+    pub fn new(mode: Mode, local_port: u16, listener: Option<std::net::TcpListener>) -> Monitor {
+        let listener = listener.filter(|l| l.set_nonblocking(true).is_ok());
+        Monitor {
+            mode,
+            target: SocketAddr::from((Ipv4Addr::LOCALHOST, local_port)),
+            listener: listener.map(TcpListener::from_std),
+            current: None,
+            inbound: (0..INBOUND_SLOTS).map(|_| None).collect(),
+            next_slot: 0,
+        }
+    }
+
+    /// Registers the listener (loop mode).
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        if let Some(l) = self.listener.as_mut() {
+            registry.register(l, LISTENER, Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `token` is one of ours.
+    pub fn owns(token: Token) -> bool {
+        token == LISTENER
+            || token == PROBE
+            || (INBOUND_FIRST..INBOUND_FIRST + INBOUND_SLOTS).contains(&token.0)
+    }
+
+    /// Starts probe `seq` with these bytes. A connect that fails at once is reported now.
+    pub fn send(&mut self, registry: &Registry, seq: u64, bytes: Vec<u8>) -> Option<Event> {
+        self.drop_probe(registry);
+        let mut stream = match TcpStream::connect(self.target) {
+            Ok(s) => s,
+            Err(e) => return Some(failed(seq, ProbeFailure::Refused(e.to_string()))),
+        };
+        let state = OutState::Connecting;
+        if let Err(e) = registry.register(&mut stream, PROBE, state.interest()) {
+            return Some(failed(seq, ProbeFailure::Refused(e.to_string())));
+        }
+        self.current = Some(Current {
+            seq,
+            bytes,
+            stream,
+            state,
+        });
+        None
+    }
+
+    /// Closes the probe connection and any accepted ones.
+    pub fn drop_probe(&mut self, registry: &Registry) {
+        if let Some(mut c) = self.current.take() {
+            let _ = registry.deregister(&mut c.stream);
+        }
+        for slot in self.inbound.iter_mut() {
+            if let Some(mut i) = slot.take() {
+                let _ = registry.deregister(&mut i.stream);
+            }
+        }
+    }
+
+    /// Handles readiness of one of our tokens; returns the probe's outcome if decided.
+    pub fn ready(&mut self, registry: &Registry, token: Token) -> Option<Event> {
+        if token == LISTENER {
+            self.accept(registry);
+            None
+        } else if token == PROBE {
+            self.outgoing_ready(registry)
+        } else {
+            self.inbound_ready(registry, token.0 - INBOUND_FIRST)
+        }
+    }
+
+    fn outgoing_ready(&mut self, registry: &Registry) -> Option<Event> {
+        let cur = self.current.as_mut()?;
+        let seq = cur.seq;
+        let result = advance(cur, self.mode);
+        match result {
+            Ok(Progress::Pending) => {
+                let interest = cur.state.interest();
+                let _ = registry.reregister(&mut cur.stream, PROBE, interest);
+                None
+            }
+            Ok(Progress::Echoed) => {
+                self.drop_probe(registry);
+                Some(Event::ProbeEchoed { seq })
+            }
+            Err(why) => {
+                self.drop_probe(registry);
+                Some(failed(seq, why))
+            }
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let slot = self.next_slot;
+                    self.next_slot = (self.next_slot + 1) % INBOUND_SLOTS;
+                    if let Some(mut old) = self.inbound[slot].take() {
+                        let _ = registry.deregister(&mut old.stream);
+                    }
+                    let token = Token(INBOUND_FIRST + slot);
+                    if registry
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        self.inbound[slot] = Some(Inbound {
+                            stream,
+                            got: Vec::new(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock, or a transient accept error
+            }
+        }
+    }
+
+    fn inbound_ready(&mut self, registry: &Registry, slot: usize) -> Option<Event> {
+        let inbound = self.inbound.get_mut(slot)?.as_mut()?;
+        let mut buf = [0u8; 512];
+        let mut closed = false;
+        loop {
+            match inbound.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => inbound.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if inbound.got.len() > 1024 {
+                break;
+            }
+        }
+        let verdict = match self.current.as_ref() {
+            Some(cur) if matches!(cur.state, OutState::Sent { .. }) => {
+                compare(&cur.bytes, &inbound.got)
+            }
+            // Nothing sent yet: anything here is not ours.
+            _ => Echo::Wrong,
+        };
+        match verdict {
+            Echo::Complete => {
+                let seq = self.current.as_ref().map(|c| c.seq)?;
+                self.drop_probe(registry);
+                Some(Event::ProbeEchoed { seq })
+            }
+            // Junk, a stale echo or another client's probe: never a success, never a
+            // failure either (anyone on this host can connect here). Drop the connection.
+            Echo::Wrong => {
+                self.close_inbound(registry, slot);
+                None
+            }
+            Echo::Partial if closed => {
+                self.close_inbound(registry, slot);
+                None
+            }
+            Echo::Partial => None,
+        }
+    }
+
+    fn close_inbound(&mut self, registry: &Registry, slot: usize) {
+        if let Some(mut i) = self.inbound[slot].take() {
+            let _ = registry.deregister(&mut i.stream);
+        }
+    }
+}
+
+fn failed(seq: u64, why: ProbeFailure) -> Event {
+    Event::ProbeFailed { seq, why }
+}
+
+enum Progress {
+    Pending,
+    Echoed,
+}
+
+/// Moves the outgoing connection as far as it can go without blocking.
+fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
+    loop {
+        match &mut cur.state {
+            OutState::Connecting => {
+                match cur.stream.take_error() {
+                    Ok(None) => {}
+                    Ok(Some(e)) | Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
+                }
+                match cur.stream.peer_addr() {
+                    Ok(_) => cur.state = OutState::Writing { written: 0 },
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        return Ok(Progress::Pending)
+                    }
+                    Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
+                }
+            }
+            OutState::Writing { written } => {
+                while *written < cur.bytes.len() {
+                    match cur.stream.write(&cur.bytes[*written..]) {
+                        Ok(0) => return Err(ProbeFailure::Closed),
+                        Ok(n) => *written += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Progress::Pending)
+                        }
+                        Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
+                    }
+                }
+                cur.state = OutState::Sent { got: Vec::new() };
+            }
+            OutState::Sent { got } => {
+                let mut buf = [0u8; 512];
+                loop {
+                    match cur.stream.read(&mut buf) {
+                        Ok(0) => return Err(ProbeFailure::Closed),
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => return Err(ProbeFailure::Closed),
+                    }
+                    if got.len() > cur.bytes.len() {
+                        break;
+                    }
+                }
+                return match (mode, compare(&cur.bytes, got)) {
+                    (Mode::Echo, Echo::Complete) => Ok(Progress::Echoed),
+                    (Mode::Echo, Echo::Wrong) => Err(ProbeFailure::WrongBytes),
+                    (Mode::Echo, Echo::Partial) => Ok(Progress::Pending),
+                    // Loop mode: nothing should come back on this connection; ignore it.
+                    (Mode::Loop, _) => {
+                        got.clear();
+                        Ok(Progress::Pending)
+                    }
+                };
+            }
+        }
+    }
+}

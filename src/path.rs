@@ -1,0 +1,191 @@
+//! Looks at ssh's TCP connection to the server (from /proc) while a probe is late, to tell a
+//! silent server session from a slow or lossy network.
+
+use crate::supervisor::PathState;
+use std::collections::HashSet;
+use std::fs;
+
+/// One row of /proc/net/tcp{,6} that matters here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TcpRow {
+    local_port: u16,
+    state: u8,
+    tx_queue: u64,
+    rx_queue: u64,
+    /// 1: retransmit timer, 4: zero-window probe timer.
+    timer: u8,
+    retransmits: u64,
+    inode: u64,
+}
+
+const ESTABLISHED: u8 = 0x01;
+const LISTEN: u8 = 0x0A;
+
+/// Snapshot used to notice traffic between two looks: bytes ssh has read so far.
+pub fn ssh_read_bytes(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Classifies ssh's server connection. `read_before`: ssh's read byte count when the probe
+/// was sent; `probe_len`: the probe's size (ssh reads it once from our socket).
+pub fn inspect(pid: u32, read_before: Option<u64>, probe_len: u64) -> PathState {
+    let Some(inodes) = socket_inodes(pid) else {
+        return PathState::Unknown;
+    };
+    let mut rows = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(file) {
+            rows.extend(text.lines().skip(1).filter_map(parse_row));
+        }
+    }
+    let read_now = ssh_read_bytes(pid);
+    classify(&rows, &inodes, read_before, read_now, probe_len)
+}
+
+fn classify(
+    rows: &[TcpRow],
+    inodes: &[(u32, u64)],
+    read_before: Option<u64>,
+    read_now: Option<u64>,
+    probe_len: u64,
+) -> PathState {
+    let mine: Vec<(u32, &TcpRow)> = inodes
+        .iter()
+        .filter_map(|&(fd, ino)| rows.iter().find(|r| r.inode == ino).map(|r| (fd, r)))
+        .collect();
+    let listening: HashSet<u16> = mine
+        .iter()
+        .filter(|(_, r)| r.state == LISTEN)
+        .map(|(_, r)| r.local_port)
+        .collect();
+    // The server connection: established, not accepted on one of ssh's own -L listeners,
+    // and opened first (lowest descriptor).
+    let Some((_, server)) = mine
+        .iter()
+        .filter(|(_, r)| r.state == ESTABLISHED && !listening.contains(&r.local_port))
+        .min_by_key(|(fd, _)| *fd)
+    else {
+        return PathState::Unknown;
+    };
+    let unacked = server.tx_queue > 0 || server.timer == 1 || server.timer == 4;
+    let arriving = server.rx_queue > 0;
+    // ssh read more than our probe since it was sent: traffic is flowing through it.
+    let flowing = matches!((read_before, read_now), (Some(b), Some(n)) if n > b + probe_len + 4096);
+    if unacked || arriving || flowing || server.retransmits > 0 {
+        PathState::Busy
+    } else {
+        PathState::Quiet
+    }
+}
+
+/// (fd, inode) of every socket ssh holds.
+fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
+    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(link) = fs::read_link(entry.path()) else {
+            continue;
+        };
+        let link = link.to_string_lossy();
+        if let Some(ino) = link
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+        {
+            out.push((fd, ino));
+        }
+    }
+    Some(out)
+}
+
+/// Parses `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.
+fn parse_row(line: &str) -> Option<TcpRow> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 10 {
+        return None;
+    }
+    let local_port = u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok()?;
+    let state = u8::from_str_radix(f[3], 16).ok()?;
+    let (tx, rx) = f[4].split_once(':')?;
+    let (tr, _) = f[5].split_once(':')?;
+    Some(TcpRow {
+        local_port,
+        state,
+        tx_queue: u64::from_str_radix(tx, 16).ok()?,
+        rx_queue: u64::from_str_radix(rx, 16).ok()?,
+        timer: u8::from_str_radix(tr, 16).ok()?,
+        retransmits: u64::from_str_radix(f[6], 16).ok()?,
+        inode: f[9].parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER_IDLE: &str = "   3: 0100007F:A1B2 0100007F:0016 01 00000000:00000000 02:000A1234 00000000     0        0 777 1 0000000000000000 20 4 30 10 -1";
+    const SERVER_UNACKED: &str = "   3: 0100007F:A1B2 0100007F:0016 01 00000040:00000000 01:00000010 00000002     0        0 777 1 0000000000000000 20 4 30 10 -1";
+    const LISTENER: &str = "   4: 0100007F:4E20 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 888 1 0000000000000000 100 0 0 10 0";
+    const ACCEPTED: &str = "   5: 0100007F:4E20 0100007F:C000 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0000000000000000 20 4 30 10 -1";
+
+    fn rows(lines: &[&str]) -> Vec<TcpRow> {
+        lines.iter().filter_map(|l| parse_row(l)).collect()
+    }
+
+    #[test]
+    fn parses_proc_rows() {
+        let r = parse_row(SERVER_UNACKED).unwrap();
+        assert_eq!(r.local_port, 0xA1B2);
+        assert_eq!(r.state, ESTABLISHED);
+        assert_eq!(r.tx_queue, 0x40);
+        assert_eq!(r.timer, 1);
+        assert_eq!(r.retransmits, 2);
+        assert_eq!(r.inode, 777);
+        assert!(parse_row("  sl  local_address rem_address").is_none());
+    }
+
+    #[test]
+    fn idle_acknowledged_connection_is_quiet() {
+        let r = rows(&[SERVER_IDLE, LISTENER, ACCEPTED]);
+        // The accepted -L connection has a lower fd but is not the server connection.
+        let fds = [(3, 999), (4, 888), (5, 777)];
+        assert_eq!(
+            classify(&r, &fds, Some(100), Some(200), 80),
+            PathState::Quiet
+        );
+    }
+
+    #[test]
+    fn unacked_data_or_traffic_is_busy() {
+        let r = rows(&[SERVER_UNACKED, LISTENER]);
+        assert_eq!(
+            classify(&r, &[(3, 777), (4, 888)], None, None, 80),
+            PathState::Busy
+        );
+        let r = rows(&[SERVER_IDLE]);
+        assert_eq!(
+            classify(&r, &[(3, 777)], Some(0), Some(100_000), 80),
+            PathState::Busy
+        );
+    }
+
+    #[test]
+    fn no_tcp_connection_is_unknown() {
+        let r = rows(&[LISTENER]);
+        assert_eq!(
+            classify(&r, &[(4, 888)], None, None, 80),
+            PathState::Unknown
+        );
+    }
+
+    #[test]
+    fn inspects_this_process_without_panicking() {
+        let _ = inspect(std::process::id(), None, 0);
+    }
+}

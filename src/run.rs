@@ -1,0 +1,429 @@
+//! The event loop: one mio `Poll` for signals, ssh's stderr and the monitor's sockets. It
+//! feeds the supervisor `(event, now)` and performs the actions it returns; only here are
+//! processes started and killed.
+
+use crate::clock::Time;
+use crate::config::Settings;
+use crate::daemon::{self, Notifier};
+use crate::error::{runtime, Result};
+use crate::monitor::{Mode, Monitor};
+use crate::path;
+use crate::pidfile::Pidfile;
+use crate::probe::Prober;
+use crate::ssh_argv::{self, Forwards};
+use crate::ssh_process::{classify, Notice, SshProcess};
+use crate::supervisor::{Action, Config, Event, PathState, Sig, Supervisor};
+use log::{debug, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+use signal_hook::consts::signal::*;
+use signal_hook_mio::v1_0::Signals;
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Token of the signal pipe.
+const SIGNALS: Token = Token(0);
+/// Token of ssh's stderr pipe.
+const SSH_STDERR: Token = Token(1);
+
+/// Runs autossh to the end; returns the exit code.
+pub fn run(settings: Settings) -> Result<i32> {
+    let (forwards, listener) = prepare_monitor(&settings)?;
+    let mut pidfile = settings.pidfile.as_deref().map(Pidfile::lock).transpose()?;
+    let notifier = if settings.daemon {
+        let n = daemon::detach()?;
+        if settings.logfile.is_none() {
+            crate::logging::switch_to_syslog();
+        }
+        Some(n)
+    } else {
+        None
+    };
+    if let Some(p) = pidfile.as_mut() {
+        p.write_pid()?;
+    }
+    let mut runner = Runner::new(settings, forwards, listener, notifier)?;
+    let code = runner.run();
+    runner.cleanup();
+    drop(pidfile);
+    code
+}
+
+/// Binds the loop-mode listener (or picks a free pair) before anything starts.
+fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
+    use crate::cli::MonitorSpec;
+    match s.monitor {
+        Some(MonitorSpec::Off) => Ok((Forwards::Off, None)),
+        Some(MonitorSpec::Echo { port, echo }) => Ok((Forwards::Echo { local: port, echo }, None)),
+        Some(MonitorSpec::Loop(port)) => {
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).map_err(|e| {
+                runtime(format!(
+                    "cannot listen on monitor port 127.0.0.1:{}: {e}",
+                    port + 1
+                ))
+            })?;
+            Ok((
+                Forwards::Loop {
+                    local: port,
+                    remote: port,
+                },
+                Some(l),
+            ))
+        }
+        None => {
+            let seed = random_u64();
+            for i in 0..200u64 {
+                let port = 20000 + ((seed.wrapping_add(i * 7919)) % 20000) as u16 * 2;
+                if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+                    continue;
+                }
+                if let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)) {
+                    info!(
+                        "no monitor port given (-M or AUTOSSH_PORT); using {port} and {}",
+                        port + 1
+                    );
+                    return Ok((
+                        Forwards::Loop {
+                            local: port,
+                            remote: port,
+                        },
+                        Some(l),
+                    ));
+                }
+            }
+            Err(runtime("no free monitor port pair found on 127.0.0.1"))
+        }
+    }
+}
+
+/// Random bits for the probe nonce and port choice.
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(b);
+    }
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+}
+
+struct Runner {
+    settings: Settings,
+    sup: Supervisor,
+    poll: Poll,
+    signals: Signals,
+    forwards: Forwards,
+    monitor: Option<Monitor>,
+    prober: Prober,
+    ssh: Option<SshProcess>,
+    notifier: Option<Notifier>,
+    /// ssh's read byte count and the probe's size when the current probe was sent.
+    probe_baseline: (Option<u64>, u64),
+    /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
+    proxied: bool,
+    queue: VecDeque<Event>,
+}
+
+impl Runner {
+    fn new(
+        settings: Settings,
+        forwards: Forwards,
+        listener: Option<TcpListener>,
+        notifier: Option<Notifier>,
+    ) -> Result<Runner> {
+        let poll = Poll::new().map_err(|e| runtime(format!("poll: {e}")))?;
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD])
+                .map_err(|e| runtime(format!("signals: {e}")))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| runtime(format!("poll: {e}")))?;
+        let monitor = match forwards {
+            Forwards::Off => None,
+            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener)),
+            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None)),
+        };
+        let mut monitor = monitor;
+        if let Some(m) = monitor.as_mut() {
+            m.register(poll.registry())
+                .map_err(|e| runtime(format!("poll: {e}")))?;
+        }
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let prober = Prober::new(
+            host,
+            std::process::id(),
+            random_u64(),
+            settings.message.clone(),
+        );
+        let mut sup = Supervisor::new(Config {
+            gate_time: settings.gate_time,
+            max_start: settings.max_start,
+            max_lifetime: settings.max_lifetime,
+            poll: settings.poll,
+            first_poll: settings.first_poll,
+            net_timeout: settings.net_timeout(),
+            monitored: monitor.is_some(),
+        });
+        sup.set_remote_monitor_port(forwards.remote_listen_port());
+        let proxied = settings
+            .user_o_keys
+            .iter()
+            .any(|k| k == "proxycommand" || k == "proxyjump")
+            || settings
+                .ssh_args
+                .iter()
+                .any(|a| a.to_string_lossy().starts_with("-J"));
+        Ok(Runner {
+            settings,
+            sup,
+            poll,
+            signals,
+            forwards,
+            monitor,
+            prober,
+            ssh: None,
+            notifier,
+            probe_baseline: (None, 0),
+            proxied,
+            queue: VecDeque::new(),
+        })
+    }
+
+    fn run(&mut self) -> Result<i32> {
+        let mut events = Events::with_capacity(64);
+        self.queue.push_back(Event::Begin);
+        loop {
+            if let Some(code) = self.drain_queue() {
+                return Ok(code);
+            }
+            let timeout = self.sup.timeout(Time::now()).map(|d| {
+                // Round up to a millisecond so a deadline is not missed by a hair.
+                d + Duration::from_micros(500)
+            });
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(runtime(format!("poll: {e}"))),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => self.on_signals(),
+                    SSH_STDERR => self.on_stderr(),
+                    t if Monitor::owns(t) => {
+                        let registry = self.poll.registry();
+                        if let Some(e) = self.monitor.as_mut().and_then(|m| m.ready(registry, t)) {
+                            self.queue.push_back(e);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let now = Time::now();
+            for a in self.sup.on_time(now) {
+                if let Some(code) = self.perform(a) {
+                    return Ok(code);
+                }
+            }
+        }
+    }
+
+    /// Hands queued events to the supervisor, performing what it asks.
+    fn drain_queue(&mut self) -> Option<i32> {
+        while let Some(ev) = self.queue.pop_front() {
+            let actions = self.sup.handle(ev, Time::now());
+            for a in actions {
+                if let Some(code) = self.perform(a) {
+                    return Some(code);
+                }
+            }
+        }
+        None
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            let ev = match sig {
+                SIGCHLD => {
+                    self.reap();
+                    continue;
+                }
+                SIGTERM | SIGINT | SIGQUIT => Sig::Terminate(sig),
+                SIGUSR1 => Sig::Restart,
+                SIGHUP => Sig::Retry,
+                _ => Sig::Wake,
+            };
+            self.queue.push_back(Event::Signal(ev));
+        }
+    }
+
+    /// Collects ssh if it has exited; its last stderr lines are handled first.
+    fn reap(&mut self) {
+        let Some(ssh) = self.ssh.as_mut() else { return };
+        match ssh.try_wait() {
+            Ok(Some(end)) => {
+                self.on_stderr();
+                self.close_stderr();
+                let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
+                debug!("ssh (pid {pid}) ended: {end:?}");
+                self.queue.push_back(Event::SshExited(end));
+            }
+            Ok(None) => {}
+            Err(e) => warn!("waitpid: {e}"),
+        }
+    }
+
+    fn on_stderr(&mut self) {
+        let Some(ssh) = self.ssh.as_mut() else { return };
+        let (lines, eof) = ssh.read_stderr();
+        for line in lines {
+            info!("ssh: {line}");
+            if let Some(Notice::RemoteForwardFailed(port)) = classify(&line) {
+                self.queue.push_back(Event::RemoteForwardFailed(port));
+            }
+        }
+        if eof {
+            self.close_stderr();
+        }
+    }
+
+    fn close_stderr(&mut self) {
+        if let Some(fd) = self.ssh.as_ref().and_then(|s| s.stderr_fd()) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    /// Performs one action; returns the exit code when it is time to go.
+    fn perform(&mut self, action: Action) -> Option<i32> {
+        match action {
+            Action::Spawn => self.spawn(),
+            Action::TermSsh => self.signal_ssh(Signal::SIGTERM),
+            Action::KillSsh => self.signal_ssh(Signal::SIGKILL),
+            Action::SendProbe { seq } => {
+                let wall = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                let bytes = self.prober.line(seq, wall);
+                let pid = self.ssh.as_ref().map(|s| s.pid());
+                self.probe_baseline = (pid.and_then(path::ssh_read_bytes), bytes.len() as u64);
+                let registry = self.poll.registry();
+                if let Some(e) = self
+                    .monitor
+                    .as_mut()
+                    .and_then(|m| m.send(registry, seq, bytes))
+                {
+                    self.queue.push_back(e);
+                }
+            }
+            Action::DropProbe => {
+                if let Some(m) = self.monitor.as_mut() {
+                    m.drop_probe(self.poll.registry());
+                }
+            }
+            Action::InspectPath => {
+                let state = match self.ssh.as_ref() {
+                    Some(s) if !self.proxied => {
+                        path::inspect(s.pid(), self.probe_baseline.0, self.probe_baseline.1)
+                    }
+                    _ => PathState::Unknown,
+                };
+                debug!("probe late; ssh's connection looks {state:?}");
+                self.queue.push_back(Event::Path(state));
+            }
+            Action::RelocateMonitor => self.relocate(),
+            Action::Exit(code) => {
+                if code != 0 {
+                    if let Some(n) = self.notifier.as_mut() {
+                        n.failed(&format!("autossh exited with status {code} (see its log)"));
+                    }
+                }
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    fn spawn(&mut self) {
+        let argv = ssh_argv::build(&self.settings, self.forwards);
+        debug!(
+            "execing {} {}",
+            self.settings.ssh_path.to_string_lossy(),
+            argv.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        match SshProcess::spawn(&self.settings.ssh_path, &argv, self.settings.daemon) {
+            Ok(ssh) => {
+                info!("ssh child pid is {}", ssh.pid());
+                if let Some(fd) = ssh.stderr_fd() {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        SSH_STDERR,
+                        Interest::READABLE,
+                    ) {
+                        warn!("cannot watch ssh's stderr: {e}");
+                    }
+                }
+                self.ssh = Some(ssh);
+                if let Some(n) = self.notifier.as_mut() {
+                    n.started();
+                }
+            }
+            Err(e) => {
+                let why = format!("{}: {e}", self.settings.ssh_path.to_string_lossy());
+                if let Some(n) = self.notifier.as_mut() {
+                    n.failed(&format!("cannot run ssh: {why}"));
+                }
+                self.queue.push_back(Event::SpawnFailed(why));
+            }
+        }
+    }
+
+    fn signal_ssh(&mut self, sig: Signal) {
+        if let Some(s) = self.ssh.as_ref() {
+            debug!("sending {sig} to ssh (pid {})", s.pid());
+            s.signal(sig);
+        }
+    }
+
+    /// Moves loop mode's remote port to the next pair.
+    fn relocate(&mut self) {
+        if let Forwards::Loop { local, remote } = self.forwards {
+            let next = if remote >= 65533 { 20000 } else { remote + 2 };
+            info!("remote monitor port {remote} busy on the server, using {next}");
+            self.forwards = Forwards::Loop {
+                local,
+                remote: next,
+            };
+            self.sup.set_remote_monitor_port(Some(next));
+        }
+    }
+
+    /// Last line of defence: never leave ssh behind.
+    fn cleanup(&mut self) {
+        if let Some(m) = self.monitor.as_mut() {
+            m.drop_probe(self.poll.registry());
+        }
+        if let Some(mut ssh) = self.ssh.take() {
+            ssh.signal(Signal::SIGKILL);
+            for _ in 0..500 {
+                if !matches!(ssh.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}

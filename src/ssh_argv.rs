@@ -1,0 +1,138 @@
+//! Builds ssh's argument list: monitor forwards and keepalive options before the user's own.
+
+use crate::config::Settings;
+use std::ffi::OsString;
+
+/// The monitor forwards of the ssh being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwards {
+    /// `-M 0`.
+    Off,
+    /// Loop mode: `-L local:127.0.0.1:remote -R remote:127.0.0.1:local+1`. `remote` starts
+    /// equal to `local` (1.4g) and moves when the server holds it.
+    Loop { local: u16, remote: u16 },
+    /// Echo mode: `-L local:127.0.0.1:echo`.
+    Echo { local: u16, echo: u16 },
+}
+
+impl Forwards {
+    /// The remote port ssh's `-R` asks the server for, if any.
+    pub fn remote_listen_port(&self) -> Option<u16> {
+        match *self {
+            Forwards::Loop { remote, .. } => Some(remote),
+            _ => None,
+        }
+    }
+}
+
+/// The complete argv after the program name.
+pub fn build(s: &Settings, fwd: Forwards) -> Vec<OsString> {
+    let mut v: Vec<OsString> = Vec::with_capacity(s.ssh_args.len() + 8);
+    let mut push = |a: String| v.push(OsString::from(a));
+    match fwd {
+        Forwards::Off => {}
+        Forwards::Loop { local, remote } => {
+            push("-L".into());
+            push(format!("{local}:127.0.0.1:{remote}"));
+            push("-R".into());
+            push(format!("{remote}:127.0.0.1:{}", local + 1));
+        }
+        Forwards::Echo { local, echo } => {
+            push("-L".into());
+            push(format!("{local}:127.0.0.1:{echo}"));
+        }
+    }
+    let user_set = |key: &str| s.user_o_keys.iter().any(|k| k == key);
+    if fwd == Forwards::Off
+        && s.serveralive_interval > 0
+        && !user_set("serveraliveinterval")
+        && !user_set("serveralivecountmax")
+    {
+        push("-o".into());
+        push(format!("ServerAliveInterval={}", s.serveralive_interval));
+        push("-o".into());
+        push(format!("ServerAliveCountMax={}", s.serveralive_count_max));
+    }
+    if !user_set("exitonforwardfailure") {
+        push("-o".into());
+        push("ExitOnForwardFailure=yes".into());
+    }
+    v.extend(s.ssh_args.iter().cloned());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let cli = crate::cli::parse(args.iter().copied()).unwrap();
+        crate::config::from_env(cli, |_| None).unwrap()
+    }
+
+    fn argv(args: &[&str], fwd: Forwards) -> Vec<String> {
+        build(&settings(args), fwd)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn loop_mode_forwards_come_first() {
+        let a = argv(
+            &["-N", "h"],
+            Forwards::Loop {
+                local: 20000,
+                remote: 20000,
+            },
+        );
+        assert_eq!(
+            a,
+            [
+                "-L",
+                "20000:127.0.0.1:20000",
+                "-R",
+                "20000:127.0.0.1:20001",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-N",
+                "h"
+            ]
+        );
+        let a = argv(
+            &["h"],
+            Forwards::Loop {
+                local: 20000,
+                remote: 20002,
+            },
+        );
+        assert_eq!(a[1], "20000:127.0.0.1:20002");
+        assert_eq!(a[3], "20002:127.0.0.1:20001");
+    }
+
+    #[test]
+    fn echo_mode_has_one_forward() {
+        let a = argv(
+            &["h"],
+            Forwards::Echo {
+                local: 20000,
+                echo: 7,
+            },
+        );
+        assert_eq!(a[..2], ["-L", "20000:127.0.0.1:7"]);
+        assert!(!a.contains(&"-R".to_string()));
+    }
+
+    #[test]
+    fn serveralive_only_with_m0_and_only_if_unset() {
+        let a = argv(&["h"], Forwards::Off);
+        assert!(a.contains(&"ServerAliveInterval=60".to_string()));
+        assert!(a.contains(&"ServerAliveCountMax=3".to_string()));
+        let a = argv(&["-o", "serveraliveinterval 10", "h"], Forwards::Off);
+        assert!(!a.iter().any(|x| x.starts_with("ServerAlive")));
+        let a = argv(&["h"], Forwards::Echo { local: 1, echo: 7 });
+        assert!(!a.iter().any(|x| x.starts_with("ServerAlive")));
+        let a = argv(&["-oExitOnForwardFailure=no", "h"], Forwards::Off);
+        assert!(!a.contains(&"ExitOnForwardFailure=yes".to_string()));
+    }
+}
