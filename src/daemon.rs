@@ -33,7 +33,9 @@ impl Notifier {
 /// Forks. Returns in the child (detached, cwd `/`, standard streams on /dev/null); the
 /// parent never returns. Must be called before any thread is started.
 pub fn detach() -> Result<Notifier> {
-    let (read_end, write_end) = nix::unistd::pipe().map_err(|e| runtime(format!("pipe: {e}")))?;
+    // Close-on-exec: ssh must not inherit the write end, or the parent never sees EOF.
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| runtime(format!("pipe: {e}")))?;
     // SAFETY: autossh is single-threaded here (no threads have been spawned).
     match unsafe { fork() }.map_err(|e| runtime(format!("run as daemon failed: {e}")))? {
         ForkResult::Parent { .. } => {

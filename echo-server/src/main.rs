@@ -1,2 +1,44 @@
-//! autossh-echo: the echo companion deployed on the remote host (skeleton).
-fn main() {}
+//! autossh-echo: parse, set up logging, run, and map errors to exit codes in one place.
+
+use autossh_echo::{cli, error};
+use log::LevelFilter;
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autossh-echo: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn real_main() -> error::Result<()> {
+    let Some(cli) = cli::parse(std::env::args_os().skip(1))? else {
+        return Ok(()); // --help or --version
+    };
+    let level = cli.log_level();
+    let config = cli.into_config()?;
+    init_logging(level);
+    autossh_echo::run(config)
+}
+
+/// Logs to stderr (journald adds its own timestamps under systemd; ours are UTC).
+fn init_logging(level: LevelFilter) {
+    let config = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .set_time_format_rfc3339()
+        .build();
+    // termcolor's "auto" looks at TERM only: no colours into journald, files or pipes.
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(level, config, TerminalMode::Stderr, color);
+}

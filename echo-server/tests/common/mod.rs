@@ -1,0 +1,241 @@
+//! Shared harness for the autossh-echo integration tests: run the real binary, wait with a
+//! deadline, read its log, parse its JSON.
+//!
+//! Rules: waits are bounded polling ([`wait_until`]), never fixed sleeps; only loopback
+//! addresses; every server started is killed when its [`Echo`] is dropped.
+#![allow(dead_code)]
+
+pub mod json;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 10 ms until it holds (true) or `timeout` passed (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10).min(deadline - now));
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_autossh-echo"))
+}
+
+/// A running autossh-echo; killed on drop.
+pub struct Echo {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    /// The bound addresses, from its "listening on" log lines.
+    pub addrs: Vec<SocketAddr>,
+    status: Option<ExitStatus>,
+}
+
+impl Echo {
+    /// Starts it on a free loopback port (`--listen 127.0.0.1:0`) unless `args` has `--listen`.
+    pub fn start(args: &[&str]) -> Echo {
+        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.contains(&"--listen") {
+            argv.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        let listeners = argv.iter().filter(|a| *a == "--listen").count();
+        let mut child = Command::new(bin())
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn autossh-echo");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            })
+        };
+        let mut echo = Echo {
+            child,
+            log,
+            reader: Some(reader),
+            addrs: Vec::new(),
+            status: None,
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            echo.log().matches("listening on ").count() >= listeners
+        });
+        assert!(
+            up,
+            "autossh-echo {argv:?} did not start; log:\n{}",
+            echo.log()
+        );
+        echo.addrs = echo
+            .log()
+            .lines()
+            .filter_map(|l| l.split("listening on ").nth(1))
+            .map(|a| a.trim().parse().expect("listen address in log"))
+            .collect();
+        echo
+    }
+
+    /// The first bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until its log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// A blocking connection with 10 s timeouts.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr())
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for it to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.status = status;
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+        }
+        status
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Connects with 10 s read/write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Writes `bytes` and reads the same number back; they must be equal.
+pub fn roundtrip(s: &mut TcpStream, bytes: &[u8]) {
+    s.write_all(bytes).unwrap();
+    let mut got = vec![0u8; bytes.len()];
+    s.read_exact(&mut got).unwrap();
+    assert!(got == bytes, "echo differs: sent {bytes:?}, got {got:?}");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs the binary to completion (at most 10 s; killed past that) and returns its status,
+/// stdout and stderr.
+pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "autossh-echo {args:?} did not exit; stderr: {}",
+            err_t.join().unwrap()
+        );
+    }
+    (
+        status.unwrap(),
+        out_t.join().unwrap(),
+        err_t.join().unwrap(),
+    )
+}
