@@ -12,7 +12,7 @@ use crate::pidfile::Pidfile;
 use crate::probe::Prober;
 use crate::ssh_argv::{self, Forwards};
 use crate::ssh_process::{classify, Notice, SshProcess};
-use crate::supervisor::{Action, Config, Event, PathState, Sig, Supervisor};
+use crate::supervisor::{Action, Config, Event, PathState, Relocation, Sig, Supervisor};
 use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -341,7 +341,7 @@ impl Runner {
                 debug!("probe late; ssh's connection looks {state:?}");
                 self.queue.push_back(Event::Path(state));
             }
-            Action::RelocateMonitor => self.relocate(),
+            Action::RelocateMonitor(why) => self.relocate(why),
             Action::Exit(code) => {
                 if code != 0 {
                     if let Some(n) = self.notifier.as_mut() {
@@ -399,10 +399,17 @@ impl Runner {
     }
 
     /// Moves loop mode's remote port to the next pair.
-    fn relocate(&mut self) {
+    fn relocate(&mut self, why: Relocation) {
         if let Forwards::Loop { local, remote } = self.forwards {
             let next = if remote >= 65533 { 20000 } else { remote + 2 };
-            info!("remote monitor port {remote} busy on the server, using {next}");
+            match why {
+                Relocation::Busy => {
+                    info!("remote monitor port {remote} busy on the server, using {next}")
+                }
+                Relocation::AfterFailure => info!(
+                    "next ssh uses remote monitor port {next} (the old session may still hold {remote})"
+                ),
+            }
             self.forwards = Forwards::Loop {
                 local,
                 remote: next,

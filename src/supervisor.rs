@@ -17,8 +17,8 @@ pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// A probe is never declared late sooner than this (nor later than the net timeout).
 pub const PATIENCE_FLOOR: Duration = Duration::from_secs(1);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
-const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(250);
-const CONFIRM_MAX_GAP: Duration = Duration::from_secs(2);
+const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
+const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -118,10 +118,20 @@ pub enum Action {
     DropProbe,
     /// Look at ssh's transport and answer with [`Event::Path`].
     InspectPath,
-    /// The server holds the monitor's remote port: pick another pair for the next ssh.
-    RelocateMonitor,
+    /// Move loop mode's remote monitor port for the next ssh.
+    RelocateMonitor(Relocation),
     /// Exit autossh with this code (ssh is already gone).
     Exit(i32),
+}
+
+/// Why the remote monitor port moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relocation {
+    /// ssh said the server holds it.
+    Busy,
+    /// The tunnel just failed: the dead session may still hold the port on the server
+    /// for a while, so the next ssh asks for another one instead of failing on it.
+    AfterFailure,
 }
 
 /// Where the monitor of the current ssh stands.
@@ -191,6 +201,8 @@ pub struct Supervisor {
     remote_monitor_port: Option<u16>,
     /// When the tunnel was last seen failing: to tell how long an outage lasted.
     down_since: Option<Time>,
+    /// Why the last confirmation probe failed, for the log when confirmation times out.
+    last_failure: Option<String>,
     stats: Stats,
 }
 
@@ -209,6 +221,7 @@ impl Supervisor {
             relocations: 0,
             remote_monitor_port: None,
             down_since: None,
+            last_failure: None,
             stats: Stats::default(),
         }
     }
@@ -316,9 +329,13 @@ impl Supervisor {
                 } = self.state
                 {
                     let waited = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+                    let last = match self.last_failure.take() {
+                        Some(why) => format!(" (last probe: {why})"),
+                        None => String::new(),
+                    };
                     self.restart_ssh(
                         format!(
-                            "tunnel not working {:.0} s after ssh started",
+                            "tunnel not working {:.0} s after ssh started{last}",
                             waited.as_secs_f64()
                         ),
                         true,
@@ -345,6 +362,7 @@ impl Supervisor {
             None => info!("starting ssh (count {})", self.start_count),
         }
         self.started_at = Some(now);
+        self.last_failure = None;
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
             self.timers.set(
@@ -515,8 +533,11 @@ impl Supervisor {
         self.stop_ssh(Then::Restart { paced }, now, out);
     }
 
+    /// Notes when a proven tunnel went down (not a start-up that never came up).
     fn mark_down(&mut self, now: Time) {
-        self.down_since.get_or_insert(now);
+        if self.state == (State::Running { phase: Phase::Up }) {
+            self.down_since.get_or_insert(now);
+        }
     }
 
     fn send_probe(&mut self, now: Time, out: &mut Vec<Action>) {
@@ -613,6 +634,7 @@ impl Supervisor {
                 phase: Phase::Confirming { attempt },
             } => {
                 debug!("tunnel not up yet: {why}");
+                self.last_failure = Some(why);
                 self.clear_probe(out);
                 let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(attempt + 1))
                     .min(CONFIRM_MAX_GAP)
@@ -624,7 +646,12 @@ impl Supervisor {
                     },
                 };
             }
-            State::Running { phase: Phase::Up } => self.restart_ssh(why, true, now, out),
+            State::Running { phase: Phase::Up } => {
+                if self.remote_monitor_port.is_some() {
+                    out.push(Action::RelocateMonitor(Relocation::AfterFailure));
+                }
+                self.restart_ssh(why, true, now, out)
+            }
             _ => self.clear_probe(out),
         }
     }
@@ -641,7 +668,7 @@ impl Supervisor {
             return;
         }
         self.relocations += 1;
-        out.push(Action::RelocateMonitor);
+        out.push(Action::RelocateMonitor(Relocation::Busy));
         self.restart_ssh(
             format!("remote monitor port {port} busy on the server"),
             false,

@@ -294,7 +294,7 @@ fn first_spawn_failure_exits_1_later_ones_back_off() {
 fn up(poll: f64) -> Sim {
     let mut s = Sim::new(monitored(poll));
     s.ev(Event::Begin);
-    let acts = s.advance(0.25);
+    let acts = s.advance(0.2);
     assert_eq!(acts, [Action::SendProbe { seq: 1 }]);
     s.echo_all(&acts, 0.002);
     assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
@@ -305,15 +305,15 @@ fn up(poll: f64) -> Sim {
 fn confirmation_retries_quickly_until_the_tunnel_answers() {
     let mut s = Sim::new(monitored(600.0));
     s.ev(Event::Begin);
-    let a = s.advance(0.25);
+    let a = s.advance(0.2);
     assert_eq!(a, [Action::SendProbe { seq: 1 }]);
     let r = s.ev(Event::ProbeFailed {
         seq: 1,
         why: ProbeFailure::Refused("refused".into()),
     });
     assert_eq!(r, [Action::DropProbe]);
-    // Next attempt 0.5 s later, not a whole poll.
-    assert!(s.advance(0.49).is_empty());
+    // Next attempt 0.4 s later, not a whole poll.
+    assert!(s.advance(0.39).is_empty());
     let a = s.advance(0.01);
     assert_eq!(a, [Action::SendProbe { seq: 2 }]);
     s.echo_all(&a, 0.003);
@@ -432,7 +432,7 @@ fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
     // A complaint about another port (the user's own -R) is not ours.
     assert!(s.ev(Event::RemoteForwardFailed(8080)).is_empty());
     let r = s.ev(Event::RemoteForwardFailed(20000));
-    assert_eq!(r, [Action::RelocateMonitor, Action::TermSsh]);
+    assert_eq!(r, [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]);
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
 }
 
@@ -444,7 +444,7 @@ fn relocation_gives_up_after_many_busy_ports() {
     for _ in 0..MAX_RELOCATIONS {
         assert!(s
             .ev(Event::RemoteForwardFailed(20000))
-            .contains(&Action::RelocateMonitor));
+            .contains(&Action::RelocateMonitor(Relocation::Busy)));
         s.exit(SshEnd::Exited(255));
     }
     assert!(s.ev(Event::RemoteForwardFailed(20000)).is_empty());
@@ -455,4 +455,26 @@ fn sighup_while_up_probes_now() {
     let mut s = up(600.0);
     s.ev(Event::Signal(Sig::Retry));
     assert_eq!(s.advance(0.0), [Action::SendProbe { seq: 2 }]);
+}
+
+#[test]
+fn a_failed_loop_tunnel_moves_the_remote_port_before_restarting() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    let a = s.advance(0.2);
+    s.echo_all(&a, 0.001);
+    let seq = s.next_probe();
+    let r = s.ev(Event::ProbeFailed {
+        seq,
+        why: ProbeFailure::Closed,
+    });
+    assert_eq!(
+        r,
+        [
+            Action::RelocateMonitor(Relocation::AfterFailure),
+            Action::DropProbe,
+            Action::TermSsh
+        ]
+    );
 }

@@ -538,7 +538,8 @@ fn loglevel_filters_info_lines() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1_before_anything_starts() {
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&[("AUTOSSH_POLL", "0")], &["-M", "0", "h"], "AUTOSSH_POLL"),
         (
             &[("AUTOSSH_POLL", "ten")],
