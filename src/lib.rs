@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod complaint;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod monitor;
 pub mod path;
 pub mod pidfile;
 pub mod probe;
+pub mod reach;
 pub mod run;
 pub mod ssh_argv;
 pub mod ssh_opts;

@@ -35,12 +35,7 @@ pub fn inspect(pid: u32, read_before: Option<u64>, probe_len: u64) -> PathState 
     let Some(inodes) = socket_inodes(pid) else {
         return PathState::Unknown;
     };
-    let mut rows = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = fs::read_to_string(file) {
-            rows.extend(text.lines().skip(1).filter_map(parse_row));
-        }
-    }
+    let rows = tcp_rows();
     let read_now = ssh_read_bytes(pid);
     classify(&rows, &inodes, read_before, read_now, probe_len)
 }
@@ -52,22 +47,7 @@ fn classify(
     read_now: Option<u64>,
     probe_len: u64,
 ) -> PathState {
-    let mine: Vec<(u32, &TcpRow)> = inodes
-        .iter()
-        .filter_map(|&(fd, ino)| rows.iter().find(|r| r.inode == ino).map(|r| (fd, r)))
-        .collect();
-    let listening: HashSet<u16> = mine
-        .iter()
-        .filter(|(_, r)| r.state == LISTEN)
-        .map(|(_, r)| r.local_port)
-        .collect();
-    // The server connection: established, not accepted on one of ssh's own -L listeners,
-    // and opened first (lowest descriptor).
-    let Some((_, server)) = mine
-        .iter()
-        .filter(|(_, r)| r.state == ESTABLISHED && !listening.contains(&r.local_port))
-        .min_by_key(|(fd, _)| *fd)
-    else {
+    let Some((_, server)) = server_row(rows, inodes) else {
         return PathState::Unknown;
     };
     let unacked = server.tx_queue > 0 || server.timer == 1 || server.timer == 4;
@@ -102,6 +82,48 @@ fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
         }
     }
     Some(out)
+}
+
+/// Whether ssh's server connection is stuck: its retransmission timer has fired at least
+/// `STALL_RETRANSMITS` times in a row (about 6 s without an acknowledgement at the
+/// minimum RTO). `None` when there is no such connection to look at.
+pub fn stalled(pid: u32) -> Option<bool> {
+    let inodes = socket_inodes(pid)?;
+    let rows = tcp_rows();
+    let (_, server) = server_row(&rows, &inodes)?;
+    Some(server.timer == 1 && server.retransmits >= STALL_RETRANSMITS)
+}
+
+/// Consecutive retransmission timeouts that make a stall (a 20% lossy link reaches five in
+/// a row for one segment with probability 0.03%).
+const STALL_RETRANSMITS: u64 = 5;
+
+/// The server connection among ssh's sockets: established, not accepted on one of ssh's own
+/// -L listeners, opened first (lowest descriptor).
+fn server_row<'a>(rows: &'a [TcpRow], inodes: &[(u32, u64)]) -> Option<(u32, &'a TcpRow)> {
+    let mine: Vec<(u32, &TcpRow)> = inodes
+        .iter()
+        .filter_map(|&(fd, ino)| rows.iter().find(|r| r.inode == ino).map(|r| (fd, r)))
+        .collect();
+    let listening: HashSet<u16> = mine
+        .iter()
+        .filter(|(_, r)| r.state == LISTEN)
+        .map(|(_, r)| r.local_port)
+        .collect();
+    mine.into_iter()
+        .filter(|(_, r)| r.state == ESTABLISHED && !listening.contains(&r.local_port))
+        .min_by_key(|(fd, _)| *fd)
+}
+
+/// Every TCP socket of this network namespace.
+fn tcp_rows() -> Vec<TcpRow> {
+    let mut rows = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(file) {
+            rows.extend(text.lines().skip(1).filter_map(parse_row));
+        }
+    }
+    rows
 }
 
 /// Parses `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.

@@ -3,6 +3,7 @@
 //! processes started and killed.
 
 use crate::clock::Time;
+use crate::complaint::classify;
 use crate::config::Settings;
 use crate::daemon::{self, Notifier};
 use crate::error::{runtime, Result};
@@ -10,8 +11,9 @@ use crate::monitor::{Mode, Monitor};
 use crate::path;
 use crate::pidfile::Pidfile;
 use crate::probe::Prober;
+use crate::reach::Reach;
 use crate::ssh_argv::{self, Forwards};
-use crate::ssh_process::{classify, Notice, SshProcess};
+use crate::ssh_process::SshProcess;
 use crate::supervisor::{Action, Config, Event, PathState, Relocation, Sig, Supervisor};
 use log::{debug, info, warn};
 use mio::unix::SourceFd;
@@ -99,6 +101,17 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
     }
 }
 
+/// Time the machine has spent suspended since boot.
+fn suspended_offset() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    let read = |id| {
+        clock_gettime(id)
+            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+            .unwrap_or_default()
+    };
+    read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC))
+}
+
 /// Random bits for the probe nonce and port choice.
 fn random_u64() -> u64 {
     use std::io::Read;
@@ -129,6 +142,9 @@ struct Runner {
     probe_baseline: (Option<u64>, u64),
     /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
     proxied: bool,
+    reach: Reach,
+    /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at the last look: it grows across a suspend.
+    suspended_offset: Duration,
     queue: VecDeque<Event>,
 }
 
@@ -173,6 +189,7 @@ impl Runner {
             first_poll: settings.first_poll,
             net_timeout: settings.net_timeout(),
             monitored: monitor.is_some(),
+            seed: random_u64(),
         });
         sup.set_remote_monitor_port(forwards.remote_listen_port());
         let proxied = settings
@@ -183,8 +200,10 @@ impl Runner {
                 .ssh_args
                 .iter()
                 .any(|a| a.to_string_lossy().starts_with("-J"));
+        let reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
         Ok(Runner {
-            settings,
+            reach,
+            suspended_offset: suspended_offset(),
             sup,
             poll,
             signals,
@@ -196,6 +215,7 @@ impl Runner {
             probe_baseline: (None, 0),
             proxied,
             queue: VecDeque::new(),
+            settings,
         })
     }
 
@@ -225,8 +245,19 @@ impl Runner {
                             self.queue.push_back(e);
                         }
                     }
+                    t if Reach::owns(t) => {
+                        if let Some(e) = self.reach.ready(self.poll.registry(), t) {
+                            self.queue.push_back(e);
+                        }
+                    }
                     _ => {}
                 }
+            }
+            let expired = self.reach.expire(self.poll.registry());
+            self.queue.extend(expired);
+            self.notice_resume();
+            if let Some(code) = self.drain_queue() {
+                return Ok(code);
             }
             let now = Time::now();
             for a in self.sup.on_time(now) {
@@ -288,8 +319,8 @@ impl Runner {
         let (lines, eof) = ssh.read_stderr();
         for line in lines {
             info!("ssh: {line}");
-            if let Some(Notice::RemoteForwardFailed(port)) = classify(&line) {
-                self.queue.push_back(Event::RemoteForwardFailed(port));
+            if let Some(c) = classify(&line) {
+                self.queue.push_back(Event::SshSaid(c));
             }
         }
         if eof {
@@ -342,6 +373,22 @@ impl Runner {
                 self.queue.push_back(Event::Path(state));
             }
             Action::RelocateMonitor(why) => self.relocate(why),
+            Action::CheckReach => {
+                let e = if self.proxied {
+                    Some(Event::ReachUnknown)
+                } else {
+                    self.reach.check(self.poll.registry())
+                };
+                self.queue.extend(e);
+            }
+            Action::StopReach => self.reach.stop(self.poll.registry()),
+            Action::InspectStall => {
+                let stalled = match self.ssh.as_ref() {
+                    Some(s) if !self.proxied => path::stalled(s.pid()).unwrap_or(false),
+                    _ => false,
+                };
+                self.queue.push_back(Event::Stall(stalled));
+            }
             Action::Exit(code) => {
                 if code != 0 {
                     if let Some(n) = self.notifier.as_mut() {
@@ -416,6 +463,15 @@ impl Runner {
             };
             self.sup.set_remote_monitor_port(Some(next));
         }
+    }
+
+    /// A suspend shows as `CLOCK_BOOTTIME` running ahead of `CLOCK_MONOTONIC`.
+    fn notice_resume(&mut self) {
+        let offset = suspended_offset();
+        if offset > self.suspended_offset + Duration::from_secs(2) {
+            self.queue.push_back(Event::Resumed);
+        }
+        self.suspended_offset = offset;
     }
 
     /// Last line of defence: never leave ssh behind.

@@ -143,40 +143,9 @@ fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// What an ssh stderr line tells the supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    /// "remote port forwarding failed for listen port N"
-    RemoteForwardFailed(u16),
-}
-
-/// Recognises the stderr lines autossh acts on.
-pub fn classify(line: &str) -> Option<Notice> {
-    const KEY: &str = "remote port forwarding failed for listen port ";
-    let at = line.find(KEY)?;
-    let digits: String = line[at + KEY.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok().map(Notice::RemoteForwardFailed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forward_failures_are_recognised() {
-        assert_eq!(
-            classify("Warning: remote port forwarding failed for listen port 20000"),
-            Some(Notice::RemoteForwardFailed(20000))
-        );
-        assert_eq!(
-            classify("Error: remote port forwarding failed for listen port 8080"),
-            Some(Notice::RemoteForwardFailed(8080))
-        );
-        assert_eq!(classify("Permission denied (publickey)."), None);
-    }
 
     #[test]
     fn lines_are_split_and_cleaned() {

@@ -20,9 +20,13 @@ pub enum Timer {
     ProbeHard,
     /// A newly started ssh must prove its tunnel by then.
     ConfirmBy,
+    /// Next reachability check of the server.
+    ReachCheck,
+    /// Next look at ssh's connection for a stall.
+    Watch,
 }
 
-const ALL: [Timer; 7] = [
+const ALL: [Timer; 9] = [
     Timer::Restart,
     Timer::KillEscalation,
     Timer::MaxLifetime,
@@ -30,6 +34,8 @@ const ALL: [Timer; 7] = [
     Timer::ProbeSoft,
     Timer::ProbeHard,
     Timer::ConfirmBy,
+    Timer::ReachCheck,
+    Timer::Watch,
 ];
 
 /// The deadline table.

@@ -34,6 +34,8 @@
 #                       arguments (same pid; the run is still recorded).
 # Example: "stderr Permission denied (publickey). ; exit 255"
 #
+# `ssh -G ...` is answered with a proxied configuration and not recorded as a run.
+#
 # Waiting never forks: "read -t" on a FIFO opened read-write is a builtin, so
 # killing the script (TERM or KILL) leaves no orphaned sleep behind, and the
 # waiting process keeps this script's path (the test's marker) in its
@@ -41,6 +43,13 @@
 
 state=${0%/*}
 runs=$state/runs
+
+# `ssh -G ...` (autossh asks where the server is): answer like a ProxyCommand setup would,
+# so autossh paces by backoff alone, and do not count it as a run.
+if [[ ${1-} == -G ]]; then
+    printf 'hostname fake\nport 22\nproxycommand fake\n'
+    exit 0
+fi
 [[ -d $runs ]] || { echo "fake_ssh: no state dir $runs" >&2; exit 97; }
 
 # Claim a run number atomically (noclobber = O_EXCL); bounded loop.

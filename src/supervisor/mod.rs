@@ -6,6 +6,7 @@
 
 use crate::backoff::Backoff;
 use crate::clock::{ms, Time};
+use crate::complaint::Complaint;
 use crate::exit_rules::{judge, RunFacts, SshEnd, Verdict};
 use crate::probe::RttEstimate;
 use crate::timers::{Timer, Timers};
@@ -19,6 +20,8 @@ pub const PATIENCE_FLOOR: Duration = Duration::from_secs(1);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
+/// How often ssh's connection is looked at for a stall.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -34,6 +37,8 @@ pub struct Config {
     pub net_timeout: Duration,
     /// Whether probes run (false with `-M 0`).
     pub monitored: bool,
+    /// Seed for the backoff's jitter.
+    pub seed: u64,
 }
 
 /// Signals to autossh, by meaning.
@@ -99,8 +104,16 @@ pub enum Event {
     ProbeFailed { seq: u64, why: ProbeFailure },
     /// Answer to [`Action::InspectPath`].
     Path(PathState),
-    /// ssh said the server refused to listen on this remote port.
-    RemoteForwardFailed(u16),
+    /// ssh said something autossh acts on (stderr).
+    SshSaid(Complaint),
+    /// Answer to one [`Action::CheckReach`]: the server's ssh port accepted a TCP connect.
+    Reachable(bool),
+    /// The server's address cannot be checked (proxy, `ssh -G` failed): backoff alone.
+    ReachUnknown,
+    /// Answer to [`Action::InspectStall`]: ssh's server connection is stuck retransmitting.
+    Stall(bool),
+    /// The machine was suspended and has resumed.
+    Resumed,
 }
 
 /// What the event loop must do.
@@ -120,6 +133,12 @@ pub enum Action {
     InspectPath,
     /// Move loop mode's remote monitor port for the next ssh.
     RelocateMonitor(Relocation),
+    /// Start one cheap reachability check of the server (TCP connect to its ssh port).
+    CheckReach,
+    /// Abandon reachability checks in flight.
+    StopReach,
+    /// Look whether ssh's server connection is stalled; answer with [`Event::Stall`].
+    InspectStall,
     /// Exit autossh with this code (ssh is already gone).
     Exit(i32),
 }
@@ -166,6 +185,8 @@ pub enum State {
     Stopping { then: Then },
     /// ssh is not running; waiting out the backoff.
     BackingOff,
+    /// ssh is not running; the server did not answer: checking it until it does.
+    WaitingForServer,
     /// autossh is exiting.
     Done,
 }
@@ -203,13 +224,27 @@ pub struct Supervisor {
     down_since: Option<Time>,
     /// Why the last confirmation probe failed, for the log when confirmation times out.
     last_failure: Option<String>,
+    /// What the current ssh said about failing (config or network trouble).
+    complaint: Option<Complaint>,
+    /// The current ssh was stopped because the server stopped answering.
+    server_silent: bool,
+    /// The server's address cannot be checked.
+    reach_unknown: bool,
+    /// Since when reachability checks have failed (while waiting or stalled).
+    unreachable_since: Option<Time>,
+    /// ssh's server connection is stalled.
+    stalled: bool,
+    /// The backoff asked for no wait: a reachable server gets ssh at once.
+    quick_retry: bool,
+    /// When the backoff of the current wait ends.
+    backoff_until: Time,
     stats: Stats,
 }
 
 impl Supervisor {
     pub fn new(cfg: Config) -> Supervisor {
         Supervisor {
-            backoff: Backoff::new(cfg.poll),
+            backoff: Backoff::new(cfg.poll, cfg.seed),
             cfg,
             state: State::Idle,
             timers: Timers::default(),
@@ -222,6 +257,13 @@ impl Supervisor {
             remote_monitor_port: None,
             down_since: None,
             last_failure: None,
+            complaint: None,
+            server_silent: false,
+            reach_unknown: false,
+            unreachable_since: None,
+            stalled: false,
+            quick_retry: false,
+            backoff_until: Time::from_origin(Duration::ZERO),
             stats: Stats::default(),
         }
     }
@@ -278,16 +320,34 @@ impl Supervisor {
                 }
             }
             Event::Path(path) => self.on_path(path, now, &mut out),
-            Event::RemoteForwardFailed(port) => self.on_forward_failed(port, now, &mut out),
+            Event::SshSaid(Complaint::RemoteForwardFailed(port)) => {
+                self.on_forward_failed(port, now, &mut out)
+            }
+            Event::SshSaid(c) => self.complaint = Some(c),
+            Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
+            Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
+            Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
+            Event::Resumed => self.on_resumed(now),
         }
         out
     }
 
     fn on_timer(&mut self, t: Timer, now: Time, out: &mut Vec<Action>) {
         match t {
-            Timer::Restart => {
-                if self.state == State::BackingOff {
+            Timer::Restart => match self.state {
+                State::BackingOff => self.spawn(now, out),
+                State::WaitingForServer => {
+                    info!("backoff over; trying ssh although the server did not answer a check");
+                    self.stop_checks(out);
                     self.spawn(now, out);
+                }
+                _ => {}
+            },
+            Timer::ReachCheck => self.on_reach_tick(now, out),
+            Timer::Watch => {
+                if matches!(self.state, State::Running { .. }) {
+                    self.timers.set(Timer::Watch, now + WATCH_EVERY);
+                    out.push(Action::InspectStall);
                 }
             }
             Timer::KillEscalation => {
@@ -363,6 +423,10 @@ impl Supervisor {
         }
         self.started_at = Some(now);
         self.last_failure = None;
+        self.complaint = None;
+        self.server_silent = false;
+        self.stalled = false;
+        self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
             self.timers.set(
@@ -407,10 +471,15 @@ impl Supervisor {
                 };
                 match judge(end, facts) {
                     Verdict::Exit { code, why } => {
-                        if code == 0 {
-                            info!("{why}");
-                        } else {
-                            log::error!("{why}");
+                        match (&self.complaint, code) {
+                            (_, 0) => info!("{why}"),
+                            (Some(Complaint::Config(line)), _) => {
+                                log::error!("{why}: configuration error, not retrying: {line}")
+                            }
+                            (Some(Complaint::Network(line)), _) => {
+                                log::error!("{why}: the server could not be reached: {line}")
+                            }
+                            _ => log::error!("{why}"),
                         }
                         self.finish(code, out);
                     }
@@ -425,30 +494,6 @@ impl Supervisor {
                 debug!("ssh exit while {other:?}; ignored");
                 self.state = other;
             }
-        }
-    }
-
-    /// ssh is gone and will be restarted: now or after the backoff. `why` is logged when
-    /// the reason was not logged already (an exit we did not cause).
-    fn after_exit(&mut self, paced: bool, why: Option<String>, now: Time, out: &mut Vec<Action>) {
-        let delay = if paced {
-            let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
-            self.backoff.next_delay(lived)
-        } else {
-            Duration::ZERO
-        };
-        match why {
-            Some(why) => info!("{why}, restarting ssh in {} s", delay.as_secs()),
-            None if !delay.is_zero() => {
-                info!("waiting {} s before restarting ssh", delay.as_secs())
-            }
-            None => {}
-        }
-        if delay.is_zero() {
-            self.spawn(now, out);
-        } else {
-            self.state = State::BackingOff;
-            self.timers.set(Timer::Restart, now + delay);
         }
     }
 
@@ -469,17 +514,19 @@ impl Supervisor {
                 State::Running { .. } => {
                     self.restart_ssh("signalled to kill and restart ssh".into(), false, now, out)
                 }
-                State::BackingOff => {
-                    info!("signalled to restart ssh; skipping the backoff");
+                State::BackingOff | State::WaitingForServer => {
+                    info!("signalled to restart ssh; skipping the wait");
                     self.timers.clear(Timer::Restart);
+                    self.stop_checks(out);
                     self.spawn(now, out);
                 }
                 _ => {}
             },
             Sig::Retry => match self.state {
-                State::BackingOff => {
+                State::BackingOff | State::WaitingForServer => {
                     info!("SIGHUP: retrying now");
                     self.timers.clear(Timer::Restart);
+                    self.stop_checks(out);
                     self.spawn(now, out);
                 }
                 State::Running { .. } if self.in_flight.is_none() && self.cfg.monitored => {
@@ -504,12 +551,18 @@ impl Supervisor {
                     then: Then::Exit(code),
                 };
             }
-            State::Idle | State::BackingOff => self.finish(code, out),
+            State::Idle | State::BackingOff | State::WaitingForServer => {
+                self.stop_checks(out);
+                self.finish(code, out)
+            }
             State::Done => {}
         }
     }
 
     fn finish(&mut self, code: i32, out: &mut Vec<Action>) {
+        if self.timers.get(Timer::ReachCheck).is_some() {
+            out.push(Action::StopReach);
+        }
         self.timers = Timers::default();
         self.in_flight = None;
         self.state = State::Done;
@@ -518,6 +571,10 @@ impl Supervisor {
 
     fn stop_ssh(&mut self, then: Then, now: Time, out: &mut Vec<Action>) {
         self.timers.clear(Timer::ConfirmBy);
+        self.timers.clear(Timer::Watch);
+        if self.stalled {
+            self.stop_checks(out);
+        }
         self.timers.set(Timer::KillEscalation, now + KILL_GRACE);
         self.state = State::Stopping { then };
         out.push(Action::TermSsh);
@@ -650,7 +707,8 @@ impl Supervisor {
                 if self.remote_monitor_port.is_some() {
                     out.push(Action::RelocateMonitor(Relocation::AfterFailure));
                 }
-                self.restart_ssh(why, true, now, out)
+                self.restart_ssh(why, true, now, out);
+                self.server_silent = true;
             }
             _ => self.clear_probe(out),
         }
@@ -678,6 +736,7 @@ impl Supervisor {
     }
 }
 
+mod recovery;
+
 #[cfg(test)]
-#[path = "supervisor_tests.rs"]
 mod tests;

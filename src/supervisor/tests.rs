@@ -1,6 +1,7 @@
 //! Unit tests of the supervisor with a fake clock: no processes, no sockets.
 
 use super::*;
+use crate::complaint::Complaint;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
@@ -15,6 +16,7 @@ fn cfg() -> Config {
         first_poll: secs(600.0),
         net_timeout: secs(15.0),
         monitored: false,
+        seed: 1,
     }
 }
 
@@ -33,6 +35,8 @@ fn monitored(poll: f64) -> Config {
 struct Sim {
     sup: Supervisor,
     now: Time,
+    /// Answer the once-a-second stall inspection with "not stalled", out of sight.
+    auto_stall: bool,
 }
 
 impl Sim {
@@ -40,6 +44,7 @@ impl Sim {
         Sim {
             sup: Supervisor::new(cfg),
             now: Time::from_origin(secs(1000.0)),
+            auto_stall: true,
         }
     }
 
@@ -53,7 +58,13 @@ impl Sim {
         let mut out = Vec::new();
         while let Some(next) = self.sup.timers.next().filter(|&t| t <= end) {
             self.now = self.now.max(next);
-            out.extend(self.sup.on_time(self.now));
+            for a in self.sup.on_time(self.now) {
+                if a == Action::InspectStall && self.auto_stall {
+                    out.extend(self.sup.handle(Event::Stall(false), self.now));
+                } else {
+                    out.push(a);
+                }
+            }
         }
         self.now = end;
         out
@@ -63,9 +74,34 @@ impl Sim {
         self.ev(Event::SshExited(end))
     }
 
-    /// Advances to the next deadline, which must send a probe; returns its number.
+    /// Lets a restart run its course with a reachable server: answers checks, waits out
+    /// the backoff. Returns the actions other than the checks (a Spawn or an Exit).
+    fn settle(&mut self) -> Vec<Action> {
+        for _ in 0..1000 {
+            let mut acts = self.advance(0.05);
+            let mut rest = Vec::new();
+            while let Some(a) = acts.pop() {
+                match a {
+                    Action::CheckReach => acts.extend(self.ev(Event::Reachable(true))),
+                    Action::StopReach => {}
+                    other => rest.push(other),
+                }
+            }
+            if !rest.is_empty() {
+                return rest;
+            }
+        }
+        panic!("nothing happened in 50 s")
+    }
+
+    /// When `t` is due next, from now.
+    fn until(&self, t: Timer) -> Duration {
+        self.sup.timers.get(t).expect("armed").since(self.now)
+    }
+
+    /// Advances to the next probe, which must be sent; returns its number.
     fn next_probe(&mut self) -> u64 {
-        let wait = self.sup.timeout(self.now).expect("a deadline");
+        let wait = self.until(Timer::Probe);
         match self.advance(wait.as_secs_f64())[..] {
             [Action::SendProbe { seq }] => seq,
             ref other => panic!("expected a probe, got {other:?}"),
@@ -115,9 +151,10 @@ fn exit_255_after_gate_restarts_at_once() {
     s.advance(31.0);
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
     assert_eq!(s.sup.start_count(), 2);
-    // Second run: exit 1 restarts, even quickly.
+    // Second run: exit 1 restarts, even quickly (after a check of the server).
     s.advance(1.0);
-    assert_eq!(s.exit(SshEnd::Exited(1)), [Action::Spawn]);
+    s.exit(SshEnd::Exited(1));
+    assert_eq!(s.settle(), [Action::Spawn]);
     s.advance(1.0);
     assert_eq!(exit_code(&s.exit(SshEnd::Exited(3))), Some(1));
 }
@@ -149,7 +186,8 @@ fn maxstart_counts_starts() {
     });
     assert_eq!(s.ev(Event::Begin), [Action::Spawn]);
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
-    assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(0));
+    s.exit(SshEnd::Exited(255));
+    assert_eq!(s.settle(), [Action::Exit(0)]);
     assert_eq!(s.sup.start_count(), 2);
     let mut s = Sim::new(Config {
         max_start: Some(0),
@@ -171,70 +209,18 @@ fn maxlifetime_stops_ssh_and_exits_0() {
 }
 
 #[test]
-fn maxlifetime_during_backoff_exits_at_once() {
-    let mut s = Sim::new(Config {
-        max_lifetime: Some(secs(1.0)),
-        gate_time: Duration::ZERO,
-        ..cfg()
-    });
-    s.ev(Event::Begin);
-    for _ in 0..6 {
-        s.exit(SshEnd::Exited(255));
-    }
-    assert_eq!(*s.sup.state(), State::BackingOff);
-    assert_eq!(s.advance(1.0), [Action::Exit(0)]);
-}
-
-#[test]
-fn backoff_follows_the_1_4g_curve() {
-    let mut s = Sim::new(Config {
-        gate_time: Duration::ZERO,
-        ..cfg()
-    });
-    s.ev(Event::Begin);
-    for _ in 0..5 {
-        assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
-    }
-    // Sixth quick death: 2 s wait at POLL=600.
-    assert!(s.exit(SshEnd::Exited(255)).is_empty());
-    assert_eq!(s.sup.timeout(s.now), Some(secs(2.0)));
-    assert!(s.advance(1.9).is_empty());
-    assert_eq!(s.advance(0.1), [Action::Spawn]);
-    assert!(s.exit(SshEnd::Exited(255)).is_empty());
-    assert_eq!(s.sup.timeout(s.now), Some(secs(8.0)));
-}
-
-#[test]
-fn sighup_skips_the_backoff() {
-    let mut s = Sim::new(Config {
-        gate_time: Duration::ZERO,
-        ..cfg()
-    });
-    s.ev(Event::Begin);
-    for _ in 0..6 {
-        s.exit(SshEnd::Exited(255));
-    }
-    assert_eq!(*s.sup.state(), State::BackingOff);
-    assert_eq!(s.ev(Event::Signal(Sig::Retry)), [Action::Spawn]);
-}
-
-#[test]
 fn sigterm_in_every_state_exits_0_without_orphans() {
     // Running: TERM ssh, then exit once it is gone.
     let mut s = Sim::new(cfg());
     s.ev(Event::Begin);
     assert_eq!(s.ev(Event::Signal(Sig::Terminate(15))), [Action::TermSsh]);
     assert_eq!(exit_code(&s.exit(SshEnd::Signaled(15))), Some(0));
-    // Backing off: nothing runs, exit at once.
-    let mut s = Sim::new(Config {
-        gate_time: Duration::ZERO,
-        ..cfg()
-    });
-    s.ev(Event::Begin);
-    for _ in 0..6 {
-        s.exit(SshEnd::Exited(255));
-    }
-    assert_eq!(s.ev(Event::Signal(Sig::Terminate(2))), [Action::Exit(0)]);
+    // Waiting for the server: nothing runs, exit at once.
+    let mut s = waiting();
+    assert_eq!(
+        s.ev(Event::Signal(Sig::Terminate(2))),
+        [Action::StopReach, Action::Exit(0)]
+    );
     // Before the first start.
     let mut s = Sim::new(cfg());
     assert_eq!(s.ev(Event::Signal(Sig::Terminate(3))), [Action::Exit(0)]);
@@ -285,7 +271,8 @@ fn first_spawn_failure_exits_1_later_ones_back_off() {
     });
     s.ev(Event::Begin);
     s.exit(SshEnd::Exited(255));
-    assert_eq!(s.ev(Event::SpawnFailed("EAGAIN".into())), [Action::Spawn]);
+    s.ev(Event::SpawnFailed("EAGAIN".into()));
+    assert_eq!(s.settle(), [Action::Spawn]);
 }
 
 // ---- the monitor's schedule ----
@@ -368,7 +355,8 @@ fn silent_server_is_detected_at_the_patience_floor() {
     assert_eq!(s.advance(0.01), [Action::InspectPath]);
     let r = s.ev(Event::Path(PathState::Quiet));
     assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
-    assert_eq!(s.exit(SshEnd::Signaled(15)), [Action::Spawn]);
+    s.exit(SshEnd::Signaled(15));
+    assert_eq!(s.settle(), [Action::Spawn]);
     assert_eq!(s.sup.stats().restarts, 1);
 }
 
@@ -430,9 +418,14 @@ fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
     s.sup.set_remote_monitor_port(Some(20000));
     s.ev(Event::Begin);
     // A complaint about another port (the user's own -R) is not ours.
-    assert!(s.ev(Event::RemoteForwardFailed(8080)).is_empty());
-    let r = s.ev(Event::RemoteForwardFailed(20000));
-    assert_eq!(r, [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]);
+    assert!(s
+        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(8080)))
+        .is_empty());
+    let r = s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
+    assert_eq!(
+        r,
+        [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]
+    );
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
 }
 
@@ -443,11 +436,13 @@ fn relocation_gives_up_after_many_busy_ports() {
     s.ev(Event::Begin);
     for _ in 0..MAX_RELOCATIONS {
         assert!(s
-            .ev(Event::RemoteForwardFailed(20000))
+            .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
             .contains(&Action::RelocateMonitor(Relocation::Busy)));
         s.exit(SshEnd::Exited(255));
     }
-    assert!(s.ev(Event::RemoteForwardFailed(20000)).is_empty());
+    assert!(s
+        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
+        .is_empty());
 }
 
 #[test]
@@ -476,5 +471,216 @@ fn a_failed_loop_tunnel_moves_the_remote_port_before_restarting() {
             Action::DropProbe,
             Action::TermSsh
         ]
+    );
+}
+
+// ---- recovery: backoff, reachability checks, stalls ----
+
+fn gate0() -> Config {
+    Config {
+        gate_time: Duration::ZERO,
+        ..cfg()
+    }
+}
+
+/// ssh refused twice quickly: autossh is waiting for the server, a check under way.
+fn waiting() -> Sim {
+    let mut s = Sim::new(gate0());
+    s.ev(Event::Begin);
+    let refused = || Event::SshSaid(Complaint::Network("Connection refused".into()));
+    s.ev(refused());
+    assert_eq!(
+        s.exit(SshEnd::Exited(255)),
+        [],
+        "network trouble: check before spawning"
+    );
+    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    s
+}
+
+#[test]
+fn a_returning_server_is_tried_at_once_whatever_the_backoff() {
+    let mut s = waiting();
+    s.ev(Event::Reachable(false));
+    // Checks every 250 ms while the server is away.
+    assert_eq!(s.advance(0.25), [Action::CheckReach]);
+    s.ev(Event::Reachable(false));
+    assert_eq!(s.advance(0.25), [Action::CheckReach]);
+    assert_eq!(
+        s.ev(Event::Reachable(true)),
+        [Action::StopReach, Action::Spawn]
+    );
+    assert_eq!(s.sup.start_count(), 2);
+}
+
+#[test]
+fn a_server_reachable_all_along_waits_out_the_backoff() {
+    let mut s = Sim::new(gate0());
+    s.ev(Event::Begin);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    // Second quick death: 0.25-0.5 s backoff; the server answers TCP at once.
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    assert_eq!(s.ev(Event::Reachable(true)), [Action::StopReach]);
+    assert_eq!(*s.sup.state(), State::BackingOff);
+    let wait = s.until(Timer::Restart);
+    assert!(wait >= secs(0.25) && wait <= secs(0.5), "{wait:?}");
+    assert_eq!(s.advance(wait.as_secs_f64()), [Action::Spawn]);
+}
+
+#[test]
+fn handshakes_back_off_exponentially_to_the_cap_while_unreachable() {
+    let mut s = Sim::new(gate0());
+    s.ev(Event::Begin);
+    let mut spawns = Vec::new();
+    let start = s.now;
+    for _ in 0..400 {
+        for a in s.advance(0.25) {
+            match a {
+                Action::CheckReach => {
+                    s.ev(Event::Reachable(false));
+                }
+                Action::Spawn => spawns.push(s.now.since(start)),
+                _ => {}
+            }
+        }
+        if matches!(s.sup.state(), State::Running { .. }) {
+            s.ev(Event::SshSaid(Complaint::Network(
+                "Connection timed out".into(),
+            )));
+            s.exit(SshEnd::Exited(255));
+        }
+    }
+    let gaps: Vec<f64> = spawns
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    assert!(gaps.iter().all(|&g| g <= 30.5), "{gaps:?}");
+    assert!(gaps.last().unwrap() >= &15.0, "reaches the cap: {gaps:?}");
+    assert!(
+        spawns.len() < 20,
+        "no hammering: {} handshakes in 100 s",
+        spawns.len()
+    );
+}
+
+#[test]
+fn configuration_errors_exit_inside_the_gate_and_back_off_to_the_cap_after() {
+    let mut s = Sim::new(cfg());
+    s.ev(Event::Begin);
+    s.ev(Event::SshSaid(Complaint::Config(
+        "Permission denied (publickey).".into(),
+    )));
+    assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(1));
+
+    let mut s = Sim::new(gate0());
+    s.ev(Event::Begin);
+    s.ev(Event::SshSaid(Complaint::Config(
+        "Host key verification failed.".into(),
+    )));
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(*s.sup.state(), State::BackingOff);
+    assert_eq!(s.until(Timer::Restart), secs(30.0));
+}
+
+#[test]
+fn unknown_server_address_falls_back_to_the_backoff() {
+    let mut s = waiting();
+    assert_eq!(
+        s.ev(Event::ReachUnknown),
+        [Action::StopReach, Action::Spawn]
+    );
+    // From now on no checks are asked for.
+    s.ev(Event::SshSaid(Complaint::Network(
+        "Connection refused".into(),
+    )));
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(*s.sup.state(), State::BackingOff);
+}
+
+#[test]
+fn sighup_and_sigusr1_skip_the_wait() {
+    let mut s = waiting();
+    assert_eq!(
+        s.ev(Event::Signal(Sig::Retry)),
+        [Action::StopReach, Action::Spawn]
+    );
+    let mut s = waiting();
+    assert!(s.ev(Event::Signal(Sig::Restart)).contains(&Action::Spawn));
+}
+
+#[test]
+fn maxlifetime_while_waiting_exits() {
+    let mut s = Sim::new(Config {
+        max_lifetime: Some(secs(0.9)),
+        ..gate0()
+    });
+    s.ev(Event::Begin);
+    s.ev(Event::SshSaid(Complaint::Network(
+        "No route to host".into(),
+    )));
+    s.exit(SshEnd::Exited(255));
+    let acts = s.advance(0.9);
+    assert_eq!(exit_code(&acts), Some(0), "{acts:?}");
+}
+
+#[test]
+fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
+    let mut s = Sim::new(gate0());
+    s.auto_stall = false;
+    s.ev(Event::Begin);
+    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert!(s.ev(Event::Stall(false)).is_empty());
+    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert!(s.ev(Event::Stall(true)).is_empty());
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    s.ev(Event::Reachable(false));
+    let a = s.advance(0.25);
+    assert!(a.contains(&Action::CheckReach), "{a:?}");
+    let r = s.ev(Event::Reachable(true));
+    assert!(r.contains(&Action::TermSsh), "{r:?}");
+    // Restarted without backoff.
+    assert!(s.exit(SshEnd::Signaled(15)).contains(&Action::Spawn));
+}
+
+#[test]
+fn a_stall_with_the_server_answering_all_along_is_left_alone() {
+    let mut s = Sim::new(gate0());
+    s.auto_stall = false;
+    s.ev(Event::Begin);
+    s.advance(1.0);
+    s.ev(Event::Stall(true));
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    assert!(s.ev(Event::Reachable(true)).is_empty());
+    // The connection recovers by itself: checks stop.
+    s.advance(1.0);
+    assert_eq!(s.ev(Event::Stall(false)), [Action::StopReach]);
+    assert_eq!(s.sup.stats().restarts, 0);
+}
+
+#[test]
+fn a_resume_probes_at_once() {
+    let mut s = up(600.0);
+    s.advance(10.0);
+    s.ev(Event::Resumed);
+    assert!(s.advance(0.0).contains(&Action::SendProbe { seq: 2 }));
+}
+
+#[test]
+fn a_failed_probe_checks_the_server_before_the_next_ssh() {
+    let mut s = up(4.0);
+    let seq = s.next_probe();
+    s.advance(1.0);
+    s.ev(Event::Path(PathState::Quiet));
+    let _ = seq;
+    // ssh is stopped; its exit leads to a reachability check, not a blind spawn.
+    assert!(s.exit(SshEnd::Signaled(15)).is_empty());
+    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    // The server (frozen session, live host) answers TCP: spawn now.
+    assert_eq!(
+        s.ev(Event::Reachable(true)),
+        [Action::StopReach, Action::Spawn]
     );
 }

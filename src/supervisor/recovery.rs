@@ -1,0 +1,206 @@
+//! Recovery: what follows a failed ssh. The backoff paces handshakes; between them cheap
+//! reachability checks find a returning server within a fraction of a second, and a
+//! transition from unreachable to reachable starts ssh at once. The same checks run while a
+//! live ssh's connection is stalled, so a black hole that lifts is noticed at once instead
+//! of at TCP's next retransmission.
+
+use super::*;
+
+/// While the server does not answer checks, handshakes are still tried this often at least.
+const BLIND_RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// Reachability checks run this often while the server is away.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the last ssh went away, for pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// ssh said a person must fix something.
+    Config,
+    /// The server or the network did not answer.
+    Network,
+    Other,
+}
+
+impl Supervisor {
+    fn cause(&self) -> Cause {
+        match self.complaint {
+            Some(Complaint::Config(_)) => Cause::Config,
+            Some(Complaint::Network(_)) => Cause::Network,
+            _ if self.server_silent => Cause::Network,
+            _ => Cause::Other,
+        }
+    }
+
+    /// ssh is gone and will be restarted: now, after the backoff, or when the server answers.
+    /// `why` is logged when the reason was not logged already (an exit we did not cause).
+    pub(super) fn after_exit(
+        &mut self,
+        paced: bool,
+        why: Option<String>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let cause = self.cause();
+        let delay = if paced {
+            let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+            self.backoff.next_delay(lived, cause == Cause::Config)
+        } else {
+            Duration::ZERO
+        };
+        let detail = match (&self.complaint, cause) {
+            (Some(Complaint::Config(l)), _) => format!(" (configuration error: {l})"),
+            (Some(Complaint::Network(l)), _) => format!(" ({l})"),
+            _ => String::new(),
+        };
+        match why {
+            Some(why) => info!(
+                "{why}{detail}, restarting ssh in {:.1} s",
+                delay.as_secs_f64()
+            ),
+            None if !delay.is_zero() => {
+                info!(
+                    "waiting {:.1} s before restarting ssh{detail}",
+                    delay.as_secs_f64()
+                )
+            }
+            None => {}
+        }
+        let check_first = !self.reach_unknown
+            && cause != Cause::Config
+            && (cause == Cause::Network || !delay.is_zero());
+        self.quick_retry = delay.is_zero();
+        self.backoff_until = now + delay;
+        if check_first {
+            // Even while the server does not answer checks, a handshake is tried at the
+            // backoff's pace (a check can be wrong: another route, a port knock...).
+            self.timers
+                .set(Timer::Restart, now + delay.max(BLIND_RETRY_FLOOR));
+            self.state = State::WaitingForServer;
+            self.unreachable_since = None;
+            self.timers.set(Timer::ReachCheck, now);
+        } else if delay.is_zero() {
+            self.spawn(now, out);
+        } else {
+            self.timers.set(Timer::Restart, now + delay);
+            self.state = State::BackingOff;
+        }
+    }
+
+    pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
+        let checking = match self.state {
+            State::WaitingForServer => true,
+            State::Running { .. } => self.stalled,
+            _ => false,
+        };
+        if checking {
+            out.push(Action::CheckReach);
+            self.timers.set(Timer::ReachCheck, now + CHECK_EVERY);
+        }
+    }
+
+    pub(super) fn stop_checks(&mut self, out: &mut Vec<Action>) {
+        if self.timers.get(Timer::ReachCheck).is_some() {
+            self.timers.clear(Timer::ReachCheck);
+            out.push(Action::StopReach);
+        }
+    }
+
+    pub(super) fn on_reachable(&mut self, ok: bool, now: Time, out: &mut Vec<Action>) {
+        match (&self.state, ok) {
+            (State::WaitingForServer, true) => {
+                let was_away = self.unreachable_since.take();
+                let restart_due = self.quick_retry;
+                if let Some(since) = was_away {
+                    info!(
+                        "server reachable again after {:.1} s; starting ssh",
+                        now.since(since).as_secs_f64()
+                    );
+                }
+                self.stop_checks(out);
+                if was_away.is_some() || restart_due {
+                    self.timers.clear(Timer::Restart);
+                    self.spawn(now, out);
+                } else {
+                    self.wait_out_backoff();
+                }
+            }
+            (State::WaitingForServer, false) => {
+                if self.unreachable_since.is_none() {
+                    self.unreachable_since = Some(now);
+                    info!(
+                        "server unreachable; checking every {} ms until it answers",
+                        CHECK_EVERY.as_millis()
+                    );
+                }
+            }
+            (State::Running { .. }, true) if self.stalled => {
+                if let Some(since) = self.unreachable_since.take() {
+                    self.restart_ssh(
+                        format!(
+                            "ssh's connection stalled; the server answers again after {:.1} s",
+                            now.since(since).as_secs_f64()
+                        ),
+                        false,
+                        now,
+                        out,
+                    );
+                }
+            }
+            (State::Running { .. }, false) if self.stalled => {
+                self.unreachable_since.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_reach_unknown(&mut self, now: Time, out: &mut Vec<Action>) {
+        if !self.reach_unknown {
+            debug!("the server's address cannot be checked; pacing by backoff alone");
+        }
+        self.reach_unknown = true;
+        self.stop_checks(out);
+        if self.state == State::WaitingForServer {
+            if self.quick_retry {
+                self.timers.clear(Timer::Restart);
+                self.spawn(now, out);
+            } else {
+                self.wait_out_backoff();
+            }
+        }
+    }
+
+    /// The server answers TCP (or cannot be checked): only the backoff holds the next
+    /// handshake.
+    fn wait_out_backoff(&mut self) {
+        self.timers.set(Timer::Restart, self.backoff_until);
+        self.state = State::BackingOff;
+    }
+
+    pub(super) fn on_stall(&mut self, stalled: bool, now: Time, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Running { .. }) || stalled == self.stalled {
+            return;
+        }
+        self.stalled = stalled;
+        self.unreachable_since = None;
+        if stalled {
+            info!("ssh's connection to the server is stalled; checking the server");
+            if !self.reach_unknown {
+                self.timers.set(Timer::ReachCheck, now);
+            }
+        } else {
+            debug!("ssh's connection moves again");
+            self.stop_checks(out);
+        }
+    }
+
+    pub(super) fn on_resumed(&mut self, now: Time) {
+        info!("the system resumed from suspend; checking the tunnel now");
+        match self.state {
+            State::Running { phase: Phase::Up } if self.in_flight.is_none() => {
+                self.timers.set(Timer::Probe, now)
+            }
+            State::WaitingForServer => self.timers.set(Timer::ReachCheck, now),
+            _ => {}
+        }
+    }
+}
