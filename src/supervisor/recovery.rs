@@ -124,14 +124,12 @@ impl Supervisor {
                     self.wait_out_backoff();
                 }
             }
-            (State::WaitingForServer, false) => {
-                if self.unreachable_since.is_none() {
-                    self.unreachable_since = Some(now);
-                    info!(
-                        "server unreachable; checking every {} ms until it answers",
-                        CHECK_EVERY.as_millis()
-                    );
-                }
+            (State::WaitingForServer, false) if self.unreachable_since.is_none() => {
+                self.unreachable_since = Some(now);
+                info!(
+                    "server unreachable; checking every {} ms until it answers",
+                    CHECK_EVERY.as_millis()
+                );
             }
             (State::Running { .. }, true) if self.stalled => {
                 if let Some(since) = self.unreachable_since.take() {
