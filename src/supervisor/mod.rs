@@ -337,7 +337,7 @@ impl Supervisor {
             Timer::Restart => match self.state {
                 State::BackingOff => self.spawn(now, out),
                 State::WaitingForServer => {
-                    info!("backoff over; trying ssh although the server did not answer a check");
+                    debug!("backoff over; trying ssh although the server did not answer a check");
                     self.stop_checks(out);
                     self.spawn(now, out);
                 }

@@ -70,13 +70,17 @@ impl Supervisor {
             && (cause == Cause::Network || !delay.is_zero());
         self.quick_retry = delay.is_zero();
         self.backoff_until = now + delay;
+        if self.backoff.tries() == 0 {
+            // The last ssh lived long: any earlier outage is over.
+            self.unreachable_since = None;
+        }
         if check_first {
             // Even while the server does not answer checks, a handshake is tried at the
             // backoff's pace (a check can be wrong: another route, a port knock...).
             self.timers
                 .set(Timer::Restart, now + delay.max(BLIND_RETRY_FLOOR));
+            // `unreachable_since` is kept across handshakes: one outage, one log line.
             self.state = State::WaitingForServer;
-            self.unreachable_since = None;
             self.timers.set(Timer::ReachCheck, now);
         } else if delay.is_zero() {
             self.spawn(now, out);
