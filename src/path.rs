@@ -4,6 +4,7 @@
 use crate::supervisor::PathState;
 use std::collections::HashSet;
 use std::fs;
+use std::time::Duration;
 
 /// One row of /proc/net/tcp{,6} that matters here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +30,71 @@ pub fn ssh_read_bytes(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Classifies ssh's server connection. `read_before`: ssh's read byte count when the probe
-/// was sent; `probe_len`: the probe's size (ssh reads it once from our socket).
-pub fn inspect(pid: u32, read_before: Option<u64>, probe_len: u64) -> PathState {
+/// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
+/// `read_before`: ssh's read byte count when the probe was sent; `probe_len`: the probe's
+/// size (ssh reads it once from our socket).
+pub fn inspect(pid: u32, waited: Duration, read_before: Option<u64>, probe_len: u64) -> PathState {
     let Some(inodes) = socket_inodes(pid) else {
         return PathState::Unknown;
     };
     let rows = tcp_rows();
+    if let Some((fd, _)) = server_row(&rows, &inodes) {
+        if let Some(info) = tcp_info_of(pid, fd) {
+            return judge_tcp_info(&info, waited);
+        }
+    }
     let read_now = ssh_read_bytes(pid);
     classify(&rows, &inodes, read_before, read_now, probe_len)
+}
+
+/// The kernel's view of the connection, when it can be had: the probe is late because of
+/// the network if bytes are unacknowledged or retransmitted, if data arrived from the server
+/// since the probe left (the session is alive), or if the path's own round-trip time is a
+/// third of the wait or more (a slow link). Otherwise the server acknowledged everything and
+/// says nothing: the session is dead.
+fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
+    let waited_ms = waited.as_millis();
+    let unacked = info.tcpi_unacked > 0 || info.tcpi_retransmits > 0;
+    let data_since = u128::from(info.tcpi_last_data_recv) < waited_ms;
+    let slow_path = u128::from(info.tcpi_rtt) * 3 / 1000 >= waited_ms;
+    if unacked || data_since || slow_path {
+        PathState::Busy
+    } else {
+        PathState::Quiet
+    }
+}
+
+/// `TCP_INFO` of ssh's descriptor `fd`, through a duplicate taken with `pidfd_getfd`
+/// (Linux 5.6+; allowed for our own child).
+fn tcp_info_of(pid: u32, fd: u32) -> Option<libc::tcp_info> {
+    // SAFETY: plain syscalls on descriptors we own and close; tcp_info is plain data.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+        if pidfd < 0 {
+            return None;
+        }
+        let dup = libc::syscall(
+            libc::SYS_pidfd_getfd,
+            pidfd as libc::c_int,
+            fd as libc::c_int,
+            0,
+        );
+        libc::close(pidfd as libc::c_int);
+        if dup < 0 {
+            return None;
+        }
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            dup as libc::c_int,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        libc::close(dup as libc::c_int);
+        (rc == 0).then_some(info)
+    }
 }
 
 fn classify(
@@ -208,6 +265,43 @@ mod tests {
 
     #[test]
     fn inspects_this_process_without_panicking() {
-        let _ = inspect(std::process::id(), None, 0);
+        let _ = inspect(std::process::id(), Duration::from_secs(1), None, 0);
+    }
+
+    fn info(unacked: u32, last_data_recv_ms: u32, rtt_us: u32) -> libc::tcp_info {
+        // SAFETY: tcp_info is plain data.
+        let mut i: libc::tcp_info = unsafe { std::mem::zeroed() };
+        i.tcpi_unacked = unacked;
+        i.tcpi_last_data_recv = last_data_recv_ms;
+        i.tcpi_rtt = rtt_us;
+        i
+    }
+
+    #[test]
+    fn tcp_info_tells_silent_from_slow() {
+        let w = Duration::from_secs(1);
+        // All acknowledged, nothing heard for 5 s, 1 ms path: the session is silent.
+        assert_eq!(judge_tcp_info(&info(0, 5000, 1000), w), PathState::Quiet);
+        assert_eq!(judge_tcp_info(&info(2, 5000, 1000), w), PathState::Busy);
+        // Data arrived 200 ms ago: the server is talking.
+        assert_eq!(judge_tcp_info(&info(0, 200, 1000), w), PathState::Busy);
+        // A 400 ms path: one second is not long enough to judge.
+        assert_eq!(judge_tcp_info(&info(0, 5000, 400_000), w), PathState::Busy);
+    }
+
+    #[test]
+    fn tcp_info_of_a_child_connection_is_readable() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        // Our own process stands in for ssh: pidfd_getfd on ourselves.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        c.write_all(b"x").unwrap();
+        let Some(i) = tcp_info_of(std::process::id(), c.as_raw_fd() as u32) else {
+            return; // kernel without pidfd_getfd
+        };
+        assert_eq!(i.tcpi_state, 1, "ESTABLISHED");
+        assert!(i.tcpi_rtt > 0);
     }
 }

@@ -138,8 +138,8 @@ struct Runner {
     prober: Prober,
     ssh: Option<SshProcess>,
     notifier: Option<Notifier>,
-    /// ssh's read byte count and the probe's size when the current probe was sent.
-    probe_baseline: (Option<u64>, u64),
+    /// When the current probe was sent, ssh's read byte count then, and the probe's size.
+    probe_baseline: (std::time::Instant, Option<u64>, u64),
     /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
     proxied: bool,
     reach: Reach,
@@ -212,7 +212,7 @@ impl Runner {
             prober,
             ssh: None,
             notifier,
-            probe_baseline: (None, 0),
+            probe_baseline: (std::time::Instant::now(), None, 0),
             proxied,
             queue: VecDeque::new(),
             settings,
@@ -347,7 +347,11 @@ impl Runner {
                     .as_millis();
                 let bytes = self.prober.line(seq, wall);
                 let pid = self.ssh.as_ref().map(|s| s.pid());
-                self.probe_baseline = (pid.and_then(path::ssh_read_bytes), bytes.len() as u64);
+                self.probe_baseline = (
+                    std::time::Instant::now(),
+                    pid.and_then(path::ssh_read_bytes),
+                    bytes.len() as u64,
+                );
                 let registry = self.poll.registry();
                 if let Some(e) = self
                     .monitor
@@ -365,7 +369,8 @@ impl Runner {
             Action::InspectPath => {
                 let state = match self.ssh.as_ref() {
                     Some(s) if !self.proxied => {
-                        path::inspect(s.pid(), self.probe_baseline.0, self.probe_baseline.1)
+                        let (sent, read_before, len) = self.probe_baseline;
+                        path::inspect(s.pid(), sent.elapsed(), read_before, len)
                     }
                     _ => PathState::Unknown,
                 };
