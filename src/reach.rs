@@ -58,8 +58,9 @@ impl Reach {
         (REACH_FIRST..REACH_FIRST + SLOTS).contains(&token.0)
     }
 
-    /// Starts one check; returns an event when the answer is known at once.
-    pub fn check(&mut self, registry: &Registry) -> Option<Event> {
+    /// Starts working out the server's address in the background, so the first check after
+    /// a failure does not wait for `ssh -G`.
+    pub fn prepare(&mut self) {
         if let Target::NotResolved = self.target {
             let (tx, rx) = mpsc::channel();
             let (path, args) = (self.ssh_path.clone(), self.ssh_args.clone());
@@ -73,6 +74,11 @@ impl Reach {
                 Err(_) => Target::Unknown,
             };
         }
+    }
+
+    /// Starts one check; returns an event when the answer is known at once.
+    pub fn check(&mut self, registry: &Registry) -> Option<Event> {
+        self.prepare();
         if let Target::Resolving(rx) = &self.target {
             self.target = match rx.try_recv() {
                 Ok(Some(addrs)) if !addrs.is_empty() => {

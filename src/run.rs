@@ -200,7 +200,10 @@ impl Runner {
                 .ssh_args
                 .iter()
                 .any(|a| a.to_string_lossy().starts_with("-J"));
-        let reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
+        let mut reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
+        if !proxied {
+            reach.prepare();
+        }
         Ok(Runner {
             reach,
             suspended_offset: suspended_offset(),
