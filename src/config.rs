@@ -34,6 +34,10 @@ pub struct Settings {
     pub ssh_args: Vec<OsString>,
     /// Lower-cased keys of the user's `-o` options.
     pub user_o_keys: Vec<String>,
+    /// `AUTOSSH_STATUSFILE`: JSON status, rewritten atomically.
+    pub statusfile: Option<PathBuf>,
+    /// `AUTOSSH_METRICSFILE`: Prometheus text, rewritten atomically.
+    pub metricsfile: Option<PathBuf>,
 }
 
 impl Settings {
@@ -112,6 +116,14 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
     let loglevel = number("AUTOSSH_LOGLEVEL", 0, 7)?.unwrap_or(6) as u8;
     let pidfile = absolute(get("AUTOSSH_PIDFILE").filter(|p| !p.is_empty()))?;
     let logfile = absolute(get("AUTOSSH_LOGFILE").filter(|p| !p.is_empty()))?;
+    let statusfile = writable_dir(
+        absolute(get("AUTOSSH_STATUSFILE").filter(|p| !p.is_empty()))?,
+        "AUTOSSH_STATUSFILE",
+    )?;
+    let metricsfile = writable_dir(
+        absolute(get("AUTOSSH_METRICSFILE").filter(|p| !p.is_empty()))?,
+        "AUTOSSH_METRICSFILE",
+    )?;
     let serveralive_interval = number("AUTOSSH_SERVERALIVE_INTERVAL", 0, DAY)?.unwrap_or(60) as u32;
     let serveralive_count_max =
         number("AUTOSSH_SERVERALIVE_COUNT_MAX", 1, 1000)?.unwrap_or(3) as u32;
@@ -133,8 +145,24 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         serveralive_count_max,
         daemon: cli.daemon,
         user_o_keys: cli.ssh_o_values.iter().map(|v| o_key(v)).collect(),
+        statusfile,
+        metricsfile,
         ssh_args: cli.ssh_args,
     })
+}
+
+/// A report file must be creatable: its directory must exist.
+fn writable_dir(p: Option<PathBuf>, name: &str) -> Result<Option<PathBuf>> {
+    if let Some(path) = &p {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "{name}: directory {} does not exist",
+                dir.display()
+            )));
+        }
+    }
+    Ok(p)
 }
 
 /// The lower-cased key of an ssh `-o` value (`Key=value`, `Key value`).

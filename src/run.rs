@@ -12,6 +12,8 @@ use crate::path;
 use crate::pidfile::Pidfile;
 use crate::probe::Prober;
 use crate::reach::Reach;
+use crate::report;
+use crate::sd_notify::SdNotify;
 use crate::ssh_argv::{self, Forwards};
 use crate::ssh_process::SshProcess;
 use crate::supervisor::{Action, Config, Event, PathState, Relocation, Sig, Supervisor};
@@ -24,7 +26,10 @@ use signal_hook_mio::v1_0::Signals;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Status and metrics files are refreshed at least this often.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(0);
@@ -50,6 +55,9 @@ pub fn run(settings: Settings) -> Result<i32> {
     let mut runner = Runner::new(settings, forwards, listener, notifier)?;
     let code = runner.run();
     runner.cleanup();
+    // A last report says "stopped".
+    runner.last_report = None;
+    runner.report();
     drop(pidfile);
     code
 }
@@ -145,6 +153,12 @@ struct Runner {
     reach: Reach,
     /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at the last look: it grows across a suspend.
     suspended_offset: Duration,
+    /// systemd's notify socket, when run as a `Type=notify` service.
+    sd: Option<SdNotify>,
+    /// What the last report said and when it was written.
+    last_report: Option<(String, Instant)>,
+    /// Next `WATCHDOG=1`.
+    next_watchdog: Option<Instant>,
     queue: VecDeque<Event>,
 }
 
@@ -204,7 +218,15 @@ impl Runner {
         if !proxied {
             reach.prepare();
         }
+        let sd = SdNotify::from_env();
+        let next_watchdog = sd
+            .as_ref()
+            .and_then(|s| s.watchdog_every)
+            .map(|_| Instant::now());
         Ok(Runner {
+            sd,
+            last_report: None,
+            next_watchdog,
             reach,
             suspended_offset: suspended_offset(),
             sup,
@@ -229,10 +251,18 @@ impl Runner {
             if let Some(code) = self.drain_queue() {
                 return Ok(code);
             }
-            let timeout = self.sup.timeout(Time::now()).map(|d| {
-                // Round up to a millisecond so a deadline is not missed by a hair.
-                d + Duration::from_micros(500)
-            });
+            self.report();
+            let timeout = [
+                self.sup.timeout(Time::now()),
+                self.report_due(),
+                self.next_watchdog
+                    .map(|t| t.saturating_duration_since(Instant::now())),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            // Round up to a millisecond so a deadline is not missed by a hair.
+            .map(|d| d + Duration::from_micros(500));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -292,7 +322,12 @@ impl Runner {
                     self.reap();
                     continue;
                 }
-                SIGTERM | SIGINT | SIGQUIT => Sig::Terminate(sig),
+                SIGTERM | SIGINT | SIGQUIT => {
+                    if let Some(sd) = &self.sd {
+                        sd.send("STOPPING=1");
+                    }
+                    Sig::Terminate(sig)
+                }
                 SIGUSR1 => Sig::Restart,
                 SIGHUP => Sig::Retry,
                 _ => Sig::Wake,
@@ -381,6 +416,12 @@ impl Runner {
                 self.queue.push_back(Event::Path(state));
             }
             Action::RelocateMonitor(why) => self.relocate(why),
+            Action::Ready => {
+                if let Some(sd) = &self.sd {
+                    let line = report::status_line(&self.sup, Time::now());
+                    sd.send(&format!("READY=1\nSTATUS={line}"));
+                }
+            }
             Action::CheckReach => {
                 let e = if self.proxied {
                     Some(Event::ReachUnknown)
@@ -470,6 +511,78 @@ impl Runner {
                 remote: next,
             };
             self.sup.set_remote_monitor_port(Some(next));
+        }
+    }
+
+    /// When the next periodic report is due (status files are refreshed every 5 s).
+    fn report_due(&self) -> Option<Duration> {
+        let wanted = self.settings.statusfile.is_some()
+            || self.settings.metricsfile.is_some()
+            || self.sd.is_some();
+        if !wanted {
+            return None;
+        }
+        Some(match &self.last_report {
+            Some((_, at)) => REPORT_EVERY.saturating_sub(at.elapsed()),
+            None => Duration::ZERO,
+        })
+    }
+
+    /// Writes the status and metrics files and tells systemd, when something changed or
+    /// the refresh is due; feeds the watchdog while the tunnel is proven.
+    fn report(&mut self) {
+        let now = Time::now();
+        if let (Some(sd), Some(next)) = (&self.sd, self.next_watchdog) {
+            if Instant::now() >= next {
+                if self.sup.healthy() {
+                    sd.send("WATCHDOG=1");
+                }
+                self.next_watchdog = sd.watchdog_every.map(|e| Instant::now() + e);
+            }
+        }
+        let Some(due) = self.report_due() else { return };
+        let line = report::status_line(&self.sup, now);
+        let changed = self.last_report.as_ref().is_none_or(|(l, _)| *l != line);
+        if !changed && !due.is_zero() {
+            return;
+        }
+        if changed {
+            if let Some(sd) = &self.sd {
+                sd.send(&format!("STATUS={line}"));
+            }
+        }
+        let facts = self.facts();
+        if let Some(p) = &self.settings.statusfile {
+            if let Err(e) = report::write_atomically(p, &report::json(&self.sup, &facts, now)) {
+                warn!("status file {}: {e}", p.display());
+            }
+        }
+        if let Some(p) = &self.settings.metricsfile {
+            if let Err(e) = report::write_atomically(p, &report::prometheus(&self.sup, now)) {
+                warn!("metrics file {}: {e}", p.display());
+            }
+        }
+        self.last_report = Some((line, Instant::now()));
+    }
+
+    fn facts(&self) -> report::Facts<'static> {
+        let (mode, local, remote, echo) = match self.forwards {
+            Forwards::Off => ("off", None, None, None),
+            Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
+            Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
+        };
+        report::Facts {
+            ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
+            mode,
+            local_port: local,
+            remote_port: remote,
+            echo_port: echo,
+            poll: self.settings.poll,
+            first_poll: self.settings.first_poll,
+            gate_time: self.settings.gate_time,
+            net_timeout: self.settings.net_timeout(),
+            max_start: self.settings.max_start,
+            max_lifetime: self.settings.max_lifetime,
         }
     }
 

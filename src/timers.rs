@@ -24,9 +24,11 @@ pub enum Timer {
     ReachCheck,
     /// Next look at ssh's connection for a stall.
     Watch,
+    /// `-M 0`: ssh has lived past the gate; the tunnel counts as up.
+    Settled,
 }
 
-const ALL: [Timer; 9] = [
+const ALL: [Timer; 10] = [
     Timer::Restart,
     Timer::KillEscalation,
     Timer::MaxLifetime,
@@ -36,6 +38,7 @@ const ALL: [Timer; 9] = [
     Timer::ConfirmBy,
     Timer::ReachCheck,
     Timer::Watch,
+    Timer::Settled,
 ];
 
 /// The deadline table.

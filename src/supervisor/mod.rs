@@ -139,6 +139,8 @@ pub enum Action {
     StopReach,
     /// Look whether ssh's server connection is stalled; answer with [`Event::Stall`].
     InspectStall,
+    /// The tunnel is proven for the first time (systemd `READY=1`).
+    Ready,
     /// Exit autossh with this code (ssh is already gone).
     Exit(i32),
 }
@@ -197,14 +199,6 @@ struct InFlight {
     sent: Time,
 }
 
-/// Counters and figures for logs and status.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    pub restarts: u32,
-    pub last_rtt: Option<Duration>,
-    pub last_restart_reason: Option<String>,
-}
-
 /// The supervisor.
 #[derive(Debug)]
 pub struct Supervisor {
@@ -238,6 +232,8 @@ pub struct Supervisor {
     quick_retry: bool,
     /// When the backoff of the current wait ends.
     backoff_until: Time,
+    /// `Action::Ready` was given.
+    ready_sent: bool,
     stats: Stats,
 }
 
@@ -264,6 +260,7 @@ impl Supervisor {
             stalled: false,
             quick_retry: false,
             backoff_until: Time::from_origin(Duration::ZERO),
+            ready_sent: false,
             stats: Stats::default(),
         }
     }
@@ -313,7 +310,7 @@ impl Supervisor {
             Event::SpawnFailed(e) => self.on_spawn_failed(e, now, &mut out),
             Event::SshExited(end) => self.on_exit(end, now, &mut out),
             Event::Signal(sig) => self.on_signal(sig, now, &mut out),
-            Event::ProbeEchoed { seq } => self.on_echo(seq, now),
+            Event::ProbeEchoed { seq } => self.on_echo(seq, now, &mut out),
             Event::ProbeFailed { seq, why } => {
                 if self.in_flight.map(|p| p.seq) == Some(seq) {
                     self.probe_failed(why.to_string(), now, &mut out);
@@ -344,6 +341,15 @@ impl Supervisor {
                 _ => {}
             },
             Timer::ReachCheck => self.on_reach_tick(now, out),
+            Timer::Settled => {
+                if self.state
+                    == (State::Running {
+                        phase: Phase::Unmonitored,
+                    })
+                {
+                    self.became_up(now, out);
+                }
+            }
             Timer::Watch => {
                 if matches!(self.state, State::Running { .. }) {
                     self.timers.set(Timer::Watch, now + WATCH_EVERY);
@@ -394,6 +400,7 @@ impl Supervisor {
                         None => String::new(),
                     };
                     self.restart_ssh(
+                        RestartKind::Unconfirmed,
                         format!(
                             "tunnel not working {:.0} s after ssh started{last}",
                             waited.as_secs_f64()
@@ -435,6 +442,11 @@ impl Supervisor {
             );
             Phase::Confirming { attempt: 0 }
         } else {
+            // Without probes, ssh alive past the gate (at least a second) counts as up.
+            self.timers.set(
+                Timer::Settled,
+                now + self.cfg.gate_time.max(Duration::from_secs(1)),
+            );
             Phase::Unmonitored
         };
         self.state = State::Running { phase };
@@ -484,8 +496,8 @@ impl Supervisor {
                         self.finish(code, out);
                     }
                     Verdict::Restart(why) => {
-                        self.stats.restarts += 1;
-                        self.stats.last_restart_reason = Some(why.clone());
+                        self.stats
+                            .record_restart(RestartKind::SshExit, why.clone(), now);
                         self.after_exit(true, Some(why), now, out);
                     }
                 }
@@ -511,9 +523,13 @@ impl Supervisor {
                 self.terminate(0, now, out);
             }
             Sig::Restart => match self.state {
-                State::Running { .. } => {
-                    self.restart_ssh("signalled to kill and restart ssh".into(), false, now, out)
-                }
+                State::Running { .. } => self.restart_ssh(
+                    RestartKind::Signal,
+                    "signalled to kill and restart ssh".into(),
+                    false,
+                    now,
+                    out,
+                ),
                 State::BackingOff | State::WaitingForServer => {
                     info!("signalled to restart ssh; skipping the wait");
                     self.timers.clear(Timer::Restart);
@@ -570,7 +586,9 @@ impl Supervisor {
     }
 
     fn stop_ssh(&mut self, then: Then, now: Time, out: &mut Vec<Action>) {
+        self.stats.up_since = None;
         self.timers.clear(Timer::ConfirmBy);
+        self.timers.clear(Timer::Settled);
         self.timers.clear(Timer::Watch);
         if self.stalled {
             self.stop_checks(out);
@@ -581,13 +599,63 @@ impl Supervisor {
     }
 
     /// Kill the running ssh and start another (after the backoff when `paced`).
-    fn restart_ssh(&mut self, why: String, paced: bool, now: Time, out: &mut Vec<Action>) {
+    fn restart_ssh(
+        &mut self,
+        kind: RestartKind,
+        why: String,
+        paced: bool,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
         info!("{why}, restarting ssh");
         self.mark_down(now);
-        self.stats.restarts += 1;
-        self.stats.last_restart_reason = Some(why);
+        self.stats.record_restart(kind, why, now);
         self.clear_probe(out);
         self.stop_ssh(Then::Restart { paced }, now, out);
+    }
+
+    /// The tunnel is proven (a probe came back, or ssh lived past the gate with `-M 0`).
+    fn became_up(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.stats.up_since = Some(now);
+        if !self.ready_sent {
+            self.ready_sent = true;
+            out.push(Action::Ready);
+        }
+    }
+
+    /// A word for the current state, for the status file and systemd.
+    pub fn phase_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "starting",
+            State::Running {
+                phase: Phase::Confirming { .. },
+            }
+            | State::Running {
+                phase: Phase::Unmonitored,
+            } if self.stats.up_since.is_none() => {
+                if self.start_count <= 1 {
+                    "starting"
+                } else {
+                    "reconnecting"
+                }
+            }
+            State::Running { .. } if self.in_flight.is_some() => "probing",
+            State::Running { .. } => "up",
+            State::WaitingForServer => "reconnecting",
+            State::BackingOff => "backing-off",
+            State::Stopping { .. } => "stopping",
+            State::Done => "stopped",
+        }
+    }
+
+    /// Whether the tunnel is proven up right now (systemd's watchdog is fed only then).
+    pub fn healthy(&self) -> bool {
+        matches!(self.state, State::Running { .. }) && self.stats.up_since.is_some()
+    }
+
+    /// When the current outage began, if the server has been seen unreachable.
+    pub fn unreachable_since(&self) -> Option<Time> {
+        self.unreachable_since
     }
 
     /// Notes when a proven tunnel went down (not a start-up that never came up).
@@ -630,7 +698,7 @@ impl Supervisor {
         }
     }
 
-    fn on_echo(&mut self, seq: u64, now: Time) {
+    fn on_echo(&mut self, seq: u64, now: Time, out: &mut Vec<Action>) {
         let Some(p) = self.in_flight.filter(|p| p.seq == seq) else {
             return;
         };
@@ -639,7 +707,7 @@ impl Supervisor {
         self.timers.clear(Timer::ProbeHard);
         let rtt = now.since(p.sent);
         self.rtt.sample(rtt);
-        self.stats.last_rtt = Some(rtt);
+        self.stats.record_rtt(rtt);
         if let State::Running {
             phase: Phase::Confirming { .. },
         } = self.state
@@ -655,6 +723,7 @@ impl Supervisor {
                 None => info!("tunnel up, probe rtt {} ms", ms(rtt)),
             }
             self.state = State::Running { phase: Phase::Up };
+            self.became_up(now, out);
         } else {
             debug!("probe {seq} ok, rtt {} ms", ms(rtt));
         }
@@ -707,7 +776,8 @@ impl Supervisor {
                 if self.remote_monitor_port.is_some() {
                     out.push(Action::RelocateMonitor(Relocation::AfterFailure));
                 }
-                self.restart_ssh(why, true, now, out);
+                self.stats.probe_failures += 1;
+                self.restart_ssh(RestartKind::Probe, why, true, now, out);
                 self.server_silent = true;
             }
             _ => self.clear_probe(out),
@@ -728,6 +798,7 @@ impl Supervisor {
         self.relocations += 1;
         out.push(Action::RelocateMonitor(Relocation::Busy));
         self.restart_ssh(
+            RestartKind::PortBusy,
             format!("remote monitor port {port} busy on the server"),
             false,
             now,
@@ -737,6 +808,8 @@ impl Supervisor {
 }
 
 mod recovery;
+mod stats;
+pub use stats::{Restart, RestartKind, Stats};
 
 #[cfg(test)]
 mod tests;

@@ -138,6 +138,7 @@ impl Supervisor {
             (State::Running { .. }, true) if self.stalled => {
                 if let Some(since) = self.unreachable_since.take() {
                     self.restart_ssh(
+                        RestartKind::Stall,
                         format!(
                             "ssh's connection stalled; the server answers again after {:.1} s",
                             now.since(since).as_secs_f64()

@@ -1,0 +1,236 @@
+//! The status file (JSON) and the metrics file (Prometheus text for node_exporter's textfile
+//! collector), both written atomically: a temp file in the same directory, then rename.
+
+use crate::clock::Time;
+use crate::supervisor::{RestartKind, Supervisor};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the report shows besides the supervisor's own figures.
+pub struct Facts<'a> {
+    pub ssh_pid: Option<u32>,
+    /// "loop", "echo" or "off".
+    pub mode: &'a str,
+    pub local_port: Option<u16>,
+    pub remote_port: Option<u16>,
+    pub echo_port: Option<u16>,
+    pub poll: Duration,
+    pub first_poll: Duration,
+    pub gate_time: Duration,
+    pub net_timeout: Duration,
+    pub max_start: Option<u32>,
+    pub max_lifetime: Option<Duration>,
+}
+
+/// Seconds since the epoch of a point on the boot-time clock.
+fn wall(t: Time, now: Time) -> f64 {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (unix.saturating_sub(now.since(t))).as_secs_f64()
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "null".into())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+/// The status document.
+pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
+    let st = sup.stats();
+    let mut o = String::with_capacity(1024);
+    o.push_str("{\n  \"version\": 1,\n");
+    let _ = writeln!(o, "  \"state\": {},", json_str(sup.phase_name()));
+    let _ = writeln!(o, "  \"generated_at\": {:.3},", wall(now, now));
+    let _ = writeln!(
+        o,
+        "  \"up_since\": {},",
+        opt(st.up_since.map(|t| format!("{:.3}", wall(t, now))))
+    );
+    let _ = writeln!(
+        o,
+        "  \"unreachable_since\": {},",
+        opt(sup
+            .unreachable_since()
+            .map(|t| format!("{:.3}", wall(t, now))))
+    );
+    let _ = writeln!(o, "  \"ssh_pid\": {},", opt(f.ssh_pid));
+    let _ = writeln!(o, "  \"starts\": {},", sup.start_count());
+    let _ = writeln!(o, "  \"restarts\": {},", st.restarts);
+    o.push_str("  \"recent_restarts\": [");
+    for (i, r) in st.recent_restarts.iter().enumerate() {
+        let _ = write!(
+            o,
+            "{}\n    {{\"at\": {:.3}, \"kind\": {}, \"reason\": {}}}",
+            if i == 0 { "" } else { "," },
+            wall(r.at, now),
+            json_str(r.kind.name()),
+            json_str(&r.reason)
+        );
+    }
+    o.push_str(if st.recent_restarts.is_empty() {
+        "],\n"
+    } else {
+        "\n  ],\n"
+    });
+    let _ = writeln!(o, "  \"probe_failures\": {},", st.probe_failures);
+    let _ = writeln!(o, "  \"last_rtt_ms\": {},", opt(st.last_rtt.map(ms)));
+    let hist: Vec<String> = st.rtt_history.iter().map(|&d| ms(d)).collect();
+    let _ = writeln!(o, "  \"rtt_history_ms\": [{}],", hist.join(", "));
+    let _ = writeln!(
+        o,
+        "  \"monitor\": {{\"mode\": {}, \"local_port\": {}, \"remote_port\": {}, \"echo_port\": {}}},",
+        json_str(f.mode),
+        opt(f.local_port),
+        opt(f.remote_port),
+        opt(f.echo_port)
+    );
+    let _ = writeln!(
+        o,
+        "  \"settings\": {{\"poll_s\": {}, \"first_poll_s\": {}, \"gate_time_s\": {}, \"net_timeout_s\": {}, \"max_start\": {}, \"max_lifetime_s\": {}}}",
+        f.poll.as_secs(),
+        f.first_poll.as_secs(),
+        f.gate_time.as_secs(),
+        f.net_timeout.as_secs_f64(),
+        opt(f.max_start),
+        opt(f.max_lifetime.map(|d| d.as_secs()))
+    );
+    o.push_str("}\n");
+    o
+}
+
+/// The metrics in Prometheus text format.
+pub fn prometheus(sup: &Supervisor, now: Time) -> String {
+    let st = sup.stats();
+    let mut o = String::with_capacity(1024);
+    let up = u8::from(sup.healthy());
+    o.push_str("# HELP autossh_up Whether the tunnel is proven up.\n# TYPE autossh_up gauge\n");
+    let _ = writeln!(o, "autossh_up {up}");
+    o.push_str("# HELP autossh_restarts_total ssh restarts by reason.\n");
+    o.push_str("# TYPE autossh_restarts_total counter\n");
+    for k in RestartKind::ALL {
+        let _ = writeln!(
+            o,
+            "autossh_restarts_total{{reason=\"{}\"}} {}",
+            k.name(),
+            st.restarts_of(k)
+        );
+    }
+    o.push_str("# HELP autossh_probe_rtt_seconds Round-trip time of the last probe.\n");
+    o.push_str("# TYPE autossh_probe_rtt_seconds gauge\n");
+    if let Some(rtt) = st.last_rtt {
+        let _ = writeln!(o, "autossh_probe_rtt_seconds {:.6}", rtt.as_secs_f64());
+    }
+    o.push_str("# HELP autossh_probe_failures_total Probes that failed on a proven tunnel.\n");
+    o.push_str("# TYPE autossh_probe_failures_total counter\n");
+    let _ = writeln!(o, "autossh_probe_failures_total {}", st.probe_failures);
+    o.push_str("# HELP autossh_tunnel_up_seconds How long the tunnel has been up.\n");
+    o.push_str("# TYPE autossh_tunnel_up_seconds gauge\n");
+    let up_for = st.up_since.map(|t| now.since(t)).unwrap_or_default();
+    let _ = writeln!(o, "autossh_tunnel_up_seconds {:.3}", up_for.as_secs_f64());
+    o
+}
+
+/// A line for `systemctl status`.
+pub fn status_line(sup: &Supervisor, now: Time) -> String {
+    let st = sup.stats();
+    let restarts = match st.restarts {
+        1 => "1 restart".to_string(),
+        n => format!("{n} restarts"),
+    };
+    match (sup.phase_name(), st.up_since) {
+        ("up" | "probing", Some(since)) => {
+            let rtt = st
+                .last_rtt
+                .map(|r| format!(", probe rtt {} ms", r.as_millis()))
+                .unwrap_or_default();
+            format!("up {}{rtt}, {restarts}", human(now.since(since)))
+        }
+        ("reconnecting", _) => match sup.unreachable_since() {
+            Some(t) => format!(
+                "reconnecting: server unreachable for {}, {restarts}",
+                human(now.since(t))
+            ),
+            None => format!("reconnecting, {restarts}"),
+        },
+        (name, _) => format!("{name}, {restarts}"),
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Writes `text` to `path` atomically (temp file in the same directory, then rename).
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_data().ok();
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(5)), "5 s");
+        assert_eq!(human(Duration::from_secs(125)), "2m05s");
+        assert_eq!(human(Duration::from_secs(3 * 3600 + 60)), "3h01m");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        write_atomically(&p, "one").unwrap();
+        write_atomically(&p, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
