@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod cli_doc;
 pub mod clock;
 pub mod complaint;
 pub mod config;

@@ -2,7 +2,9 @@
 //!
 //! A small `log::Log` of our own rather than simplelog: the file format must be exactly
 //! 1.4g's (`YYYY/MM/DD HH:MM:SS autossh[pid]: msg`) so existing log parsers keep working,
-//! and the sink must switch to syslog after `-f` without re-installing the logger.
+//! and the sink must switch to syslog after `-f` without re-installing the logger. Syslog
+//! is a datagram to /dev/log in RFC 3164 form, as libc's `syslog(3)` sends it: no crate
+//! (and its date library) for ten lines.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
@@ -14,7 +16,7 @@ use std::sync::Mutex;
 pub enum Sink {
     Stderr,
     File(File),
-    Syslog(syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>),
+    Syslog(std::os::unix::net::UnixDatagram),
     /// Nowhere (syslog could not be opened in the background).
     Discard,
 }
@@ -63,36 +65,62 @@ pub fn switch_to_syslog() {
     let Some(logger) = LOGGER.get() else { return };
     let mut sink = logger.sink.lock().unwrap_or_else(|e| e.into_inner());
     if matches!(*sink, Sink::Stderr) {
-        let formatter = syslog::Formatter3164 {
-            facility: syslog::Facility::LOG_USER,
-            hostname: None,
-            process: "autossh".into(),
-            pid: std::process::id(),
-        };
-        *sink = match syslog::unix(formatter) {
-            Ok(l) => Sink::Syslog(l),
+        let socket = std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect("/dev/log").map(|_| s));
+        *sink = match socket {
+            Ok(s) => Sink::Syslog(s),
             Err(_) => Sink::Discard,
         };
     }
 }
 
-/// `YYYY/MM/DD HH:MM:SS` in local time.
-pub fn timestamp() -> String {
+/// Local time now.
+fn local_now() -> libc::tm {
     // SAFETY: time(NULL) and localtime_r with valid pointers to locals.
     unsafe {
         let t = libc::time(std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&t, &mut tm);
-        format!(
-            "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-            tm.tm_year + 1900,
-            tm.tm_mon + 1,
-            tm.tm_mday,
-            tm.tm_hour,
-            tm.tm_min,
-            tm.tm_sec
-        )
+        tm
     }
+}
+
+/// `YYYY/MM/DD HH:MM:SS` in local time.
+pub fn timestamp() -> String {
+    let tm = local_now();
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// `<PRI>Mmm dd HH:MM:SS autossh[pid]: msg`, facility user (RFC 3164, as syslog(3)).
+fn syslog_line(level: Level, msg: &std::fmt::Arguments) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let severity = match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    };
+    let tm = local_now();
+    format!(
+        "<{}>{} {:2} {:02}:{:02}:{:02} autossh[{}]: {msg}",
+        8 + severity,
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        std::process::id()
+    )
 }
 
 impl Log for Logger {
@@ -119,14 +147,8 @@ impl Log for Logger {
             Sink::File(f) => {
                 let _ = f.write_all(line.as_bytes());
             }
-            Sink::Syslog(l) => {
-                let msg = record.args().to_string();
-                let _ = match record.level() {
-                    Level::Error => l.err(msg),
-                    Level::Warn => l.warning(msg),
-                    Level::Info => l.info(msg),
-                    Level::Debug | Level::Trace => l.debug(msg),
-                };
+            Sink::Syslog(sock) => {
+                let _ = sock.send(syslog_line(record.level(), record.args()).as_bytes());
             }
             Sink::Discard => {}
         }
@@ -148,6 +170,16 @@ mod tests {
         assert_eq!(level_filter(4), LevelFilter::Warn);
         assert_eq!(level_filter(6), LevelFilter::Info);
         assert_eq!(level_filter(7), LevelFilter::Debug);
+    }
+
+    #[test]
+    fn syslog_lines_are_rfc3164() {
+        let line = syslog_line(Level::Warn, &format_args!("hello"));
+        assert!(line.starts_with("<12>"), "{line}");
+        assert!(
+            line.ends_with(&format!(" autossh[{}]: hello", std::process::id())),
+            "{line}"
+        );
     }
 
     #[test]

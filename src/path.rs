@@ -4,6 +4,7 @@
 use crate::supervisor::PathState;
 use std::collections::HashSet;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// One row of /proc/net/tcp{,6} that matters here.
@@ -30,56 +31,116 @@ pub fn ssh_read_bytes(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
-/// `read_before`: ssh's read byte count when the probe was sent; `probe_len`: the probe's
-/// size (ssh reads it once from our socket).
-pub fn inspect(pid: u32, waited: Duration, read_before: Option<u64>, probe_len: u64) -> PathState {
-    let Some(inodes) = socket_inodes(pid) else {
-        return PathState::Unknown;
-    };
-    let rows = tcp_rows();
-    if let Some((fd, _)) = server_row(&rows, &inodes) {
-        if let Some(info) = tcp_info_of(pid, fd) {
-            return judge_tcp_info(&info, waited);
+/// ssh's connection to the server: found once per ssh (a scan of /proc), then read with
+/// `TCP_INFO` through `pidfd_getfd`, a few syscalls however many sockets the host has.
+pub struct Transport {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    fd: Option<u32>,
+    scans: u32,
+}
+
+/// A connection not found after this many scans is not looked for again (a proxy).
+const MAX_SCANS: u32 = 10;
+
+impl Transport {
+    pub fn new(pid: u32) -> Transport {
+        // SAFETY: pidfd_open returns a new descriptor or -1.
+        let pidfd = unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as RawFd))
+        };
+        Transport {
+            pid,
+            pidfd,
+            fd: None,
+            scans: 0,
         }
     }
-    let read_now = ssh_read_bytes(pid);
-    classify(&rows, &inodes, read_before, read_now, probe_len)
+
+    /// The server connection's `TCP_INFO`, locating it first if needed.
+    fn info(&mut self) -> Option<libc::tcp_info> {
+        let pidfd = self.pidfd.as_ref()?.as_raw_fd();
+        if self.fd.is_none() && self.scans < MAX_SCANS {
+            self.scans += 1;
+            let inodes = socket_inodes(self.pid)?;
+            self.fd = server_row(&tcp_rows(), &inodes).map(|(fd, _)| fd);
+        }
+        let info = tcp_info_of(pidfd, self.fd?);
+        if info.as_ref().is_none_or(|i| i.tcpi_state != 1) {
+            // Closed or replaced: look again next time.
+            self.fd = None;
+            return None;
+        }
+        info
+    }
+
+    /// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
+    /// `read_before`: ssh's read byte count when the probe was sent; `probe_len`: the
+    /// probe's size (ssh reads it once from our socket).
+    pub fn inspect(
+        &mut self,
+        waited: Duration,
+        read_before: Option<u64>,
+        probe_len: u64,
+    ) -> PathState {
+        if let Some(info) = self.info() {
+            return judge_tcp_info(&info, waited);
+        }
+        let Some(inodes) = socket_inodes(self.pid) else {
+            return PathState::Unknown;
+        };
+        classify(
+            &tcp_rows(),
+            &inodes,
+            read_before,
+            ssh_read_bytes(self.pid),
+            probe_len,
+        )
+    }
+
+    /// Whether the connection is stuck: unacknowledged data and its retransmission timer
+    /// fired `STALL_RETRANSMITS` times in a row (about 6 s without an acknowledgement at the
+    /// minimum RTO). False when the connection cannot be looked at.
+    pub fn stalled(&mut self) -> bool {
+        self.info().is_some_and(|i| {
+            i.tcpi_unacked > 0 && u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS
+        })
+    }
 }
 
 /// The kernel's view of the connection, when it can be had: the probe is late because of
-/// the network if bytes are unacknowledged or retransmitted, if data arrived from the server
+/// the network if segments are being retransmitted, if bytes are unacknowledged and no
+/// acknowledgement came for a while (the path is stuck), if data arrived from the server
 /// since the probe left (the session is alive), or if the path's own round-trip time is a
-/// third of the wait or more (a slow link). Otherwise the server acknowledged everything and
-/// says nothing: the session is dead.
+/// third of the wait or more (a slow link). Otherwise the server's kernel acknowledges what
+/// we send and the session says nothing: it is dead. (Traffic through the tunnel keeps a few
+/// bytes unacknowledged at any moment; prompt acknowledgements tell that apart.)
 fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
     let waited_ms = waited.as_millis();
-    let unacked = info.tcpi_unacked > 0 || info.tcpi_retransmits > 0;
+    let rtt_ms = u128::from(info.tcpi_rtt) / 1000;
+    let retransmitting = info.tcpi_retransmits > 0;
+    let ack_overdue = u128::from(info.tcpi_last_ack_recv) >= (rtt_ms * 3).max(200);
+    let stuck = info.tcpi_unacked > 0 && ack_overdue;
     let data_since = u128::from(info.tcpi_last_data_recv) < waited_ms;
-    let slow_path = u128::from(info.tcpi_rtt) * 3 / 1000 >= waited_ms;
-    if unacked || data_since || slow_path {
+    let slow_path = rtt_ms * 3 >= waited_ms;
+    // The server's session wrote to us a moment ago: it is alive, the link is just full.
+    let talking = u128::from(info.tcpi_last_data_recv) < (rtt_ms * 3).max(1000);
+    if talking && data_since {
+        PathState::Alive
+    } else if retransmitting || stuck || data_since || slow_path {
         PathState::Busy
     } else {
         PathState::Quiet
     }
 }
 
-/// `TCP_INFO` of ssh's descriptor `fd`, through a duplicate taken with `pidfd_getfd`
-/// (Linux 5.6+; allowed for our own child).
-fn tcp_info_of(pid: u32, fd: u32) -> Option<libc::tcp_info> {
+/// `TCP_INFO` of descriptor `fd` of the process behind `pidfd`, through a duplicate taken
+/// with `pidfd_getfd` (Linux 5.6+; allowed for our own child) and closed at once.
+fn tcp_info_of(pidfd: RawFd, fd: u32) -> Option<libc::tcp_info> {
     // SAFETY: plain syscalls on descriptors we own and close; tcp_info is plain data.
     unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
-        if pidfd < 0 {
-            return None;
-        }
-        let dup = libc::syscall(
-            libc::SYS_pidfd_getfd,
-            pidfd as libc::c_int,
-            fd as libc::c_int,
-            0,
-        );
-        libc::close(pidfd as libc::c_int);
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd as libc::c_int, 0);
         if dup < 0 {
             return None;
         }
@@ -97,6 +158,8 @@ fn tcp_info_of(pid: u32, fd: u32) -> Option<libc::tcp_info> {
     }
 }
 
+/// The /proc view, when `TCP_INFO` cannot be had: unacknowledged or retransmitted bytes,
+/// bytes waiting to be read, or ssh reading much more than our probe mean a busy path.
 fn classify(
     rows: &[TcpRow],
     inodes: &[(u32, u64)],
@@ -109,7 +172,6 @@ fn classify(
     };
     let unacked = server.tx_queue > 0 || server.timer == 1 || server.timer == 4;
     let arriving = server.rx_queue > 0;
-    // ssh read more than our probe since it was sent: traffic is flowing through it.
     let flowing = matches!((read_before, read_now), (Some(b), Some(n)) if n > b + probe_len + 4096);
     if unacked || arriving || flowing || server.retransmits > 0 {
         PathState::Busy
@@ -139,16 +201,6 @@ fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
         }
     }
     Some(out)
-}
-
-/// Whether ssh's server connection is stuck: its retransmission timer has fired at least
-/// `STALL_RETRANSMITS` times in a row (about 6 s without an acknowledgement at the
-/// minimum RTO). `None` when there is no such connection to look at.
-pub fn stalled(pid: u32) -> Option<bool> {
-    let inodes = socket_inodes(pid)?;
-    let rows = tcp_rows();
-    let (_, server) = server_row(&rows, &inodes)?;
-    Some(server.timer == 1 && server.retransmits >= STALL_RETRANSMITS)
 }
 
 /// Consecutive retransmission timeouts that make a stall (a 20% lossy link reaches five in
@@ -265,7 +317,9 @@ mod tests {
 
     #[test]
     fn inspects_this_process_without_panicking() {
-        let _ = inspect(std::process::id(), Duration::from_secs(1), None, 0);
+        let mut t = Transport::new(std::process::id());
+        let _ = t.inspect(Duration::from_secs(1), None, 0);
+        assert!(!t.stalled());
     }
 
     fn info(unacked: u32, last_data_recv_ms: u32, rtt_us: u32) -> libc::tcp_info {
@@ -273,6 +327,7 @@ mod tests {
         let mut i: libc::tcp_info = unsafe { std::mem::zeroed() };
         i.tcpi_unacked = unacked;
         i.tcpi_last_data_recv = last_data_recv_ms;
+        i.tcpi_last_ack_recv = 5000;
         i.tcpi_rtt = rtt_us;
         i
     }
@@ -282,9 +337,23 @@ mod tests {
         let w = Duration::from_secs(1);
         // All acknowledged, nothing heard for 5 s, 1 ms path: the session is silent.
         assert_eq!(judge_tcp_info(&info(0, 5000, 1000), w), PathState::Quiet);
+        // Unacknowledged and no acknowledgement for 5 s: the path is stuck.
         assert_eq!(judge_tcp_info(&info(2, 5000, 1000), w), PathState::Busy);
+        // Unacknowledged for a moment, acknowledgements flowing: the kernel answers, the
+        // session does not.
+        let mut flowing = info(2, 5000, 1000);
+        flowing.tcpi_last_ack_recv = 10;
+        assert_eq!(judge_tcp_info(&flowing, w), PathState::Quiet);
+        let mut lossy = flowing;
+        lossy.tcpi_retransmits = 1;
+        assert_eq!(judge_tcp_info(&lossy, w), PathState::Busy);
         // Data arrived 200 ms ago: the server is talking.
-        assert_eq!(judge_tcp_info(&info(0, 200, 1000), w), PathState::Busy);
+        assert_eq!(judge_tcp_info(&info(0, 200, 1000), w), PathState::Alive);
+        // Data arrived 900 ms into a 5 s wait, not since: busy, not proof of life.
+        assert_eq!(
+            judge_tcp_info(&info(0, 4100, 1000), Duration::from_secs(5)),
+            PathState::Busy
+        );
         // A 400 ms path: one second is not long enough to judge.
         assert_eq!(judge_tcp_info(&info(0, 5000, 400_000), w), PathState::Busy);
     }
@@ -298,9 +367,11 @@ mod tests {
         let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_s, _) = l.accept().unwrap();
         c.write_all(b"x").unwrap();
-        let Some(i) = tcp_info_of(std::process::id(), c.as_raw_fd() as u32) else {
-            return; // kernel without pidfd_getfd
+        let t = Transport::new(std::process::id());
+        let Some(pidfd) = t.pidfd.as_ref() else {
+            return; // kernel without pidfd_open
         };
+        let i = tcp_info_of(pidfd.as_raw_fd(), c.as_raw_fd() as u32).expect("pidfd_getfd works");
         assert_eq!(i.tcpi_state, 1, "ESTABLISHED");
         assert!(i.tcpi_rtt > 0);
     }

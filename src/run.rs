@@ -145,6 +145,8 @@ struct Runner {
     monitor: Option<Monitor>,
     prober: Prober,
     ssh: Option<SshProcess>,
+    /// ssh's connection to the server, for late probes and stalls.
+    transport: Option<path::Transport>,
     notifier: Option<Notifier>,
     /// When the current probe was sent, ssh's read byte count then, and the probe's size.
     probe_baseline: (std::time::Instant, Option<u64>, u64),
@@ -236,6 +238,7 @@ impl Runner {
             monitor,
             prober,
             ssh: None,
+            transport: None,
             notifier,
             probe_baseline: (std::time::Instant::now(), None, 0),
             proxied,
@@ -344,6 +347,7 @@ impl Runner {
                 self.on_stderr();
                 self.close_stderr();
                 let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
+                self.transport = None;
                 debug!("ssh (pid {pid}) ended: {end:?}");
                 self.queue.push_back(Event::SshExited(end));
             }
@@ -406,9 +410,12 @@ impl Runner {
             }
             Action::InspectPath => {
                 let state = match self.ssh.as_ref() {
-                    Some(s) if !self.proxied => {
+                    Some(_) if !self.proxied => {
                         let (sent, read_before, len) = self.probe_baseline;
-                        path::inspect(s.pid(), sent.elapsed(), read_before, len)
+                        self.transport
+                            .as_mut()
+                            .map(|t| t.inspect(sent.elapsed(), read_before, len))
+                            .unwrap_or(PathState::Unknown)
                     }
                     _ => PathState::Unknown,
                 };
@@ -432,8 +439,8 @@ impl Runner {
             }
             Action::StopReach => self.reach.stop(self.poll.registry()),
             Action::InspectStall => {
-                let stalled = match self.ssh.as_ref() {
-                    Some(s) if !self.proxied => path::stalled(s.pid()).unwrap_or(false),
+                let stalled = match self.transport.as_mut() {
+                    Some(t) if !self.proxied => t.stalled(),
                     _ => false,
                 };
                 self.queue.push_back(Event::Stall(stalled));
@@ -472,6 +479,7 @@ impl Runner {
                         warn!("cannot watch ssh's stderr: {e}");
                     }
                 }
+                self.transport = Some(path::Transport::new(ssh.pid()));
                 self.ssh = Some(ssh);
                 if let Some(n) = self.notifier.as_mut() {
                     n.started();
@@ -499,9 +507,7 @@ impl Runner {
         if let Forwards::Loop { local, remote } = self.forwards {
             let next = if remote >= 65533 { 20000 } else { remote + 2 };
             match why {
-                Relocation::Busy => {
-                    info!("remote monitor port {remote} busy on the server, using {next}")
-                }
+                Relocation::Busy => info!("next ssh uses remote monitor port {next}"),
                 Relocation::AfterFailure => info!(
                     "next ssh uses remote monitor port {next} (the old session may still hold {remote})"
                 ),

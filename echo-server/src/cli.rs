@@ -91,6 +91,11 @@ pub struct Config {
     pub status_interval: Duration,
 }
 
+/// The clap definition of the command line, for man pages and shell completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses the arguments (without the program name). `Ok(None)`: help or version was printed.
 pub fn parse<I, T>(args: I) -> Result<Option<Cli>>
 where

@@ -76,8 +76,8 @@ impl Server {
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
         for (i, addr) in config.listen.iter().enumerate() {
-            let mut l = TcpListener::bind(*addr)
-                .map_err(|e| runtime(format_args!("cannot listen on {addr}"), e))?;
+            let mut l =
+                listen(*addr).map_err(|e| runtime(format_args!("cannot listen on {addr}"), e))?;
             let local = l
                 .local_addr()
                 .map_err(|e| runtime(format_args!("cannot listen on {addr}"), e))?;
@@ -435,4 +435,18 @@ fn check_fd_limit(wanted: usize) {
             );
         }
     }
+}
+
+/// Listens with a deep accept queue: after a server restart a whole fleet reconnects at once.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }

@@ -20,8 +20,10 @@ pub const PATIENCE_FLOOR: Duration = Duration::from_secs(1);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
+/// A probe late on a full link (the server keeps sending) is given up after this long.
+const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
 /// How often ssh's connection is looked at for a stall.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -81,8 +83,11 @@ pub enum PathState {
     /// ssh's TCP connection is idle and all our bytes were acknowledged: the server's
     /// kernel has the probe, the session does not answer.
     Quiet,
-    /// Data is unacknowledged, being retransmitted or still arriving: slow, not dead.
+    /// Data is unacknowledged, being retransmitted, or the path is slow: cannot tell yet.
     Busy,
+    /// The server sent data within the last moments: its session is alive and the link is
+    /// merely full (a bulk transfer through the tunnel). A late probe waits longer.
+    Alive,
     /// No TCP connection of ssh's found (ProxyCommand...): cannot tell.
     Unknown,
 }
@@ -234,6 +239,8 @@ pub struct Supervisor {
     backoff_until: Time,
     /// `Action::Ready` was given.
     ready_sent: bool,
+    /// The pending `InspectPath` was asked at the net timeout.
+    hard_look: bool,
     stats: Stats,
 }
 
@@ -261,6 +268,7 @@ impl Supervisor {
             quick_retry: false,
             backoff_until: Time::from_origin(Duration::ZERO),
             ready_sent: false,
+            hard_look: false,
             stats: Stats::default(),
         }
     }
@@ -381,12 +389,18 @@ impl Supervisor {
             }
             Timer::ProbeHard => {
                 if let Some(p) = self.in_flight {
-                    let waited = now.since(p.sent);
-                    self.probe_failed(
-                        format!("probe timed out after {:.1} s", waited.as_secs_f64()),
-                        now,
-                        out,
-                    );
+                    if self.state == (State::Running { phase: Phase::Up }) {
+                        // One more look: a full link gets more time, a dead one does not.
+                        self.hard_look = true;
+                        out.push(Action::InspectPath);
+                    } else {
+                        let waited = now.since(p.sent);
+                        self.probe_failed(
+                            format!("probe timed out after {:.1} s", waited.as_secs_f64()),
+                            now,
+                            out,
+                        );
+                    }
                 }
             }
             Timer::ConfirmBy => {
@@ -690,6 +704,7 @@ impl Supervisor {
     }
 
     fn clear_probe(&mut self, out: &mut Vec<Action>) {
+        self.hard_look = false;
         self.timers.clear(Timer::Probe);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
@@ -733,6 +748,34 @@ impl Supervisor {
 
     fn on_path(&mut self, path: PathState, now: Time, out: &mut Vec<Action>) {
         let Some(p) = self.in_flight else { return };
+        let waited = now.since(p.sent);
+        if std::mem::take(&mut self.hard_look) {
+            if path == PathState::Alive && waited < MAX_PROBE_WAIT {
+                debug!(
+                    "probe {} late after {:.1} s but the server is sending: the link is full, waiting",
+                    p.seq,
+                    waited.as_secs_f64()
+                );
+                self.timers
+                    .set(Timer::ProbeHard, now + self.cfg.net_timeout);
+            } else {
+                let why = match path {
+                    PathState::Alive => "the server sends, but not the echo",
+                    PathState::Quiet => "server acknowledged it, session silent",
+                    PathState::Busy => "nothing from the server",
+                    PathState::Unknown => "path unknown",
+                };
+                self.probe_failed(
+                    format!(
+                        "probe timed out after {:.1} s ({why})",
+                        waited.as_secs_f64()
+                    ),
+                    now,
+                    out,
+                );
+            }
+            return;
+        }
         match path {
             PathState::Quiet => {
                 let waited = now.since(p.sent);
@@ -745,7 +788,7 @@ impl Supervisor {
                     out,
                 );
             }
-            PathState::Busy | PathState::Unknown => {
+            PathState::Busy | PathState::Alive | PathState::Unknown => {
                 debug!(
                     "probe {} late; path {path:?}: waiting for the net timeout",
                     p.seq

@@ -37,6 +37,8 @@ struct Sim {
     now: Time,
     /// Answer the once-a-second stall inspection with "not stalled", out of sight.
     auto_stall: bool,
+    /// `Action::Ready` is counted here rather than returned.
+    readies: usize,
 }
 
 impl Sim {
@@ -45,11 +47,20 @@ impl Sim {
             sup: Supervisor::new(cfg),
             now: Time::from_origin(secs(1000.0)),
             auto_stall: true,
+            readies: 0,
         }
     }
 
     fn ev(&mut self, e: Event) -> Vec<Action> {
-        self.sup.handle(e, self.now)
+        let out = self.sup.handle(e, self.now);
+        self.without_ready(out)
+    }
+
+    fn without_ready(&mut self, acts: Vec<Action>) -> Vec<Action> {
+        let before = acts.len();
+        let rest: Vec<Action> = acts.into_iter().filter(|a| *a != Action::Ready).collect();
+        self.readies += before - rest.len();
+        rest
     }
 
     /// Advances the clock by `s` seconds, firing deadlines on the way, in order.
@@ -58,9 +69,11 @@ impl Sim {
         let mut out = Vec::new();
         while let Some(next) = self.sup.timers.next().filter(|&t| t <= end) {
             self.now = self.now.max(next);
-            for a in self.sup.on_time(self.now) {
+            let acts = self.sup.on_time(self.now);
+            for a in self.without_ready(acts) {
                 if a == Action::InspectStall && self.auto_stall {
-                    out.extend(self.sup.handle(Event::Stall(false), self.now));
+                    let more = self.sup.handle(Event::Stall(false), self.now);
+                    out.extend(self.without_ready(more));
                 } else {
                     out.push(a);
                 }
@@ -367,7 +380,49 @@ fn busy_path_waits_for_the_net_timeout() {
     assert_eq!(s.advance(1.0), [Action::InspectPath]);
     assert!(s.ev(Event::Path(PathState::Busy)).is_empty());
     assert!(s.advance(0.99).is_empty());
-    assert_eq!(s.advance(0.01), [Action::DropProbe, Action::TermSsh]);
+    // At the net timeout one more look; nothing from the server: the probe failed.
+    assert_eq!(s.advance(0.01), [Action::InspectPath]);
+    let r = s.ev(Event::Path(PathState::Busy));
+    assert!(r.contains(&Action::TermSsh), "{r:?}");
+}
+
+#[test]
+fn a_full_link_gets_more_time_while_the_server_sends() {
+    let mut s = up(4.0);
+    let seq = s.next_probe();
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Alive)).is_empty());
+    for _ in 0..3 {
+        let a = s.advance(s.until(Timer::ProbeHard).as_secs_f64());
+        assert_eq!(a, [Action::InspectPath]);
+        assert!(s.ev(Event::Path(PathState::Alive)).is_empty(), "extended");
+    }
+    // The echo arrives 6.5 s late (soft 1 s, hard 2 s, then 2 s more twice): a success.
+    s.advance(0.5);
+    assert!(s.ev(Event::ProbeEchoed { seq }).is_empty());
+    assert_eq!(s.sup.stats().restarts, 0);
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(6.5)));
+}
+
+#[test]
+fn a_full_link_is_not_waited_for_forever() {
+    let mut s = up(4.0);
+    s.next_probe();
+    s.advance(1.0);
+    s.ev(Event::Path(PathState::Alive));
+    let mut restarted = false;
+    for _ in 0..100 {
+        let a = s.advance(s.until(Timer::ProbeHard).as_secs_f64());
+        assert_eq!(a, [Action::InspectPath]);
+        if s.ev(Event::Path(PathState::Alive))
+            .contains(&Action::TermSsh)
+        {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted);
+    assert!(s.now.since(Time::from_origin(secs(1000.0))) <= secs(70.0));
 }
 
 #[test]
@@ -630,9 +685,9 @@ fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
     let mut s = Sim::new(gate0());
     s.auto_stall = false;
     s.ev(Event::Begin);
-    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert_eq!(s.advance(2.0), [Action::InspectStall]);
     assert!(s.ev(Event::Stall(false)).is_empty());
-    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert_eq!(s.advance(2.0), [Action::InspectStall]);
     assert!(s.ev(Event::Stall(true)).is_empty());
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     s.ev(Event::Reachable(false));
@@ -683,4 +738,29 @@ fn a_failed_probe_checks_the_server_before_the_next_ssh() {
         s.ev(Event::Reachable(true)),
         [Action::StopReach, Action::Spawn]
     );
+}
+
+#[test]
+fn ready_once_when_the_tunnel_is_first_proven() {
+    let mut s = up(4.0);
+    assert_eq!(s.readies, 1);
+    s.ev(Event::Signal(Sig::Restart));
+    s.exit(SshEnd::Signaled(15));
+    let a = s.advance(0.2);
+    s.echo_all(&a, 0.001);
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(s.readies, 1, "READY is said once");
+    assert!(s.sup.healthy());
+    // -M 0: ready once ssh lives past the gate.
+    let mut s = Sim::new(Config {
+        gate_time: secs(5.0),
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    s.advance(4.9);
+    assert_eq!(s.readies, 0);
+    assert!(!s.sup.healthy());
+    s.advance(0.1);
+    assert_eq!(s.readies, 1);
+    assert_eq!(s.sup.phase_name(), "up");
 }

@@ -1,0 +1,381 @@
+"""Shared pieces of the benchmark suite: process bookkeeping, a private sshd, a tunnel checker,
+/proc readings. Used by tunnel_bench.py and echo_bench.py; run.sh is the entry point.
+
+Every process started here is recorded in $BENCH_WORK/pids (and frozen ones in
+$BENCH_WORK/frozen) so that run.sh's EXIT trap can remove them even if Python dies.
+"""
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+WORK = os.environ.get("BENCH_WORK") or "/tmp/autossh-bench"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(ROOT, "target/release/autossh")
+ECHO = os.path.join(ROOT, "target/release/autossh-echo")
+THEIRS = "/usr/lib/autossh/autossh"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_started = []  # Popen objects, each the leader of its own session/process group
+_frozen = set()
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _record(name, line):
+    with open(os.path.join(WORK, name), "a") as f:
+        f.write(line + "\n")
+
+
+def _on_term(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers():
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, _on_term)
+
+
+def start(argv, *, env=None, stdout=None, stderr=None, cpu=None, pass_fds=()):
+    """Starts argv in a new session (so its whole group can be killed) and records its pid."""
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu)] + list(argv)
+    out = open(stdout, "ab") if isinstance(stdout, str) else (stdout or subprocess.DEVNULL)
+    err = open(stderr, "ab") if isinstance(stderr, str) else (stderr or subprocess.DEVNULL)
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                         start_new_session=True, pass_fds=pass_fds)
+    for f in (out, err):
+        if hasattr(f, "close"):
+            f.close()
+    _started.append(p)
+    _record("pids", str(p.pid))
+    return p
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for c in children(todo.pop()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop(p, grace=1.0):
+    """SIGTERM the process group (and every descendant, wherever its group), then SIGKILL."""
+    if p is None:
+        return
+    kids = descendants(p.pid)
+    _signal_group(p.pid, signal.SIGTERM)
+    for k in kids:
+        _signal(k, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    kids += descendants(p.pid)
+    _signal_group(p.pid, signal.SIGKILL)
+    _signal(p.pid, signal.SIGKILL)
+    for k in kids:
+        _signal(k, signal.SIGKILL)
+    try:
+        p.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
+    if p in _started:
+        _started.remove(p)
+
+
+def freeze(pids):
+    for p in pids:
+        _frozen.add(p)
+        _record("frozen", str(p))
+    for p in pids:
+        _signal(p, signal.SIGSTOP)
+
+
+def unfreeze_and_kill(pids):
+    for p in pids:
+        _signal(p, signal.SIGCONT)
+        _signal(p, signal.SIGKILL)
+        _frozen.discard(p)
+
+
+def cleanup_all():
+    unfreeze_and_kill(list(_frozen))
+    for p in list(reversed(_started)):
+        stop(p, grace=0.5)
+
+
+def free_block(n, lo=20000, hi=60000, rng=random.Random()):
+    """A run of n consecutive free TCP ports on 127.0.0.1 (checked by binding each)."""
+    for _ in range(500):
+        base = rng.randrange(lo, hi - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def wait_port(port, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# sshd
+
+class Sshd:
+    """A private sshd on 127.0.0.1 with keys generated once in WORK/keys."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = os.path.join(WORK, "sshd-" + name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.keys = os.path.join(WORK, "keys")
+        self.port = free_block(1)
+        cfg = os.path.join(self.dir, "sshd_config")
+        with open(cfg, "w") as f:
+            f.write(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.keys}/host_key
+AuthorizedKeysFile {self.keys}/authorized_keys
+PidFile {self.dir}/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+LogLevel ERROR
+MaxStartups 100:30:200
+""")
+        self.proc = start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg],
+                          stderr=os.path.join(self.dir, "sshd.log"))
+        if not wait_port(self.port, 5):
+            raise RuntimeError(f"sshd {name} did not come up; see {self.dir}/sshd.log")
+        self.pid = self.proc.pid
+
+    def ssh_args(self, tunnel_port, service_port):
+        return ["-F", "/dev/null", "-i", os.path.join(self.keys, "client_key"), "-p", str(self.port),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-N",
+                "-L", f"{tunnel_port}:127.0.0.1:{service_port}", "root@127.0.0.1"]
+
+    def sessions(self):
+        """Every descendant of the listener: the per-connection sshd processes."""
+        return descendants(self.pid)
+
+    def kill_sessions(self):
+        pids = self.sessions()
+        unfreeze_and_kill(pids)
+        return pids
+
+
+def make_keys():
+    keys = os.path.join(WORK, "keys")
+    if os.path.exists(os.path.join(keys, "client_key")):
+        return
+    os.makedirs(keys, exist_ok=True)
+    for k in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, k)],
+                       check=True)
+    with open(os.path.join(keys, "client_key.pub")) as s, \
+            open(os.path.join(keys, "authorized_keys"), "w") as d:
+        d.write(s.read())
+    os.makedirs("/run/sshd", exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# tunnel checker
+
+class Checker:
+    """Starts a check every `interval` s: connect to the tunnel port, send a line, expect it back
+    within `timeout` s. Checks overlap, so a frozen tunnel does not slow the sampling down."""
+
+    def __init__(self, port, timeout=0.5):
+        self.port = port
+        self.timeout = timeout
+        self.seq = 0
+
+    def run(self, interval, until, stop_on_success=False, on_tick=None):
+        """Runs checks until monotonic time `until` (or the first success). Returns a list of
+        (start, end, ok) per check, in start order."""
+        sel = selectors.DefaultSelector()
+        results = []
+        live = {}  # sock -> [start, expected bytes, received bytes, index]
+        next_start = time.monotonic()
+        try:
+            while True:
+                t = time.monotonic()
+                if on_tick:
+                    on_tick(t)
+                if t >= next_start and t < until:
+                    next_start += interval
+                    if next_start < t:
+                        next_start = t + interval
+                    self.seq += 1
+                    line = f"check {self.seq} {random.getrandbits(48):012x}\n".encode()
+                    s = socket.socket()
+                    # close with RST: thousands of checks would otherwise pile up in TIME_WAIT
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.setblocking(False)
+                    idx = len(results)
+                    results.append([t, None, False])
+                    try:
+                        s.connect(("127.0.0.1", self.port))
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        results[idx][1:] = [time.monotonic(), False]
+                        s.close()
+                        s = None
+                    if s is not None:
+                        live[s] = [t, line, b"", idx, False]
+                        sel.register(s, selectors.EVENT_WRITE)
+                # expire
+                t = time.monotonic()
+                for s, st in list(live.items()):
+                    if t - st[0] >= self.timeout:
+                        results[st[3]][1:] = [t, False]
+                        sel.unregister(s)
+                        s.close()
+                        del live[s]
+                if stop_on_success and any(r[2] for r in results):
+                    break
+                if t >= until and not live:
+                    break
+                wait = min([next_start - t if t < until else 0.05] +
+                           [st[0] + self.timeout - t for st in live.values()])
+                for key, ev in sel.select(max(0.0, min(wait, 0.05))):
+                    s = key.fileobj
+                    st = live.get(s)
+                    if st is None:
+                        continue
+                    done, ok = False, False
+                    try:
+                        if not st[4]:
+                            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                            if err:
+                                done = True
+                            else:
+                                s.send(st[1])
+                                st[4] = True
+                                sel.modify(s, selectors.EVENT_READ)
+                        else:
+                            data = s.recv(4096)
+                            if not data:
+                                done = True
+                            else:
+                                st[2] += data
+                                if len(st[2]) >= len(st[1]):
+                                    done, ok = True, st[2] == st[1]
+                    except OSError:
+                        done = True
+                    if done:
+                        results[st[3]][1:] = [time.monotonic(), ok]
+                        sel.unregister(s)
+                        s.close()
+                        del live[s]
+        finally:
+            for s in live:
+                s.close()
+            sel.close()
+        return [tuple(r) for r in results]
+
+    def once(self):
+        r = self.run(1.0, time.monotonic() + 0.001)
+        return bool(r and r[0][2])
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def cpu_ns(pid):
+    """Nanoseconds on CPU (sum_exec_runtime from /proc/PID/schedstat): finer than ticks."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def mem_kb(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def die(msg):
+    log("ERROR: " + msg)
+    sys.exit(1)

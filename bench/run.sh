@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Benchmark suite: our autossh against Debian's autossh 1.4g, and autossh-echo against a minimal
+# epoll echo server and socat. Run as root on Debian:   bash bench/run.sh
+#
+#   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported)
+#   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
+#   BENCH_ONLY="cost freeze echo"   run a subset (cost runs first: it wants a quiet host)
+#   BENCH_KEEP=1       keep the work directory (logs, JSON) under /tmp
+#
+# Prints a results table and writes bench/results.md; per-run autossh logs go to bench/logs/.
+# Everything started is killed on exit, also on failure or Ctrl-C.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+REPEAT=${BENCH_REPEAT:-3}
+SEED=${BENCH_SEED:-20240601}
+ONLY=${BENCH_ONLY:-cost freeze echo}
+T_START=$(date +%s)
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say() { printf '\n[%s] == %s\n' "$(date +%H:%M:%S)" "$*"; }
+info() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+fail() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+case $REPEAT in '' | *[!0-9]* | 0) fail "BENCH_REPEAT must be a positive integer" ;; esac
+[ "$(id -u)" -eq 0 ] || fail "run as root (sshd, apt-get, taskset, /proc of other users)"
+
+export BENCH_WORK
+BENCH_WORK=$(mktemp -d /tmp/autossh-bench.XXXXXX)
+: >"$BENCH_WORK/pids"
+: >"$BENCH_WORK/frozen"
+
+# --- cleanup: everything the helpers started is listed in $BENCH_WORK/pids (each the leader of
+# its own session) and every frozen sshd session in $BENCH_WORK/frozen.
+descendants() {
+  local p c
+  for p in "$@"; do
+    for c in $(cat "/proc/$p/task/$p/children" 2>/dev/null); do
+      echo "$c"
+      descendants "$c"
+    done
+  done
+}
+cleanup() {
+  local rc=$? pids=() all=() p
+  trap - EXIT INT TERM
+  for p in $(cat "$BENCH_WORK/frozen" 2>/dev/null); do
+    kill -CONT "$p" 2>/dev/null || true
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  mapfile -t pids < <(cat "$BENCH_WORK/pids" 2>/dev/null)
+  if [ "${#pids[@]}" -gt 0 ]; then
+    mapfile -t all < <(descendants "${pids[@]}")
+    for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
+    for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    info "work directory kept: $BENCH_WORK"
+  else
+    rm -rf "$BENCH_WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- tools
+say "checking tools"
+missing=()
+[ -x /usr/lib/autossh/autossh ] || missing+=(autossh)
+command -v socat >/dev/null || missing+=(socat)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+command -v gcc >/dev/null || missing+=(gcc)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v python3 >/dev/null || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+  info "installing: ${missing[*]}"
+  apt-get update -qq || fail "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+    fail "apt-get install ${missing[*]} failed"
+fi
+mkdir -p /run/sshd
+PY=python3
+info "autossh 1.4g: $(/usr/lib/autossh/autossh -V 2>&1 | head -1); $(ssh -V 2>&1); $($PY --version)"
+
+# --- builds
+say "building release binaries (cargo build --release --workspace)"
+(cd "$ROOT" && cargo build --release --workspace -q) || fail "cargo build failed"
+[ -x "$ROOT/target/release/autossh" ] && [ -x "$ROOT/target/release/autossh-echo" ] ||
+  fail "target/release/autossh or autossh-echo missing after the build"
+BIN="$BENCH_WORK/bin"
+mkdir -p "$BIN"
+gcc -O2 -Wall -o "$BIN/minimal_echo" "$BENCH_DIR/minimal_echo.c" || fail "gcc minimal_echo.c"
+gcc -O2 -Wall -o "$BIN/loadgen" "$BENCH_DIR/loadgen.c" || fail "gcc loadgen.c"
+info "built autossh, autossh-echo, minimal_echo, loadgen"
+
+# --- limits: 10,000 clients need 10,000+ descriptors in the load generator and in the server
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(ulimit -Hn))"
+[ "$(ulimit -n)" -ge 10100 ] || info "WARNING: fewer than 10100 descriptors: the 10k-client load will fail"
+
+rm -rf "$BENCH_DIR/logs"
+mkdir -p "$BENCH_DIR/logs"
+
+# --- benchmarks (each one bounded; a failing one is reported, the others still run)
+status=0
+run_step() { # name, timeout seconds, command...
+  local name=$1 limit=$2
+  shift 2
+  say "$name"
+  # timeout makes itself a process group leader: recording its pid lets cleanup kill the group
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" &
+  local pid=$!
+  echo "$pid" >>"$BENCH_WORK/pids"
+  if ! wait "$pid"; then
+    info "WARNING: $name failed or timed out (limit ${limit} s)"
+    status=1
+  fi
+}
+# Each benchmark runs in a private network namespace (unshare -n, loopback only): other work on
+# this host (its sockets, its TIME_WAIT pile) stays out of the measurements, and no benchmark
+# leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
+NETNS=()
+NETNS_NOTE="no: the host's network namespace"
+if [ "${BENCH_NETNS:-1}" != 0 ]; then
+  if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
+    NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
+    NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
+    info "benchmarks run in private network namespaces (host has $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets)"
+  else
+    info "WARNING: cannot create a network namespace; running in the host's (noisier)"
+  fi
+fi
+cd "$BENCH_DIR"
+for b in $ONLY; do
+  case $b in
+    freeze) run_step "1. freeze recovery: ours vs 1.4g, echo and loop mode, R=$REPEAT" $((80 * REPEAT + 60)) \
+      "${NETNS[@]}" $PY tunnel_bench.py freeze --repeat "$REPEAT" --seed "$SEED" --out "$BENCH_WORK/freeze.json" ;;
+    cost) run_step "2. supervisor cost: ours vs 1.4g, POLL=2, R=$REPEAT (+1 with 10k idle connections)" \
+      $((30 * REPEAT + 70)) "${NETNS[@]}" $PY tunnel_bench.py cost --repeat "$REPEAT" --seconds 15 \
+      --bin "$BIN" --busy 10000 --out "$BENCH_WORK/cost.json" ;;
+    echo) run_step "3. echo servers under paced probe load, R=$REPEAT" $((80 * REPEAT + 60)) \
+      "${NETNS[@]}" $PY echo_bench.py --repeat "$REPEAT" --bin "$BIN" --out "$BENCH_WORK/echo.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo)" ;;
+  esac
+done
+
+# --- report
+say "results"
+commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(cd "$ROOT" && git status --porcelain -- src echo-server Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+  commit="$commit (with uncommitted changes in src/ or echo-server/)"
+fi
+$PY - "$BENCH_WORK/facts.json" <<EOF
+import json, sys
+json.dump({
+  "date": "$(date -u '+%Y-%m-%d %H:%M:%S UTC')",
+  "nproc": "$(nproc)",
+  "kernel": "$(uname -sr)",
+  "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
+  "memory": "$(free -m | awk '/Mem:/ {print $2 " MiB"}')",
+  "os": "$(. /etc/os-release && echo "$PRETTY_NAME")",
+  "loadavg_at_start": "$LOADAVG (other work on the host adds noise to latencies)",
+  "ulimit_n": "$(ulimit -n)",
+  "private_netns": "$NETNS_NOTE",
+  "ssh": "$(ssh -V 2>&1)",
+  "autossh_14g": "/usr/lib/autossh/autossh ($(dpkg-query -W -f='${Version}' autossh 2>/dev/null))",
+  "rustc": "$(rustc --version 2>/dev/null)",
+  "commit": "$commit",
+  "repeat": "$REPEAT",
+  "seed": "$SEED",
+  "duration_s": "$(($(date +%s) - T_START)) (whole run, before this report)",
+}, open(sys.argv[1], "w"))
+EOF
+$PY report.py --dir "$BENCH_WORK" --md "$BENCH_DIR/results.md" --facts "$BENCH_WORK/facts.json" ||
+  fail "report failed"
+cp "$BENCH_WORK"/*.json "$BENCH_DIR/logs/" 2>/dev/null || true
+info "raw results and autossh logs: $BENCH_DIR/logs/"
+info "total time: $(($(date +%s) - T_START)) s"
+exit $status
