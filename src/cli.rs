@@ -205,14 +205,14 @@ pub fn parse_monitor(value: &OsStr, what: &str) -> Result<MonitorSpec> {
         None => (text, None),
     };
     let port = parse_c_number(port_text)
-        .ok_or_else(|| usage(format!("{what}: invalid monitor port \"{port_text}\"")))?;
+        .ok_or_else(|| usage(format!("{what}: invalid monitor port {port_text:?}")))?;
     let echo = match echo_text {
         None => None,
         Some(e) => match parse_c_number(e) {
             Some(n) if (1..=65535).contains(&n) => Some(n as u16),
             _ => {
                 return Err(usage(format!(
-                    "{what}: invalid echo port \"{e}\" (must be 1-65535)"
+                    "{what}: invalid echo port {e:?} (must be 1-65535)"
                 )))
             }
         },

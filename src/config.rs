@@ -64,7 +64,7 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
             Some(v) => match parse_c_number(&v) {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(usage(format!(
-                    "{name}: invalid value \"{v}\" (a whole number from {min} to {max})"
+                    "{name}: invalid value {v:?} (a whole number from {min} to {max})"
                 ))),
             },
         }
@@ -83,7 +83,7 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         Some(v) => {
             let n: i64 = parse_signed(&v).ok_or_else(|| {
                 usage(format!(
-                    "AUTOSSH_MAXSTART: invalid value \"{v}\" (a whole number; -1 for no limit)"
+                    "AUTOSSH_MAXSTART: invalid value {v:?} (a whole number; -1 for no limit)"
                 ))
             })?;
             u32::try_from(n).ok()

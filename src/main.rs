@@ -7,7 +7,9 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("autossh: {e}");
+            // One line, whatever the offending value held.
+            let msg = e.to_string().replace('\n', "\\n").replace('\r', "\\r");
+            eprintln!("autossh: {msg}");
             ExitCode::from(e.exit_code() as u8)
         }
     }

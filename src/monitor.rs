@@ -15,8 +15,8 @@ pub const LISTENER: Token = Token(2);
 pub const PROBE: Token = Token(3);
 /// Tokens of connections accepted on the listener: `INBOUND_FIRST + slot`.
 pub const INBOUND_FIRST: usize = 16;
-/// At most this many accepted connections are kept; older ones are dropped.
-const INBOUND_SLOTS: usize = 8;
+/// At most this many accepted connections are kept at once (see `free_slot`).
+const INBOUND_SLOTS: usize = 32;
 
 /// Where the outgoing probe connection stands.
 enum OutState {
@@ -43,6 +43,11 @@ impl OutState {
 struct Inbound {
     stream: TcpStream,
     got: Vec<u8>,
+    /// The probe in flight when it was accepted: one accepted before the probe left
+    /// cannot be carrying it.
+    during: Option<u64>,
+    /// Accept order, for evicting the oldest.
+    order: u64,
 }
 
 /// The probe being made: its connection to ssh's `-L` port.
@@ -68,7 +73,7 @@ pub struct Monitor {
     listener: Option<TcpListener>,
     current: Option<Current>,
     inbound: Vec<Option<Inbound>>,
-    next_slot: usize,
+    accepted: u64,
 }
 
 impl Monitor {
@@ -81,7 +86,7 @@ impl Monitor {
             listener: listener.map(TcpListener::from_std),
             current: None,
             inbound: (0..INBOUND_SLOTS).map(|_| None).collect(),
-            next_slot: 0,
+            accepted: 0,
         }
     }
 
@@ -135,8 +140,7 @@ impl Monitor {
     /// Handles readiness of one of our tokens; returns the probe's outcome if decided.
     pub fn ready(&mut self, registry: &Registry, token: Token) -> Option<Event> {
         if token == LISTENER {
-            self.accept(registry);
-            None
+            self.accept(registry)
         } else if token == PROBE {
             self.outgoing_ready(registry)
         } else {
@@ -165,33 +169,56 @@ impl Monitor {
         }
     }
 
-    fn accept(&mut self, registry: &Registry) {
-        let Some(listener) = self.listener.as_ref() else {
-            return;
-        };
-        loop {
+    /// Accepts what is queued. Each connection is read at once, so the one carrying the
+    /// probe is recognised even in a crowd, and junk is closed before it takes a slot.
+    fn accept(&mut self, registry: &Registry) -> Option<Event> {
+        // Bounded: a flood cannot keep the loop here.
+        for _ in 0..1024 {
+            let listener = self.listener.as_ref()?;
             match listener.accept() {
                 Ok((mut stream, _)) => {
-                    let slot = self.next_slot;
-                    self.next_slot = (self.next_slot + 1) % INBOUND_SLOTS;
-                    if let Some(mut old) = self.inbound[slot].take() {
-                        let _ = registry.deregister(&mut old.stream);
-                    }
+                    let slot = self.free_slot(registry);
                     let token = Token(INBOUND_FIRST + slot);
                     if registry
                         .register(&mut stream, token, Interest::READABLE)
-                        .is_ok()
+                        .is_err()
                     {
-                        self.inbound[slot] = Some(Inbound {
-                            stream,
-                            got: Vec::new(),
-                        });
+                        continue;
+                    }
+                    self.accepted += 1;
+                    self.inbound[slot] = Some(Inbound {
+                        stream,
+                        got: Vec::new(),
+                        during: self.current.as_ref().map(|c| c.seq),
+                        order: self.accepted,
+                    });
+                    if let Some(e) = self.inbound_ready(registry, slot) {
+                        return Some(e);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break, // WouldBlock, or a transient accept error
             }
         }
+        None
+    }
+
+    /// A free slot; when all are taken, the connection least likely to carry the probe
+    /// goes: one accepted before the probe in flight left, else the oldest.
+    fn free_slot(&mut self, registry: &Registry) -> usize {
+        if let Some(i) = self.inbound.iter().position(Option::is_none) {
+            return i;
+        }
+        let current = self.current.as_ref().map(|c| c.seq);
+        let victim = (0..INBOUND_SLOTS)
+            .min_by_key(|&i| {
+                let c = self.inbound[i].as_ref();
+                let stale = c.is_some_and(|c| current.is_none() || c.during != current);
+                (!stale, c.map(|c| c.order).unwrap_or(0))
+            })
+            .unwrap_or(0);
+        self.close_inbound(registry, victim);
+        victim
     }
 
     fn inbound_ready(&mut self, registry: &Registry, slot: usize) -> Option<Event> {
