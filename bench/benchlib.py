@@ -251,9 +251,10 @@ class Checker:
         self.timeout = timeout
         self.seq = 0
 
-    def run(self, interval, until, stop_on_success=False, on_tick=None):
-        """Runs checks until monotonic time `until` (or the first success). Returns a list of
-        (start, end, ok) per check, in start order."""
+    def run(self, interval, until, stop_on_success=False, on_tick=None, stop=None):
+        """Runs checks until monotonic time `until` (or the first success, or until
+        `stop(results)` returns true; results rows are [start, end, ok], end None while the
+        check is in flight). Returns a list of (start, end, ok) per check, in start order."""
         sel = selectors.DefaultSelector()
         results = []
         live = {}  # sock -> [start, expected bytes, received bytes, index]
@@ -295,6 +296,8 @@ class Checker:
                         s.close()
                         del live[s]
                 if stop_on_success and any(r[2] for r in results):
+                    break
+                if stop is not None and stop(results):
                     break
                 if t >= until and not live:
                     break

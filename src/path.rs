@@ -64,7 +64,7 @@ impl Transport {
         if self.fd.is_none() && self.scans < MAX_SCANS {
             self.scans += 1;
             let inodes = socket_inodes(self.pid)?;
-            self.fd = server_row(&tcp_rows(), &inodes).map(|(fd, _)| fd);
+            self.fd = server_fd(pidfd, &inodes);
         }
         let info = tcp_info_of(pidfd, self.fd?);
         if info.as_ref().is_none_or(|i| i.tcpi_state != 1) {
@@ -102,10 +102,24 @@ impl Transport {
     /// Whether the connection is stuck: unacknowledged data and its retransmission timer
     /// fired `STALL_RETRANSMITS` times in a row (about 6 s without an acknowledgement at the
     /// minimum RTO). False when the connection cannot be looked at.
-    pub fn stalled(&mut self) -> bool {
-        self.info().is_some_and(|i| {
-            i.tcpi_unacked > 0 && u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS
-        })
+    ///
+    /// Also returns whether ssh has been talking to the server without hearing back: data
+    /// sent within the last second, nothing received for more than a second before that. A
+    /// frozen server session looks like this as soon as the tunnel is used; so does a one-way
+    /// upload, which is why it only brings the next probe forward. One `TCP_INFO` read.
+    pub fn watch(&mut self) -> (bool, bool) {
+        let Some(i) = self.info() else {
+            return (false, false);
+        };
+        let stalled = i.tcpi_unacked > 0 && u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS;
+        let unanswered =
+            i.tcpi_last_data_sent < 1000 && i.tcpi_last_data_recv > i.tcpi_last_data_sent + 1000;
+        (stalled, unanswered)
+    }
+
+    /// Whether `TCP_INFO` can be read (then /proc is never needed).
+    pub fn has_tcp_info(&mut self) -> bool {
+        self.info().is_some()
     }
 }
 
@@ -135,27 +149,112 @@ fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
     }
 }
 
+/// Finds ssh's server connection among its sockets without reading the host's whole socket
+/// table: each of ssh's sockets is looked at through a duplicate. The server connection is
+/// the established TCP socket with the lowest descriptor whose local port is not one of
+/// ssh's own listeners (connections accepted on `-L` ports share the listener's port).
+fn server_fd(pidfd: RawFd, sockets: &[(u32, u64)]) -> Option<u32> {
+    let mut listening = HashSet::new();
+    let mut established = Vec::new();
+    for &(fd, _) in sockets {
+        let Some(dup) = Dup::take(pidfd, fd) else {
+            continue;
+        };
+        let Some(port) = dup.local_port() else {
+            continue;
+        };
+        if dup.int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1) {
+            listening.insert(port);
+        } else if dup.int_opt(libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+            && dup.tcp_info().is_some_and(|i| i.tcpi_state == 1)
+        {
+            established.push((fd, port));
+        }
+    }
+    established
+        .into_iter()
+        .filter(|(_, port)| !listening.contains(port))
+        .map(|(fd, _)| fd)
+        .min()
+}
+
+/// A duplicate of another process's descriptor, closed on drop.
+struct Dup(OwnedFd);
+
+impl Dup {
+    fn take(pidfd: RawFd, fd: u32) -> Option<Dup> {
+        // SAFETY: pidfd_getfd returns a new descriptor we own, or -1.
+        unsafe {
+            let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd as libc::c_int, 0);
+            (dup >= 0).then(|| Dup(OwnedFd::from_raw_fd(dup as RawFd)))
+        }
+    }
+
+    fn int_opt(&self, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a c_int we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.0.as_raw_fd(),
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
+    }
+
+    fn local_port(&self) -> Option<u16> {
+        // SAFETY: getsockname into a sockaddr_storage we own.
+        unsafe {
+            let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if libc::getsockname(
+                self.0.as_raw_fd(),
+                (&mut ss as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            ) != 0
+            {
+                return None;
+            }
+            match ss.ss_family as libc::c_int {
+                libc::AF_INET => {
+                    let sin = &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                    Some(u16::from_be(sin.sin_port))
+                }
+                libc::AF_INET6 => {
+                    let sin6 =
+                        &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                    Some(u16::from_be(sin6.sin6_port))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    fn tcp_info(&self) -> Option<libc::tcp_info> {
+        // SAFETY: tcp_info is plain data; getsockopt fills at most its size.
+        unsafe {
+            let mut info: libc::tcp_info = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            let rc = libc::getsockopt(
+                self.0.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            );
+            (rc == 0).then_some(info)
+        }
+    }
+}
+
 /// `TCP_INFO` of descriptor `fd` of the process behind `pidfd`, through a duplicate taken
 /// with `pidfd_getfd` (Linux 5.6+; allowed for our own child) and closed at once.
 fn tcp_info_of(pidfd: RawFd, fd: u32) -> Option<libc::tcp_info> {
-    // SAFETY: plain syscalls on descriptors we own and close; tcp_info is plain data.
-    unsafe {
-        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd as libc::c_int, 0);
-        if dup < 0 {
-            return None;
-        }
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            dup as libc::c_int,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        libc::close(dup as libc::c_int);
-        (rc == 0).then_some(info)
-    }
+    Dup::take(pidfd, fd)?.tcp_info()
 }
 
 /// The /proc view, when `TCP_INFO` cannot be had: unacknowledged or retransmitted bytes,
@@ -319,7 +418,7 @@ mod tests {
     fn inspects_this_process_without_panicking() {
         let mut t = Transport::new(std::process::id());
         let _ = t.inspect(Duration::from_secs(1), None, 0);
-        assert!(!t.stalled());
+        assert!(!t.watch().0);
     }
 
     fn info(unacked: u32, last_data_recv_ms: u32, rtt_us: u32) -> libc::tcp_info {
@@ -356,6 +455,33 @@ mod tests {
         );
         // A 400 ms path: one second is not long enough to judge.
         assert_eq!(judge_tcp_info(&info(0, 5000, 400_000), w), PathState::Busy);
+    }
+
+    #[test]
+    fn the_server_connection_is_told_from_accepted_ones_and_listeners() {
+        use std::os::fd::AsRawFd;
+        let t = Transport::new(std::process::id());
+        let Some(pidfd) = t.pidfd.as_ref() else {
+            return; // kernel without pidfd_open
+        };
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        // An accepted connection shares its listener's port: never the server connection.
+        let accepted_only = [(l.as_raw_fd() as u32, 0), (a.as_raw_fd() as u32, 0)];
+        assert_eq!(server_fd(pidfd.as_raw_fd(), &accepted_only), None);
+        let fds = [
+            (a.as_raw_fd() as u32, 0),
+            (l.as_raw_fd() as u32, 0),
+            (c.as_raw_fd() as u32, 0),
+        ];
+        let lowest_first = {
+            let mut f = fds;
+            f.sort();
+            f
+        };
+        let found = server_fd(pidfd.as_raw_fd(), &lowest_first);
+        assert_eq!(found, Some(c.as_raw_fd() as u32));
     }
 
     #[test]

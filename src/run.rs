@@ -388,7 +388,9 @@ impl Runner {
                     .unwrap_or_default()
                     .as_millis();
                 let bytes = self.prober.line(seq, wall);
-                let pid = self.ssh.as_ref().map(|s| s.pid());
+                // ssh's read count is for the /proc fallback only.
+                let tcp_info = self.transport.as_mut().is_some_and(|t| t.has_tcp_info());
+                let pid = self.ssh.as_ref().map(|s| s.pid()).filter(|_| !tcp_info);
                 self.probe_baseline = (
                     std::time::Instant::now(),
                     pid.and_then(path::ssh_read_bytes),
@@ -439,11 +441,14 @@ impl Runner {
             }
             Action::StopReach => self.reach.stop(self.poll.registry()),
             Action::InspectStall => {
-                let stalled = match self.transport.as_mut() {
-                    Some(t) if !self.proxied => t.stalled(),
-                    _ => false,
+                let (stalled, unanswered) = match self.transport.as_mut() {
+                    Some(t) if !self.proxied => t.watch(),
+                    _ => (false, false),
                 };
                 self.queue.push_back(Event::Stall(stalled));
+                if unanswered {
+                    self.queue.push_back(Event::Unanswered);
+                }
             }
             Action::Exit(code) => {
                 if code != 0 {

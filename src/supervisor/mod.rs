@@ -22,8 +22,10 @@ const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
 /// A probe late on a full link (the server keeps sending) is given up after this long.
 const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
+/// An early probe is not worth it when the regular one is this close.
+const EARLY_PROBE_MIN: Duration = Duration::from_millis(1500);
 /// How often ssh's connection is looked at for a stall.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -117,6 +119,9 @@ pub enum Event {
     ReachUnknown,
     /// Answer to [`Action::InspectStall`]: ssh's server connection is stuck retransmitting.
     Stall(bool),
+    /// Also after [`Action::InspectStall`]: ssh sent data lately and the server has not
+    /// answered for over a second. Brings the next probe forward.
+    Unanswered,
     /// The machine was suspended and has resumed.
     Resumed,
 }
@@ -241,6 +246,9 @@ pub struct Supervisor {
     ready_sent: bool,
     /// The pending `InspectPath` was asked at the net timeout.
     hard_look: bool,
+    /// When the last early probe was sent: at most one a poll, so a one-way upload cannot
+    /// double the probe rate.
+    early_probe_at: Option<Time>,
     stats: Stats,
 }
 
@@ -269,6 +277,7 @@ impl Supervisor {
             backoff_until: Time::from_origin(Duration::ZERO),
             ready_sent: false,
             hard_look: false,
+            early_probe_at: None,
             stats: Stats::default(),
         }
     }
@@ -332,6 +341,7 @@ impl Supervisor {
             Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
+            Event::Unanswered => self.on_unanswered(now),
             Event::Resumed => self.on_resumed(now),
         }
         out
@@ -626,6 +636,22 @@ impl Supervisor {
         self.stats.record_restart(kind, why, now);
         self.clear_probe(out);
         self.stop_ssh(Then::Restart { paced }, now, out);
+    }
+
+    /// ssh talks and the server does not answer: probe now rather than at the next poll,
+    /// at most once a poll.
+    fn on_unanswered(&mut self, now: Time) {
+        let up = self.state == (State::Running { phase: Phase::Up });
+        let due = self.timers.get(Timer::Probe);
+        let early_enough = due.is_some_and(|d| d.since(now) > EARLY_PROBE_MIN);
+        let allowed = self
+            .early_probe_at
+            .is_none_or(|t| now.since(t) >= self.cfg.poll);
+        if up && self.in_flight.is_none() && early_enough && allowed {
+            debug!("ssh talks and the server has not answered for a second: probing now");
+            self.early_probe_at = Some(now);
+            self.timers.set(Timer::Probe, now);
+        }
     }
 
     /// The tunnel is proven (a probe came back, or ssh lived past the gate with `-M 0`).

@@ -685,9 +685,9 @@ fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
     let mut s = Sim::new(gate0());
     s.auto_stall = false;
     s.ev(Event::Begin);
-    assert_eq!(s.advance(2.0), [Action::InspectStall]);
+    assert_eq!(s.advance(1.0), [Action::InspectStall]);
     assert!(s.ev(Event::Stall(false)).is_empty());
-    assert_eq!(s.advance(2.0), [Action::InspectStall]);
+    assert_eq!(s.advance(1.0), [Action::InspectStall]);
     assert!(s.ev(Event::Stall(true)).is_empty());
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     s.ev(Event::Reachable(false));
@@ -763,4 +763,24 @@ fn ready_once_when_the_tunnel_is_first_proven() {
     s.advance(0.1);
     assert_eq!(s.readies, 1);
     assert_eq!(s.sup.phase_name(), "up");
+}
+
+#[test]
+fn an_unanswered_tunnel_is_probed_early_once_a_poll() {
+    let mut s = up(600.0);
+    s.advance(10.0);
+    s.ev(Event::Unanswered);
+    let a = s.advance(0.0);
+    assert!(matches!(a[..], [Action::SendProbe { .. }]), "{a:?}");
+    s.echo_all(&a, 0.001);
+    // A second hint soon after changes nothing: one early probe a poll.
+    s.advance(5.0);
+    s.ev(Event::Unanswered);
+    assert!(s.advance(0.0).is_empty());
+    // Not while confirming, nor when the regular probe is due anyway.
+    let mut s = up(4.0);
+    let wait = s.until(Timer::Probe);
+    s.advance(wait.as_secs_f64() - 1.0);
+    s.ev(Event::Unanswered);
+    assert!(s.advance(0.0).is_empty());
 }
