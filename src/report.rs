@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the report shows besides the supervisor's own figures.
 pub struct Facts<'a> {
+    /// When the current state (`Supervisor::phase_name`) began.
+    pub state_since: Time,
     pub ssh_pid: Option<u32>,
     /// "loop", "echo" or "off".
     pub mode: &'a str,
@@ -66,6 +68,7 @@ pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
     let mut o = String::with_capacity(1024);
     o.push_str("{\n  \"version\": 1,\n");
     let _ = writeln!(o, "  \"state\": {},", json_str(sup.phase_name()));
+    let _ = writeln!(o, "  \"state_since\": {:.3},", wall(f.state_since, now));
     let _ = writeln!(o, "  \"generated_at\": {:.3},", wall(now, now));
     let _ = writeln!(
         o,

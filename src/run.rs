@@ -159,6 +159,8 @@ struct Runner {
     sd: Option<SdNotify>,
     /// What the last report said and when it was written.
     last_report: Option<(String, Instant)>,
+    /// The state last reported and when it began.
+    state_since: (&'static str, Time),
     /// Next `WATCHDOG=1`.
     next_watchdog: Option<Instant>,
     queue: VecDeque<Event>,
@@ -228,6 +230,7 @@ impl Runner {
         Ok(Runner {
             sd,
             last_report: None,
+            state_since: ("starting", Time::now()),
             next_watchdog,
             reach,
             suspended_offset: suspended_offset(),
@@ -543,6 +546,10 @@ impl Runner {
     /// the refresh is due; feeds the watchdog while the tunnel is proven.
     fn report(&mut self) {
         let now = Time::now();
+        let phase = self.sup.phase_name();
+        if phase != self.state_since.0 {
+            self.state_since = (phase, now);
+        }
         if let (Some(sd), Some(next)) = (&self.sd, self.next_watchdog) {
             if Instant::now() >= next {
                 if self.sup.healthy() {
@@ -583,6 +590,7 @@ impl Runner {
             Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
         };
         report::Facts {
+            state_since: self.state_since.1,
             ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
             mode,
             local_port: local,

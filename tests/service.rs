@@ -149,6 +149,7 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
             "{state}"
         );
         assert_eq!(v.get("monitor").get("mode").str(), "off");
+        assert!(matches!(v.get("state_since"), json::Value::Num(_)));
         looks += 1;
     }
     assert!(looks > 50, "only {looks} looks");
