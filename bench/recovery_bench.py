@@ -299,8 +299,8 @@ class Fault:
         n = self.net
         if self.kind == "blackhole":
             # lost in flight: each end drops what arrives from the other, so neither sender
-            # learns anything (a DROP in the sender's own OUTPUT chain would hand its TCP an
-            # EPERM: connect() fails at once and retransmissions retry every 0.5 s unbacked-off)
+            # learns anything (a DROP in the sender's own OUTPUT chain fails every packet it
+            # sends locally with EPERM, which its TCP treats differently from silent loss)
             self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
             self._rule(n["srv"], ["INPUT", "-s", n["cli_ip"], "-j", "DROP"])
         elif self.kind == "blackhole-out":
@@ -433,10 +433,13 @@ def autossh_env(logfile, poll):
     return env
 
 
-def key_lines(text, limit=40):
+PROBE_OK = re.compile(r"probe \d+ ok|check on child|set alarm|connection ok|checking for grace|"
+                      r"received SIGALRM|clear alarm timer")
+
+
+def key_lines(text, limit=300):
     """The log without per-probe chatter, at most `limit` lines (head and tail)."""
-    skip = ("probe ", "check on child", "set alarm", "connection ok", "checking for grace")
-    lines = [l for l in text.splitlines() if not any(s in l for s in skip)]
+    lines = [l for l in text.splitlines() if not PROBE_OK.search(l)]
     if len(lines) > limit:
         lines = lines[:limit // 2] + [f"... ({len(lines) - limit} lines left out) ..."] + \
             lines[-limit // 2:]

@@ -16,7 +16,7 @@ KIND_NAME = {
     "serverdown": "server down (sshd + sessions killed)",
     "loss": "20% random loss, both directions",
     "delay": "+300 ms client->server",
-    "tbf": "1 Mbit/s tbf, saturated by a 5 MiB echo transfer",
+    "tbf": "1 Mbit/s tbf, saturated by an echo transfer",
 }
 MODE_NAME = {"M0": "-M 0", "loop": "loop -M 20000"}
 
@@ -93,7 +93,7 @@ def outage_section(res, goals, notes, odd):
     for sid in scen:
         f = first[sid]
         ours, th, sa = by.get((sid, "ours")), by.get((sid, "1.4g")), by.get((sid, "1.4g+SA"))
-        length = sid.split("-")[-2]
+        length = f"{f['outage_s']} s" if f.get("outage_s") else sid.split("-")[-2]
         for r in (ours, th, sa):
             if r is not None and "error" in r:
                 notes.append(f"{sid} {r['prog']}: {r['error']}")
@@ -178,6 +178,31 @@ def faults_section(res, goals, notes, odd):
     return header, rows
 
 
+def collapse(lines):
+    """Drops exec/pid lines and folds runs of the same message into one line with a count."""
+    out, prev, n = [], None, 0
+    for l in lines:
+        if "execing " in l or "child pid is" in l:
+            continue
+        msg = l.split("]: ", 1)[-1]
+        if msg == prev:
+            n += 1
+            continue
+        if n:
+            out.append(f"    (the line above {n} more time{'s' if n > 1 else ''})")
+        out.append(l)
+        prev, n = msg, 0
+    if n:
+        out.append(f"    (the line above {n} more time{'s' if n > 1 else ''})")
+    return out
+
+
+def head_tail(lines, n):
+    if len(lines) <= n:
+        return lines
+    return lines[:n // 2] + [f"... ({len(lines) - n} lines left out) ..."] + lines[-n // 2:]
+
+
 def fmt(v):
     if v is None:
         return "n/a"
@@ -221,10 +246,11 @@ NOTES = """## Notes (fixed text, from recovery_report.py)
 - **Black holes.** (a) *lost in flight*: iptables DROP on arrival at each end (CLI drops what
   comes from the server, SRV what comes from the client): neither sender's TCP learns anything,
   connections stall and back off, new connects hang. (a') *as tests/netns*: DROP in CLI's OUTPUT
-  and INPUT chains. A DROP in the sender's own OUTPUT chain is not silent for the client: its TCP
-  gets EPERM, so connect() fails at once ("Operation not permitted") and a stalled connection
-  retries every 0.5 s without backing off (the kernel treats it as local congestion), which makes
-  a lifted black hole look better than a real one. Both are reported.
+  and INPUT chains. A DROP in the sender's own OUTPUT chain is not silent for the client: every
+  packet it sends fails locally with EPERM, and its TCP retries on a schedule of its own, so
+  stalls are seen and ended differently than in a real black hole (for both programs, e.g. 1.4g's
+  stalled connection may come back well under a second after a 40 s one). Reported for comparison
+  with the fault-injection tests; (a) is the realistic case.
 - **Server down**: SIGKILL of sshd's listener and every session process at once (the client sees
   the connection closed and then connection refused), a new sshd on the same address after the
   outage.
@@ -289,7 +315,7 @@ def main():
                "Key lines (per-probe chatter left out) from the fault's start; full logs in "
                "bench/logs/recovery/.", ""]
         for title, r in odd:
-            md += [f"### {title}", "", "```"] + [l[:200] for l in r.get("log_key_lines", [])[:40]] + ["```", ""]
+            md += [f"### {title}", "", "```"] + [l[:220] for l in head_tail(collapse(r.get("log_key_lines", [])), 50)] + ["```", ""]
     md.append(NOTES)
     with open(args.md, "w") as f:
         f.write("\n".join(md))

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark suite: our autossh against Debian's autossh 1.4g, and autossh-echo against a minimal
 # epoll echo server and socat. Run as root on Debian:   bash bench/run.sh
+# The recovery benchmarks (outages, loss, latency, a saturated link; network namespaces joined
+# by veth pairs) are opt-in:                              bash bench/run.sh recovery
 #
-#   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported)
+#   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
-#   BENCH_ONLY="cost freeze echo"   run a subset (cost runs first: it wants a quiet host)
+#   BENCH_ONLY="cost freeze echo"   run a subset (cost runs first: it wants a quiet host);
+#                      "recovery" may be added to the list
+#   BENCH_RECOVERY_QUICK=1   recovery with short outages and windows (a smoke test, ~2 min)
 #   BENCH_KEEP=1       keep the work directory (logs, JSON) under /tmp
 #
-# Prints a results table and writes bench/results.md; per-run autossh logs go to bench/logs/.
-# Everything started is killed on exit, also on failure or Ctrl-C.
+# Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md);
+# per-run autossh logs go to bench/logs/ (recovery: bench/logs/recovery/).
+# Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
+# network namespaces are deleted too.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +22,19 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 REPEAT=${BENCH_REPEAT:-3}
 SEED=${BENCH_SEED:-20240601}
 ONLY=${BENCH_ONLY:-cost freeze echo}
+case ${1:-} in
+  '') ;;
+  recovery) ONLY=recovery ;;
+  *) printf 'usage: bash bench/run.sh [recovery]\n' >&2; exit 2 ;;
+esac
+CLASSIC=0
+RECOVERY=0
+for b in $ONLY; do
+  case $b in
+    recovery) RECOVERY=1 ;;
+    *) CLASSIC=1 ;;
+  esac
+done
 T_START=$(date +%s)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -30,6 +49,7 @@ export BENCH_WORK
 BENCH_WORK=$(mktemp -d /tmp/autossh-bench.XXXXXX)
 : >"$BENCH_WORK/pids"
 : >"$BENCH_WORK/frozen"
+: >"$BENCH_WORK/netns"
 
 # --- cleanup: everything the helpers started is listed in $BENCH_WORK/pids (each the leader of
 # its own session) and every frozen sshd session in $BENCH_WORK/frozen.
@@ -58,6 +78,16 @@ cleanup() {
     for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
     for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   fi
+  # network namespaces made by recovery_bench.py (listed before each was created): whatever
+  # still runs inside, then the namespace (its veth end, iptables rules and qdiscs go with it)
+  for ns in $(sort -u "$BENCH_WORK/netns" 2>/dev/null); do
+    case $ns in asbench-*) ;; *) continue ;; esac
+    for p in $(timeout 10 ip netns pids "$ns" 2>/dev/null); do
+      kill -CONT "$p" 2>/dev/null || true
+      kill -KILL "$p" 2>/dev/null || true
+    done
+    timeout 10 ip netns del "$ns" 2>/dev/null || true
+  done
   if [ -n "${BENCH_KEEP:-}" ]; then
     info "work directory kept: $BENCH_WORK"
   else
@@ -80,6 +110,10 @@ command -v gcc >/dev/null || missing+=(gcc)
 command -v taskset >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v python3 >/dev/null || missing+=(python3)
+if [ "$RECOVERY" = 1 ]; then
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v tc >/dev/null || missing+=(iproute2)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   info "installing: ${missing[*]}"
   apt-get update -qq || fail "apt-get update failed"
@@ -91,23 +125,39 @@ PY=python3
 info "autossh 1.4g: $(/usr/lib/autossh/autossh -V 2>&1 | head -1); $(ssh -V 2>&1); $($PY --version)"
 
 # --- builds
-say "building release binaries (cargo build --release --workspace)"
-(cd "$ROOT" && cargo build --release --workspace -q) || fail "cargo build failed"
-[ -x "$ROOT/target/release/autossh" ] && [ -x "$ROOT/target/release/autossh-echo" ] ||
-  fail "target/release/autossh or autossh-echo missing after the build"
 BIN="$BENCH_WORK/bin"
 mkdir -p "$BIN"
-gcc -O2 -Wall -o "$BIN/minimal_echo" "$BENCH_DIR/minimal_echo.c" || fail "gcc minimal_echo.c"
-gcc -O2 -Wall -o "$BIN/loadgen" "$BENCH_DIR/loadgen.c" || fail "gcc loadgen.c"
-info "built autossh, autossh-echo, minimal_echo, loadgen"
+if [ "$CLASSIC" = 1 ]; then
+  say "building release binaries (cargo build --release --workspace)"
+  (cd "$ROOT" && cargo build --release --workspace -q) || fail "cargo build failed"
+  [ -x "$ROOT/target/release/autossh" ] && [ -x "$ROOT/target/release/autossh-echo" ] ||
+    fail "target/release/autossh or autossh-echo missing after the build"
+  gcc -O2 -Wall -o "$BIN/minimal_echo" "$BENCH_DIR/minimal_echo.c" || fail "gcc minimal_echo.c"
+  gcc -O2 -Wall -o "$BIN/loadgen" "$BENCH_DIR/loadgen.c" || fail "gcc loadgen.c"
+  info "built autossh, autossh-echo, minimal_echo, loadgen"
+else
+  say "building the release binary (cargo build --release -p autossh)"
+  (cd "$ROOT" && cargo build --release -p autossh -q) || fail "cargo build failed"
+  [ -x "$ROOT/target/release/autossh" ] || fail "target/release/autossh missing after the build"
+fi
+
+# the source the binaries were built from (read now: a commit made during the run is not it)
+commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(cd "$ROOT" && git status --porcelain -- src echo-server Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+  commit="$commit (with uncommitted changes in src/ or echo-server/)"
+fi
 
 # --- limits: 10,000 clients need 10,000+ descriptors in the load generator and in the server
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(ulimit -Hn))"
-[ "$(ulimit -n)" -ge 10100 ] || info "WARNING: fewer than 10100 descriptors: the 10k-client load will fail"
+[ "$CLASSIC" = 0 ] || [ "$(ulimit -n)" -ge 10100 ] || info "WARNING: fewer than 10100 descriptors: the 10k-client load will fail"
 
-rm -rf "$BENCH_DIR/logs"
+# logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
+if [ "$CLASSIC" = 1 ]; then
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery -exec rm -rf {} +
+fi
+[ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -129,7 +179,7 @@ run_step() { # name, timeout seconds, command...
 # leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
 NETNS=()
 NETNS_NOTE="no: the host's network namespace"
-if [ "${BENCH_NETNS:-1}" != 0 ]; then
+if [ "$CLASSIC" = 1 ] && [ "${BENCH_NETNS:-1}" != 0 ]; then
   if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
     NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
     NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
@@ -148,16 +198,18 @@ for b in $ONLY; do
       --bin "$BIN" --busy 10000 --out "$BENCH_WORK/cost.json" ;;
     echo) run_step "3. echo servers under paced probe load, R=$REPEAT" $((80 * REPEAT + 60)) \
       "${NETNS[@]}" $PY echo_bench.py --repeat "$REPEAT" --bin "$BIN" --out "$BENCH_WORK/echo.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo)" ;;
+    recovery)
+      # not in a private namespace: it makes its own (two per run, joined by a veth pair)
+      qa=()
+      [ -z "${BENCH_RECOVERY_QUICK:-}" ] || qa=(--quick)
+      run_step "4. recovery: outages at default settings, faults at POLL=4, ours vs 1.4g (~6 min)" 660 \
+        $PY recovery_bench.py run --out "$BENCH_WORK/recovery.json" "${qa[@]}" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery)" ;;
   esac
 done
 
 # --- report
 say "results"
-commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(cd "$ROOT" && git status --porcelain -- src echo-server Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-  commit="$commit (with uncommitted changes in src/ or echo-server/)"
-fi
 $PY - "$BENCH_WORK/facts.json" <<EOF
 import json, sys
 json.dump({
@@ -179,9 +231,19 @@ json.dump({
   "duration_s": "$(($(date +%s) - T_START)) (whole run, before this report)",
 }, open(sys.argv[1], "w"))
 EOF
-$PY report.py --dir "$BENCH_WORK" --md "$BENCH_DIR/results.md" --facts "$BENCH_WORK/facts.json" ||
-  fail "report failed"
-cp "$BENCH_WORK"/*.json "$BENCH_DIR/logs/" 2>/dev/null || true
+if [ "$CLASSIC" = 1 ]; then
+  $PY report.py --dir "$BENCH_WORK" --md "$BENCH_DIR/results.md" --facts "$BENCH_WORK/facts.json" ||
+    fail "report failed"
+  for f in freeze cost echo facts; do
+    [ ! -f "$BENCH_WORK/$f.json" ] || cp "$BENCH_WORK/$f.json" "$BENCH_DIR/logs/"
+  done
+fi
+if [ "$RECOVERY" = 1 ]; then
+  $PY recovery_report.py --json "$BENCH_WORK/recovery.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-recovery.md" || fail "recovery report failed"
+  mkdir -p "$BENCH_DIR/logs/recovery"
+  cp "$BENCH_WORK/recovery.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/recovery/" 2>/dev/null || true
+fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
 exit $status

@@ -38,7 +38,14 @@ pub struct Transport {
     pidfd: Option<OwnedFd>,
     fd: Option<u32>,
     scans: u32,
+    /// `tcpi_total_retrans` at the last look, and until when the path counts as lossy.
+    total_retrans: u32,
+    lossy_until: Option<std::time::Instant>,
 }
+
+/// After a retransmission the path counts as lossy this long: a late probe there is never
+/// judged early (its echo may be the one the server is retransmitting).
+const LOSSY_MEMORY: Duration = Duration::from_secs(60);
 
 /// A connection not found after this many scans is not looked for again (a proxy).
 const MAX_SCANS: u32 = 10;
@@ -55,6 +62,8 @@ impl Transport {
             pidfd,
             fd: None,
             scans: 0,
+            total_retrans: 0,
+            lossy_until: None,
         }
     }
 
@@ -67,12 +76,16 @@ impl Transport {
             self.fd = server_fd(pidfd, &inodes);
         }
         let info = tcp_info_of(pidfd, self.fd?);
-        if info.as_ref().is_none_or(|i| i.tcpi_state != 1) {
+        let Some(i) = info.filter(|i| i.tcpi_state == 1) else {
             // Closed or replaced: look again next time.
             self.fd = None;
             return None;
+        };
+        if i.tcpi_total_retrans > self.total_retrans {
+            self.lossy_until = Some(std::time::Instant::now() + LOSSY_MEMORY);
         }
-        info
+        self.total_retrans = i.tcpi_total_retrans;
+        Some(i)
     }
 
     /// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
@@ -85,7 +98,15 @@ impl Transport {
         probe_len: u64,
     ) -> PathState {
         if let Some(info) = self.info() {
-            return judge_tcp_info(&info, waited);
+            let judged = judge_tcp_info(&info, waited);
+            let lossy = self
+                .lossy_until
+                .is_some_and(|t| std::time::Instant::now() < t);
+            return if judged == PathState::Quiet && lossy {
+                PathState::Busy
+            } else {
+                judged
+            };
         }
         let Some(inodes) = socket_inodes(self.pid) else {
             return PathState::Unknown;
@@ -107,14 +128,20 @@ impl Transport {
     /// sent within the last second, nothing received for more than a second before that. A
     /// frozen server session looks like this as soon as the tunnel is used; so does a one-way
     /// upload, which is why it only brings the next probe forward. One `TCP_INFO` read.
-    pub fn watch(&mut self) -> (bool, bool) {
+    ///
+    /// The third value: whether ssh has an established connection to the server at all.
+    /// (A local firewall DROP fails retransmissions locally without counting them, so a
+    /// long silence after unacknowledged data counts as a stall too.)
+    pub fn watch(&mut self) -> (bool, bool, bool) {
         let Some(i) = self.info() else {
-            return (false, false);
+            return (false, false, false);
         };
-        let stalled = i.tcpi_unacked > 0 && u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS;
+        let stalled = i.tcpi_unacked > 0
+            && (u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS
+                || i.tcpi_last_ack_recv >= STALL_SILENCE_MS);
         let unanswered =
             i.tcpi_last_data_sent < 1000 && i.tcpi_last_data_recv > i.tcpi_last_data_sent + 1000;
-        (stalled, unanswered)
+        (stalled, unanswered, true)
     }
 
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
@@ -139,7 +166,9 @@ fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
     let data_since = u128::from(info.tcpi_last_data_recv) < waited_ms;
     let slow_path = rtt_ms * 3 >= waited_ms;
     // The server's session wrote to us a moment ago: it is alive, the link is just full.
-    let talking = u128::from(info.tcpi_last_data_recv) < (rtt_ms * 3).max(1000);
+    // (A full, lossy link stalls delivery for a retransmission timeout now and then: a few
+    // seconds of silence still count.)
+    let talking = u128::from(info.tcpi_last_data_recv) < (rtt_ms * 4).max(3000);
     if talking && data_since {
         PathState::Alive
     } else if retransmitting || stuck || data_since || slow_path {
@@ -302,6 +331,9 @@ fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
     Some(out)
 }
 
+/// No acknowledgement for this long with data outstanding is a stall too.
+const STALL_SILENCE_MS: u32 = 5000;
+
 /// Consecutive retransmission timeouts that make a stall (a 20% lossy link reaches five in
 /// a row for one segment with probability 0.03%).
 const STALL_RETRANSMITS: u64 = 5;
@@ -448,10 +480,15 @@ mod tests {
         assert_eq!(judge_tcp_info(&lossy, w), PathState::Busy);
         // Data arrived 200 ms ago: the server is talking.
         assert_eq!(judge_tcp_info(&info(0, 200, 1000), w), PathState::Alive);
-        // Data arrived 900 ms into a 5 s wait, not since: busy, not proof of life.
+        // Data arrived 900 ms into a 5 s wait, 4.1 s ago: busy, not proof of life.
         assert_eq!(
             judge_tcp_info(&info(0, 4100, 1000), Duration::from_secs(5)),
             PathState::Busy
+        );
+        // Data 2.5 s ago on a full link: still talking.
+        assert_eq!(
+            judge_tcp_info(&info(0, 2500, 1000), Duration::from_secs(4)),
+            PathState::Alive
         );
         // A 400 ms path: one second is not long enough to judge.
         assert_eq!(judge_tcp_info(&info(0, 5000, 400_000), w), PathState::Busy);

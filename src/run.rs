@@ -444,10 +444,12 @@ impl Runner {
             }
             Action::StopReach => self.reach.stop(self.poll.registry()),
             Action::InspectStall => {
-                let (stalled, unanswered) = match self.transport.as_mut() {
+                let (stalled, unanswered, connected) = match self.transport.as_mut() {
                     Some(t) if !self.proxied => t.watch(),
-                    _ => (false, false),
+                    // Through a proxy nothing can be seen: take ssh as connected.
+                    _ => (false, false, true),
                 };
+                self.queue.push_back(Event::Connected(connected));
                 self.queue.push_back(Event::Stall(stalled));
                 if unanswered {
                     self.queue.push_back(Event::Unanswered);

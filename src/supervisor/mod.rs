@@ -17,6 +17,8 @@ use std::time::Duration;
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// A probe is never declared late sooner than this (nor later than the net timeout).
 pub const PATIENCE_FLOOR: Duration = Duration::from_secs(1);
+/// A new ssh gets at least this long to prove its tunnel (a handshake over a lossy link).
+const CONFIRM_FLOOR: Duration = Duration::from_secs(15);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
@@ -122,6 +124,9 @@ pub enum Event {
     /// Also after [`Action::InspectStall`]: ssh sent data lately and the server has not
     /// answered for over a second. Brings the next probe forward.
     Unanswered,
+    /// Also after [`Action::InspectStall`]: whether ssh has an established connection to
+    /// the server (false while it is still connecting).
+    Connected(bool),
     /// The machine was suspended and has resumed.
     Resumed,
 }
@@ -246,6 +251,10 @@ pub struct Supervisor {
     ready_sent: bool,
     /// The pending `InspectPath` was asked at the net timeout.
     hard_look: bool,
+    /// This ssh was started while the server did not answer checks (checks go on).
+    blind: bool,
+    /// ssh has an established connection to the server (as last watched).
+    ssh_connected: bool,
     /// When the last early probe was sent: at most one a poll, so a one-way upload cannot
     /// double the probe rate.
     early_probe_at: Option<Time>,
@@ -278,6 +287,8 @@ impl Supervisor {
             ready_sent: false,
             hard_look: false,
             early_probe_at: None,
+            blind: false,
+            ssh_connected: false,
             stats: Stats::default(),
         }
     }
@@ -342,6 +353,13 @@ impl Supervisor {
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
             Event::Unanswered => self.on_unanswered(now),
+            Event::Connected(c) => {
+                self.ssh_connected = c;
+                if c && self.blind {
+                    self.blind = false;
+                    self.stop_checks(&mut out);
+                }
+            }
             Event::Resumed => self.on_resumed(now),
         }
         out
@@ -353,7 +371,9 @@ impl Supervisor {
                 State::BackingOff => self.spawn(now, out),
                 State::WaitingForServer => {
                     debug!("backoff over; trying ssh although the server did not answer a check");
-                    self.stop_checks(out);
+                    // Checks go on: if the server answers while this ssh is still stuck in
+                    // its connect (TCP backoff), it is replaced at once.
+                    self.blind = true;
                     self.spawn(now, out);
                 }
                 _ => {}
@@ -453,6 +473,7 @@ impl Supervisor {
             None => info!("starting ssh (count {})", self.start_count),
         }
         self.started_at = Some(now);
+        self.ssh_connected = false;
         self.last_failure = None;
         self.complaint = None;
         self.server_silent = false;
@@ -462,7 +483,7 @@ impl Supervisor {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
             self.timers.set(
                 Timer::ConfirmBy,
-                now + self.cfg.first_poll + self.cfg.net_timeout,
+                now + (self.cfg.first_poll + self.cfg.net_timeout).max(CONFIRM_FLOOR),
             );
             Phase::Confirming { attempt: 0 }
         } else {

@@ -77,8 +77,14 @@ impl Supervisor {
         if check_first {
             // Even while the server does not answer checks, a handshake is tried at the
             // backoff's pace (a check can be wrong: another route, a port knock...).
+            let blind_after = if self.unreachable_since.is_some() {
+                // Already seen away: handshakes into the void only at the cap's pace.
+                self.backoff.cap()
+            } else {
+                BLIND_RETRY_FLOOR
+            };
             self.timers
-                .set(Timer::Restart, now + delay.max(BLIND_RETRY_FLOOR));
+                .set(Timer::Restart, now + delay.max(blind_after));
             // `unreachable_since` is kept across handshakes: one outage, one log line.
             self.state = State::WaitingForServer;
             self.timers.set(Timer::ReachCheck, now);
@@ -93,7 +99,7 @@ impl Supervisor {
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
         let checking = match self.state {
             State::WaitingForServer => true,
-            State::Running { .. } => self.stalled,
+            State::Running { .. } => self.stalled || self.blind,
             _ => false,
         };
         if checking {
@@ -135,6 +141,20 @@ impl Supervisor {
                     CHECK_EVERY.as_millis()
                 );
             }
+            (State::Running { .. }, true) if self.blind && !self.ssh_connected => {
+                self.blind = false;
+                self.stop_checks(out);
+                self.unreachable_since = None;
+                self.restart_ssh(
+                    RestartKind::Stall,
+                    "the server answers again while ssh is still trying to connect".into(),
+                    false,
+                    now,
+                    out,
+                );
+                // It hangs in connect(): no point in waiting for it to go.
+                out.push(Action::KillSsh);
+            }
             (State::Running { .. }, true) if self.stalled => {
                 if let Some(since) = self.unreachable_since.take() {
                     self.restart_ssh(
@@ -147,9 +167,11 @@ impl Supervisor {
                         now,
                         out,
                     );
+                    // Its connection is dead: SIGTERM would only wait out the grace.
+                    out.push(Action::KillSsh);
                 }
             }
-            (State::Running { .. }, false) if self.stalled => {
+            (State::Running { .. }, false) if self.stalled || self.blind => {
                 self.unreachable_since.get_or_insert(now);
             }
             _ => {}

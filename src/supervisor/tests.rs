@@ -322,11 +322,11 @@ fn confirmation_retries_quickly_until_the_tunnel_answers() {
 }
 
 #[test]
-fn unconfirmed_tunnel_is_restarted_after_first_poll_plus_net_timeout() {
+fn unconfirmed_tunnel_is_restarted_after_first_poll_plus_net_timeout_at_least_15_s() {
     let mut s = Sim::new(monitored(4.0));
     s.ev(Event::Begin);
     let mut restarted = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         let acts = s.advance(0.1);
         for a in &acts {
             if let Action::SendProbe { seq } = a {
@@ -343,8 +343,8 @@ fn unconfirmed_tunnel_is_restarted_after_first_poll_plus_net_timeout() {
         }
     }
     assert!(restarted);
-    // first_poll 4 + net timeout 2, from the start at t=1000.
-    assert_eq!(s.now.since(Time::from_origin(secs(1000.0))), secs(6.0));
+    // first_poll 4 + net timeout 2 is under the 15 s floor a handshake gets.
+    assert_eq!(s.now.since(Time::from_origin(secs(1000.0))), secs(15.0));
 }
 
 #[test]
@@ -783,4 +783,59 @@ fn an_unanswered_tunnel_is_probed_early_once_a_poll() {
     s.advance(wait.as_secs_f64() - 1.0);
     s.ev(Event::Unanswered);
     assert!(s.advance(0.0).is_empty());
+}
+
+#[test]
+fn an_ssh_started_blind_is_replaced_when_the_server_answers_while_it_connects() {
+    let mut s = waiting();
+    s.auto_stall = false;
+    s.ev(Event::Reachable(false));
+    // No answer: the backoff's blind retry starts ssh anyway, and checks go on.
+    let mut spawned = false;
+    for _ in 0..200 {
+        for a in s.advance(0.25) {
+            match a {
+                Action::CheckReach => {
+                    s.ev(Event::Reachable(false));
+                }
+                Action::Spawn => spawned = true,
+                Action::InspectStall => {
+                    s.ev(Event::Connected(false));
+                    s.ev(Event::Stall(false));
+                }
+                _ => {}
+            }
+        }
+        if spawned {
+            break;
+        }
+    }
+    assert!(spawned);
+    let a = s.advance(0.25);
+    assert!(a.contains(&Action::CheckReach), "checks go on: {a:?}");
+    let r = s.ev(Event::Reachable(true));
+    assert!(
+        r.contains(&Action::TermSsh) && r.contains(&Action::KillSsh),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_blind_ssh_that_connects_stops_the_checks() {
+    let mut s = waiting();
+    s.auto_stall = false;
+    s.ev(Event::Reachable(false));
+    for _ in 0..200 {
+        let acts = s.advance(0.25);
+        if acts.contains(&Action::Spawn) {
+            break;
+        }
+        for a in acts {
+            if a == Action::CheckReach {
+                s.ev(Event::Reachable(false));
+            }
+        }
+    }
+    assert_eq!(s.ev(Event::Connected(true)), [Action::StopReach]);
+    assert!(s.ev(Event::Reachable(true)).is_empty());
 }
