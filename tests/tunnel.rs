@@ -236,8 +236,11 @@ fn a_wrong_echo_is_detected() {
         .args(["-M", &monitor, "-N"])
         .args(sshd.client_args())
         .spawn(&dir);
+    // A new ssh gets at least 15 s to prove its tunnel.
     assert!(
-        wait_until(UP, || autossh.stderr_text().contains("restarting ssh")),
+        wait_until(Duration::from_secs(30), || autossh
+            .stderr_text()
+            .contains("restarting ssh")),
         "{}",
         autossh.describe()
     );
