@@ -98,15 +98,10 @@ impl Transport {
         probe_len: u64,
     ) -> PathState {
         if let Some(info) = self.info() {
-            let judged = judge_tcp_info(&info, waited);
             let lossy = self
                 .lossy_until
                 .is_some_and(|t| std::time::Instant::now() < t);
-            return if judged == PathState::Quiet && lossy {
-                PathState::Busy
-            } else {
-                judged
-            };
+            return judge_tcp_info(&info, waited, lossy);
         }
         let Some(inodes) = socket_inodes(self.pid) else {
             return PathState::Unknown;
@@ -157,7 +152,7 @@ impl Transport {
 /// third of the wait or more (a slow link). Otherwise the server's kernel acknowledges what
 /// we send and the session says nothing: it is dead. (Traffic through the tunnel keeps a few
 /// bytes unacknowledged at any moment; prompt acknowledgements tell that apart.)
-fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
+fn judge_tcp_info(info: &libc::tcp_info, waited: Duration, lossy: bool) -> PathState {
     let waited_ms = waited.as_millis();
     let rtt_ms = u128::from(info.tcpi_rtt) / 1000;
     let retransmitting = info.tcpi_retransmits > 0;
@@ -169,8 +164,13 @@ fn judge_tcp_info(info: &libc::tcp_info, waited: Duration) -> PathState {
     // (A full, lossy link stalls delivery for a retransmission timeout now and then: a few
     // seconds of silence still count.)
     let talking = u128::from(info.tcpi_last_data_recv) < (rtt_ms * 4).max(3000);
+    // Acknowledgements stopped with data outstanding for seconds: a black hole.
+    let dead_silent =
+        info.tcpi_unacked > 0 && u128::from(info.tcpi_last_ack_recv) >= (rtt_ms * 4).max(2000);
     if talking && data_since {
         PathState::Alive
+    } else if (lossy || retransmitting) && !dead_silent {
+        PathState::Lossy
     } else if retransmitting || stuck || data_since || slow_path {
         PathState::Busy
     } else {
@@ -453,6 +453,23 @@ mod tests {
         assert!(!t.watch().0);
     }
 
+    fn judge_tcp_info_t(i: &libc::tcp_info, w: Duration) -> PathState {
+        judge_tcp_info(i, w, false)
+    }
+
+    #[test]
+    fn a_lossy_path_is_never_silent_but_a_dead_one_is_not_lossy() {
+        let w = Duration::from_secs(1);
+        let mut i = info(0, 5000, 1000);
+        i.tcpi_last_ack_recv = 100;
+        assert_eq!(judge_tcp_info(&i, w, true), PathState::Lossy);
+        assert_eq!(judge_tcp_info(&i, w, false), PathState::Quiet);
+        // Data outstanding, no acknowledgement for 5 s: stuck, whatever the history.
+        let mut hole = info(3, 5000, 1000);
+        hole.tcpi_retransmits = 3;
+        assert_eq!(judge_tcp_info(&hole, w, true), PathState::Busy);
+    }
+
     fn info(unacked: u32, last_data_recv_ms: u32, rtt_us: u32) -> libc::tcp_info {
         // SAFETY: tcp_info is plain data.
         let mut i: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -467,31 +484,34 @@ mod tests {
     fn tcp_info_tells_silent_from_slow() {
         let w = Duration::from_secs(1);
         // All acknowledged, nothing heard for 5 s, 1 ms path: the session is silent.
-        assert_eq!(judge_tcp_info(&info(0, 5000, 1000), w), PathState::Quiet);
+        assert_eq!(judge_tcp_info_t(&info(0, 5000, 1000), w), PathState::Quiet);
         // Unacknowledged and no acknowledgement for 5 s: the path is stuck.
-        assert_eq!(judge_tcp_info(&info(2, 5000, 1000), w), PathState::Busy);
+        assert_eq!(judge_tcp_info_t(&info(2, 5000, 1000), w), PathState::Busy);
         // Unacknowledged for a moment, acknowledgements flowing: the kernel answers, the
         // session does not.
         let mut flowing = info(2, 5000, 1000);
         flowing.tcpi_last_ack_recv = 10;
-        assert_eq!(judge_tcp_info(&flowing, w), PathState::Quiet);
+        assert_eq!(judge_tcp_info_t(&flowing, w), PathState::Quiet);
         let mut lossy = flowing;
         lossy.tcpi_retransmits = 1;
-        assert_eq!(judge_tcp_info(&lossy, w), PathState::Busy);
+        assert_eq!(judge_tcp_info_t(&lossy, w), PathState::Lossy);
         // Data arrived 200 ms ago: the server is talking.
-        assert_eq!(judge_tcp_info(&info(0, 200, 1000), w), PathState::Alive);
+        assert_eq!(judge_tcp_info_t(&info(0, 200, 1000), w), PathState::Alive);
         // Data arrived 900 ms into a 5 s wait, 4.1 s ago: busy, not proof of life.
         assert_eq!(
-            judge_tcp_info(&info(0, 4100, 1000), Duration::from_secs(5)),
+            judge_tcp_info_t(&info(0, 4100, 1000), Duration::from_secs(5)),
             PathState::Busy
         );
         // Data 2.5 s ago on a full link: still talking.
         assert_eq!(
-            judge_tcp_info(&info(0, 2500, 1000), Duration::from_secs(4)),
+            judge_tcp_info_t(&info(0, 2500, 1000), Duration::from_secs(4)),
             PathState::Alive
         );
         // A 400 ms path: one second is not long enough to judge.
-        assert_eq!(judge_tcp_info(&info(0, 5000, 400_000), w), PathState::Busy);
+        assert_eq!(
+            judge_tcp_info_t(&info(0, 5000, 400_000), w),
+            PathState::Busy
+        );
     }
 
     #[test]

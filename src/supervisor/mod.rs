@@ -92,6 +92,9 @@ pub enum PathState {
     /// The server sent data within the last moments: its session is alive and the link is
     /// merely full (a bulk transfer through the tunnel). A late probe waits longer.
     Alive,
+    /// Segments were retransmitted lately and acknowledgements still come: a lossy link,
+    /// where a late echo is likely being resent. A late probe waits longer.
+    Lossy,
     /// No TCP connection of ssh's found (ProxyCommand...): cannot tell.
     Unknown,
 }
@@ -797,9 +800,9 @@ impl Supervisor {
         let Some(p) = self.in_flight else { return };
         let waited = now.since(p.sent);
         if std::mem::take(&mut self.hard_look) {
-            if path == PathState::Alive && waited < MAX_PROBE_WAIT {
+            if matches!(path, PathState::Alive | PathState::Lossy) && waited < MAX_PROBE_WAIT {
                 debug!(
-                    "probe {} late after {:.1} s but the server is sending: the link is full, waiting",
+                    "probe {} late after {:.1} s, path {path:?}: the link is alive, waiting",
                     p.seq,
                     waited.as_secs_f64()
                 );
@@ -808,6 +811,7 @@ impl Supervisor {
             } else {
                 let why = match path {
                     PathState::Alive => "the server sends, but not the echo",
+                    PathState::Lossy => "lossy link, no echo",
                     PathState::Quiet => "server acknowledged it, session silent",
                     PathState::Busy => "nothing from the server",
                     PathState::Unknown => "path unknown",
@@ -835,7 +839,7 @@ impl Supervisor {
                     out,
                 );
             }
-            PathState::Busy | PathState::Alive | PathState::Unknown => {
+            PathState::Busy | PathState::Alive | PathState::Lossy | PathState::Unknown => {
                 debug!(
                     "probe {} late; path {path:?}: waiting for the net timeout",
                     p.seq
