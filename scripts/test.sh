@@ -22,4 +22,4 @@ fi
 mkdir -p /run/sshd 2>/dev/null || true
 
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

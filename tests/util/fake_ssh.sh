@@ -77,7 +77,6 @@ fi
     done < <(compgen -e)
 } > "$runs/$n.env"
 printf '%s\n' "$EPOCHREALTIME" > "$runs/$n.time"
-printf '%s\n' "$$" > "$runs/$n.pid"
 
 # Pick plan line n, or the last line.
 line="exit 0"
@@ -93,6 +92,9 @@ if [[ -f $state/plan ]]; then
     fi
 fi
 line=${line%$'\r'}
+# A run that ignores TERM does so from the moment it is visible as started.
+[[ $line == hang-ignore-term* ]] && trap '' TERM
+printf '%s\n' "$$" > "$runs/$n.pid"
 
 # block SECS: wait without forking a child.
 block() {
