@@ -38,14 +38,17 @@ pub struct Transport {
     pidfd: Option<OwnedFd>,
     fd: Option<u32>,
     scans: u32,
-    /// `tcpi_total_retrans` at the last look, and until when the path counts as lossy.
+    /// `tcpi_total_retrans` at the last look, and when it was seen to grow (the last few).
     total_retrans: u32,
-    lossy_until: Option<std::time::Instant>,
+    retransmitted_at: std::collections::VecDeque<std::time::Instant>,
 }
 
-/// After a retransmission the path counts as lossy this long: a late probe there is never
-/// judged early (its echo may be the one the server is retransmitting).
+/// Retransmissions in this window before a probe left make the path lossy: its late echo may
+/// be the segment the server is resending, so it is not judged early. Retransmissions in the
+/// last moments before the probe do not count: a frozen server delays its acknowledgements
+/// and draws tail-loss probes, which says nothing about the link.
 const LOSSY_MEMORY: Duration = Duration::from_secs(60);
+const LOSSY_IGNORE_RECENT: Duration = Duration::from_secs(5);
 
 /// A connection not found after this many scans is not looked for again (a proxy).
 const MAX_SCANS: u32 = 10;
@@ -63,7 +66,7 @@ impl Transport {
             fd: None,
             scans: 0,
             total_retrans: 0,
-            lossy_until: None,
+            retransmitted_at: std::collections::VecDeque::new(),
         }
     }
 
@@ -82,7 +85,10 @@ impl Transport {
             return None;
         };
         if i.tcpi_total_retrans > self.total_retrans {
-            self.lossy_until = Some(std::time::Instant::now() + LOSSY_MEMORY);
+            if self.retransmitted_at.len() == 16 {
+                self.retransmitted_at.pop_front();
+            }
+            self.retransmitted_at.push_back(std::time::Instant::now());
         }
         self.total_retrans = i.tcpi_total_retrans;
         Some(i)
@@ -98,9 +104,11 @@ impl Transport {
         probe_len: u64,
     ) -> PathState {
         if let Some(info) = self.info() {
+            let sent = std::time::Instant::now() - waited;
             let lossy = self
-                .lossy_until
-                .is_some_and(|t| std::time::Instant::now() < t);
+                .retransmitted_at
+                .iter()
+                .any(|&t| t + LOSSY_MEMORY >= sent && t + LOSSY_IGNORE_RECENT <= sent);
             return judge_tcp_info(&info, waited, lossy);
         }
         let Some(inodes) = socket_inodes(self.pid) else {
