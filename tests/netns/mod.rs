@@ -27,8 +27,8 @@
 #![allow(dead_code)]
 
 use crate::util::{
-    current_user, descendants_of, process_exists, signal_pid, wait_until, Cmd, Proc, Signal,
-    TestDir,
+    current_user, descendants_of, process_exists, signal_pid, sshd_config_text, wait_until, Cmd,
+    Proc, Signal, TestDir,
 };
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -1237,31 +1237,13 @@ impl NsSshd {
         let user = current_user();
         let addr = net.srv_ip();
         let config = sdir.join("sshd_config");
-        let text = format!(
-            "Port 22\n\
-             ListenAddress {addr}\n\
-             HostKey {host_key}\n\
-             AuthorizedKeysFile {authorized}\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\n\
-             AllowUsers {user}\n\
-             PidFile {pid}\n\
-             AllowTcpForwarding yes\n\
-             ClientAliveInterval 0\n\
-             LogLevel VERBOSE\n\
-             MaxStartups 100:30:200\n\
-             MaxSessions 100\n\
-             PrintMotd no\n\
-             PrintLastLog no\n\
-             X11Forwarding no\n\
-             UseDNS no\n",
-            host_key = host_key.display(),
-            authorized = authorized.display(),
-            pid = sdir.join("sshd.pid").display(),
+        let text = sshd_config_text(
+            22,
+            &addr.to_string(),
+            &host_key,
+            &authorized,
+            &user,
+            &sdir.join("sshd.pid"),
         );
         fs::write(&config, text).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let mut sshd = NsSshd {

@@ -891,6 +891,43 @@ fn keygen(path: &Path, comment: &str) {
     );
 }
 
+/// The sshd_config every test server uses (key-only login for `user`, forwarding allowed).
+pub fn sshd_config_text(
+    port: u16,
+    listen: &str,
+    host_key: &Path,
+    authorized: &Path,
+    user: &str,
+    pidfile: &Path,
+) -> String {
+    format!(
+        "Port {port}\n\
+         ListenAddress {listen}\n\
+         HostKey {host_key}\n\
+         AuthorizedKeysFile {authorized}\n\
+         UsePAM no\n\
+         StrictModes no\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         PubkeyAuthentication yes\n\
+         PermitRootLogin prohibit-password\n\
+         AllowUsers {user}\n\
+         PidFile {pid}\n\
+         AllowTcpForwarding yes\n\
+         ClientAliveInterval 0\n\
+         LogLevel VERBOSE\n\
+         MaxStartups 100:30:200\n\
+         MaxSessions 100\n\
+         PrintMotd no\n\
+         PrintLastLog no\n\
+         X11Forwarding no\n\
+         UseDNS no\n",
+        host_key = host_key.display(),
+        authorized = authorized.display(),
+        pid = pidfile.display(),
+    )
+}
+
 /// A private OpenSSH server on 127.0.0.1:<free port>, with its own host key,
 /// client key, authorized_keys, config and log in `<test dir>/sshd/`.
 /// Drop kills its sessions and the listener.
@@ -955,34 +992,13 @@ impl Sshd {
     }
 
     fn write_config(&self, host_key: &Path, authorized: &Path) {
-        let d = &self.dir;
-        let config = format!(
-            "Port {port}\n\
-             ListenAddress 127.0.0.1\n\
-             HostKey {host_key}\n\
-             AuthorizedKeysFile {authorized}\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\n\
-             AllowUsers {user}\n\
-             PidFile {pid}\n\
-             AllowTcpForwarding yes\n\
-             ClientAliveInterval 0\n\
-             LogLevel VERBOSE\n\
-             MaxStartups 100:30:200\n\
-             MaxSessions 100\n\
-             PrintMotd no\n\
-             PrintLastLog no\n\
-             X11Forwarding no\n\
-             UseDNS no\n",
-            port = self.port,
-            host_key = host_key.display(),
-            authorized = authorized.display(),
-            user = self.user,
-            pid = d.join("sshd.pid").display(),
+        let config = sshd_config_text(
+            self.port,
+            "127.0.0.1",
+            host_key,
+            authorized,
+            &self.user,
+            &self.dir.join("sshd.pid"),
         );
         fs::write(&self.config, config)
             .unwrap_or_else(|e| panic!("write {}: {e}", self.config.display()));
