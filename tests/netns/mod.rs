@@ -27,8 +27,8 @@
 #![allow(dead_code)]
 
 use crate::util::{
-    current_user, descendants_of, process_exists, signal_pid, sshd_config_text, wait_until, Cmd,
-    Proc, Signal, TestDir,
+    current_user, descendants_of, keygen, process_exists, signal_pid, sshd_config_text, wait_until,
+    Cmd, Proc, Signal, TestDir,
 };
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -1183,26 +1183,6 @@ pub fn time_until_tunnel_works(
 // ---------------------------------------------------------------------------
 // sshd inside the server namespace
 // ---------------------------------------------------------------------------
-
-fn keygen(path: &Path, comment: &str) {
-    let p = path.to_string_lossy();
-    run_bounded(
-        &[
-            "/usr/bin/ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            comment,
-            "-f",
-            &p,
-        ],
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|e| panic!("ssh-keygen: {e}"));
-}
 
 /// OpenSSH's sshd on `<server ip>:22` inside the server namespace, with its
 /// own host key, client key, authorized_keys, config and pid file in

@@ -874,7 +874,8 @@ pub fn current_user() -> String {
         .unwrap_or_else(|| "root".to_string())
 }
 
-fn keygen(path: &Path, comment: &str) {
+/// An ed25519 key pair without passphrase at `path` (and `path.pub`).
+pub fn keygen(path: &Path, comment: &str) {
     let out = Command::new(SSH_KEYGEN_BIN)
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path)
