@@ -60,12 +60,10 @@ pub fn compare(expected: &[u8], got: &[u8]) -> Echo {
 pub struct RttEstimate {
     srtt: Option<Duration>,
     rttvar: Duration,
-    last: Option<Duration>,
 }
 
 impl RttEstimate {
     pub fn sample(&mut self, rtt: Duration) {
-        self.last = Some(rtt);
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -77,10 +75,6 @@ impl RttEstimate {
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
         }
-    }
-
-    pub fn last(&self) -> Option<Duration> {
-        self.last
     }
 
     /// How long a probe may stay unanswered before we look closer: `2·srtt + 4·rttvar`,

@@ -60,7 +60,6 @@ pub struct Restart {
 pub struct Stats {
     pub restarts: u32,
     pub last_rtt: Option<Duration>,
-    pub last_restart_reason: Option<String>,
     pub rtt_history: VecDeque<Duration>,
     pub recent_restarts: VecDeque<Restart>,
     pub restarts_by_kind: [u64; RestartKind::ALL.len()],
@@ -73,7 +72,6 @@ impl Stats {
     pub fn record_restart(&mut self, kind: RestartKind, reason: String, at: Time) {
         self.restarts += 1;
         self.restarts_by_kind[kind as usize] += 1;
-        self.last_restart_reason = Some(reason.clone());
         if self.recent_restarts.len() == KEEP_RESTARTS {
             self.recent_restarts.pop_front();
         }
