@@ -69,7 +69,7 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
         Some(MonitorSpec::Off) => Ok((Forwards::Off, None)),
         Some(MonitorSpec::Echo { port, echo }) => Ok((Forwards::Echo { local: port, echo }, None)),
         Some(MonitorSpec::Loop(port)) => {
-            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).map_err(|e| {
+            let l = listen_local(port + 1).map_err(|e| {
                 runtime(format!(
                     "cannot listen on monitor port 127.0.0.1:{}: {e}",
                     port + 1
@@ -90,7 +90,7 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
                 if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
                     continue;
                 }
-                if let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)) {
+                if let Ok(l) = listen_local(port + 1) {
                     info!(
                         "no monitor port given (-M or AUTOSSH_PORT); using {port} and {}",
                         port + 1
@@ -107,6 +107,17 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
             Err(runtime("no free monitor port pair found on 127.0.0.1"))
         }
     }
+}
+
+/// The loop-mode listener on 127.0.0.1:`port`, with a deep accept queue: a burst of
+/// connections from other local processes must not keep ssh's loop connection waiting.
+fn listen_local(port: u16) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Time the machine has spent suspended since boot.
