@@ -109,7 +109,18 @@ impl Transport {
                 .retransmitted_at
                 .iter()
                 .any(|&t| t + LOSSY_MEMORY >= sent && t + LOSSY_IGNORE_RECENT <= sent);
-            return judge_tcp_info(&info, waited, lossy);
+            let judged = judge_tcp_info(&info, waited, lossy);
+            // Any retransmission lately (loss may just have begun): not silent yet, wait for
+            // the net timeout; only history before the probe makes the link lossy.
+            let recent = self
+                .retransmitted_at
+                .iter()
+                .any(|&t| t + LOSSY_MEMORY >= sent);
+            return if judged == PathState::Quiet && recent {
+                PathState::Busy
+            } else {
+                judged
+            };
         }
         let Some(inodes) = socket_inodes(self.pid) else {
             return PathState::Unknown;
