@@ -1455,8 +1455,22 @@ pub fn tunnel_works(port: u16) -> bool {
 // A scripted stand-in for ssh
 // ---------------------------------------------------------------------------
 
-/// The fake ssh script; its header documents the plan syntax.
-pub const FAKE_SSH_SCRIPT: &str = include_str!("fake_ssh.sh");
+/// tests/util/fake_ssh.sh (its header documents the plan syntax) in the
+/// source tree, made executable once if a
+/// checkout lost its mode bit (chmod opens no fd, so it cannot cause
+/// ETXTBSY).
+fn fake_ssh_source() -> &'static Path {
+    static SOURCE: OnceLock<PathBuf> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/fake_ssh.sh");
+        let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if meta.permissions().mode() & 0o111 != 0o111 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        }
+        path
+    })
+}
 
 /// A fake ssh (tests/util/fake_ssh.sh) installed as `<test dir>/fakessh/ssh`
 /// with a plan: invocation N follows plan line N, the last line repeating.
@@ -1471,11 +1485,13 @@ impl FakeSsh {
         let sdir = dir.unique("fakessh");
         fs::create_dir_all(sdir.join("runs"))
             .unwrap_or_else(|e| panic!("mkdir {}: {e}", sdir.display()));
+        // A symlink to the committed script, never a fresh copy: writing an
+        // executable in a multi-threaded test process races with other
+        // threads' fork+exec (the child holds the write fd until it execs)
+        // and exec then fails with ETXTBSY ("Text file busy"), seen in CI.
         let script = sdir.join("ssh");
-        fs::write(&script, FAKE_SSH_SCRIPT)
-            .unwrap_or_else(|e| panic!("write {}: {e}", script.display()));
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", script.display()));
+        std::os::unix::fs::symlink(fake_ssh_source(), &script)
+            .unwrap_or_else(|e| panic!("symlink {}: {e}", script.display()));
         nix::unistd::mkfifo(
             &sdir.join("block"),
             nix::sys::stat::Mode::from_bits_truncate(0o600),
