@@ -144,15 +144,11 @@ impl Transport {
     /// upload, which is why it only brings the next probe forward. One `TCP_INFO` read.
     ///
     /// The third value: whether ssh has an established connection to the server at all.
-    /// (A local firewall DROP fails retransmissions locally without counting them, so a
-    /// long silence after unacknowledged data counts as a stall too.)
     pub fn watch(&mut self) -> (bool, bool, bool) {
         let Some(i) = self.info() else {
             return (false, false, false);
         };
-        let stalled = i.tcpi_unacked > 0
-            && (u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS
-                || i.tcpi_last_ack_recv >= STALL_SILENCE_MS);
+        let stalled = is_stalled(&i);
         let unanswered =
             i.tcpi_last_data_sent < 1000 && i.tcpi_last_data_recv > i.tcpi_last_data_sent + 1000;
         (stalled, unanswered, true)
@@ -350,7 +346,24 @@ fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
     Some(out)
 }
 
-/// No acknowledgement for this long with data outstanding is a stall too.
+/// Whether a connection is stuck. Data sent and unacknowledged, with its retransmission
+/// timer fired `STALL_RETRANSMITS` times in a row or no acknowledgement for
+/// `STALL_SILENCE_MS` (a local firewall DROP fails retransmissions locally without counting
+/// them). Or data waiting unsent, nothing in flight, and no acknowledgement for as long:
+/// the kernel could not send it at all (a DROP in our own OUTPUT chain, the route or the
+/// interface gone) and now retries only at its zero-window probe times, backed off up to two
+/// minutes. A peer whose receive window is full is not stuck: it acknowledges the kernel's
+/// window probes.
+fn is_stalled(i: &libc::tcp_info) -> bool {
+    let silent = i.tcpi_last_ack_recv >= STALL_SILENCE_MS;
+    if i.tcpi_unacked > 0 {
+        u64::from(i.tcpi_retransmits) >= STALL_RETRANSMITS || silent
+    } else {
+        i.tcpi_notsent_bytes > 0 && silent
+    }
+}
+
+/// No acknowledgement for this long with data outstanding (or unsendable) is a stall.
 const STALL_SILENCE_MS: u32 = 5000;
 
 /// Consecutive retransmission timeouts that make a stall (a 20% lossy link reaches five in
@@ -497,6 +510,31 @@ mod tests {
         i.tcpi_last_ack_recv = 5000;
         i.tcpi_rtt = rtt_us;
         i
+    }
+
+    #[test]
+    fn stalls_are_told_from_idle_and_full_windows() {
+        let mut i = info(0, 90_000, 1000);
+        i.tcpi_last_ack_recv = 90_000;
+        assert!(!is_stalled(&i), "idle and all acknowledged");
+        i.tcpi_notsent_bytes = 36;
+        assert!(
+            is_stalled(&i),
+            "unsendable for 90 s (local DROP, route gone)"
+        );
+        i.tcpi_last_ack_recv = 300;
+        assert!(
+            !is_stalled(&i),
+            "full window: window probes are acknowledged"
+        );
+        let mut j = info(2, 90_000, 1000);
+        j.tcpi_last_ack_recv = 1000;
+        assert!(!is_stalled(&j), "in flight, acknowledged a second ago");
+        j.tcpi_retransmits = STALL_RETRANSMITS as u8;
+        assert!(is_stalled(&j), "five timeouts in a row");
+        j.tcpi_retransmits = 0;
+        j.tcpi_last_ack_recv = STALL_SILENCE_MS;
+        assert!(is_stalled(&j), "in flight, no acknowledgement for 5 s");
     }
 
     #[test]
