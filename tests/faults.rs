@@ -25,7 +25,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use util::*;
@@ -98,6 +98,7 @@ type Scenario = fn(&Notes);
 const NS_SCENARIOS: &[(&str, Scenario)] = &[
     ("black_hole_5s", scenario_black_hole_5s),
     ("black_hole_60s", scenario_black_hole_60s),
+    ("m0_black_hole_30s", scenario_m0_black_hole_30s),
     ("server_down_60s", scenario_server_down_60s),
     ("loss_20pct_no_restart", scenario_loss),
     ("latency_300ms_no_restart", scenario_latency),
@@ -489,8 +490,20 @@ fn wait_out(
 // 1. Black hole
 // ---------------------------------------------------------------------------
 
-fn black_hole(notes: &Notes, name: &str, length: Duration, must_detect: bool) {
-    let rig = match NsRig::start_loop(name) {
+/// A black hole of `length` over a settled tunnel (loop mode at POLL=4, or
+/// `-M 0` when `m0`), used through the tunnel once as it begins; `must_detect`:
+/// a restart must be logged within POLL + net timeout.
+fn black_hole(notes: &Notes, name: &str, length: Duration, m0: bool, must_detect: bool) {
+    let rig = if m0 {
+        NsRig::start(
+            name,
+            "0",
+            &[("AUTOSSH_GATETIME", "0"), ("AUTOSSH_LOGLEVEL", "7")],
+        )
+    } else {
+        NsRig::start_loop(name)
+    };
+    let rig = match rig {
         Ok(r) => r,
         Err(why) => return notes.skip(&why),
     };
@@ -499,7 +512,32 @@ fn black_hole(notes: &Notes, name: &str, length: Duration, must_detect: bool) {
     let restarts0 = rig.count("restarting ssh");
     let offset = rig.log_len();
 
+    // With -M 0, bulk uploads as well, on channels opened before the fault
+    // (a channel opened during it is never confirmed, so ssh reads nothing
+    // from it): four channels (2 MiB window each) fill ssh's socket buffer
+    // (up to 4 MiB), so that after the lift only the kernel's backed-off
+    // retries would move it.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let uploads: Vec<_> = (0..if m0 { 4 } else { 0 })
+        .map(|_| {
+            let (cli, ready, (go, go_rx)) =
+                (rig.cli().to_string(), ready_tx.clone(), mpsc::channel());
+            (
+                go,
+                std::thread::spawn(move || upload_in(&cli, TUNNEL_PORT, ready, go_rx)),
+            )
+        })
+        .collect();
+    for _ in &uploads {
+        let ok = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or(false);
+        assert!(ok, "an upload channel did not open\n{}", rig.story());
+    }
     let fault = rig.net.black_hole();
+    for (go, _) in &uploads {
+        let _ = go.send(());
+    }
     let applied = fault.applied_at();
     // The fault took effect (checked alongside, so the detection time below
     // stays exact): nothing answers through the tunnel.
@@ -507,6 +545,15 @@ fn black_hole(notes: &Notes, name: &str, length: Duration, must_detect: bool) {
     let check = std::thread::spawn(move || tunnel_works_in(&cli, TUNNEL_PORT));
     let detected = wait_out(&rig, applied, length, "restarting ssh", restarts0);
     let worked = check.join().unwrap_or(true);
+    if !uploads.is_empty() {
+        let bytes: Vec<usize> = uploads
+            .into_iter()
+            .map(|(_, u)| u.join().unwrap_or(0))
+            .collect();
+        notes.note(format!(
+            "bytes written into the tunnel during the fault: {bytes:?}"
+        ));
+    }
     assert!(
         !worked,
         "tunnel works through the black hole\n{}",
@@ -559,12 +606,81 @@ fn black_hole(notes: &Notes, name: &str, length: Duration, must_detect: bool) {
     rig.finish(notes);
 }
 
+/// An upload through the tunnel whose channel is open before a fault: opens
+/// 127.0.0.1:`port` in namespace `ns` and sees one line echoed, answers on
+/// `ready`, waits for `go`, then writes until the writes have blocked for 3 s
+/// (or 10 s or 64 MiB passed); returns the bytes written.
+fn upload_in(ns: &str, port: u16, ready: mpsc::Sender<bool>, go: mpsc::Receiver<()>) -> usize {
+    run_in_netns(ns, move || {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => s,
+            Err(_) => return ready.send(false).map_or(0, |_| 0),
+        };
+        let mut line = [0u8; 6];
+        let echoed = s.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+            && s.write_all(b"ready\n").is_ok()
+            && s.read_exact(&mut line).is_ok();
+        let _ = ready.send(echoed);
+        if !echoed || go.recv_timeout(Duration::from_secs(30)).is_err() {
+            return 0;
+        }
+        let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+        let chunk = [0x5au8; 16 * 1024];
+        let (start, mut written, mut last_progress) = (Instant::now(), 0usize, Instant::now());
+        while written < 64 << 20
+            && start.elapsed() < Duration::from_secs(10)
+            && last_progress.elapsed() < Duration::from_secs(3)
+        {
+            match s.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    written += n;
+                    last_progress = Instant::now();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        written
+    })
+    .unwrap_or(0)
+}
+
 fn scenario_black_hole_5s(notes: &Notes) {
-    black_hole(notes, "black_hole_5s", Duration::from_secs(5), false);
+    black_hole(notes, "black_hole_5s", Duration::from_secs(5), false, false);
 }
 
 fn scenario_black_hole_60s(notes: &Notes) {
-    black_hole(notes, "black_hole_60s", Duration::from_secs(60), true);
+    black_hole(
+        notes,
+        "black_hole_60s",
+        Duration::from_secs(60),
+        false,
+        true,
+    );
+}
+
+/// `-M 0`: no probes, ServerAlive only after 60 s. The black hole drops in
+/// the client's own OUTPUT chain, so what ssh writes during it is never sent
+/// at all (nothing unacknowledged); once uploads have filled ssh's socket
+/// buffer, the kernel alone retries it, at backed-off zero-window probe times
+/// (≈25 s, 51 s after the start). Without the stall watch's unsendable-data
+/// rule the tunnel came back ≈20 s after the lift.
+fn scenario_m0_black_hole_30s(notes: &Notes) {
+    black_hole(
+        notes,
+        "m0_black_hole_30s",
+        Duration::from_secs(30),
+        true,
+        false,
+    );
 }
 
 #[test]
@@ -575,6 +691,11 @@ fn black_hole_5s() {
 #[test]
 fn black_hole_60s() {
     run_ns("black_hole_60s");
+}
+
+#[test]
+fn m0_black_hole_30s() {
+    run_ns("m0_black_hole_30s");
 }
 
 // ---------------------------------------------------------------------------
