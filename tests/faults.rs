@@ -638,13 +638,7 @@ fn upload_in(ns: &str, port: u16, ready: mpsc::Sender<bool>, go: mpsc::Receiver<
                     written += n;
                     last_progress = Instant::now();
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if retryable(&e) => {}
                 Err(_) => break,
             }
         }
@@ -923,13 +917,7 @@ fn echo_transfer(port: u16, total: usize, limit: Duration) -> Transfer {
                 match wr.write(&buf[off..n]) {
                     Ok(0) => return (sent + off, Some("writer: closed".into())),
                     Ok(k) => off += k,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) => {}
+                    Err(e) if retryable(&e) => {}
                     Err(e) => return (sent + off, Some(format!("writer: {e}"))),
                 }
             }
@@ -967,13 +955,7 @@ fn echo_transfer(port: u16, total: usize, limit: Duration) -> Transfer {
                 pending.drain(..n);
                 t.received += n;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if retryable(&e) => {}
             Err(e) => {
                 t.error = Some(format!("reader: {e}"));
                 break;

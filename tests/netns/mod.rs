@@ -1050,13 +1050,7 @@ fn echo_conn(mut stream: TcpStream, stop: Arc<AtomicBool>, started: Instant) {
                     break;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if retryable(&e) => {}
             Err(_) => break,
         }
     }
@@ -1111,6 +1105,16 @@ fn echo_once(port: u16) -> bool {
 /// namespace `ns`, waiting up to `wait` for the answer; None if none came.
 pub fn echo_rtt_in(ns: &str, port: u16, wait: Duration) -> Option<Duration> {
     run_in_netns(ns, move || echo_rtt(port, wait)).unwrap_or(None)
+}
+
+/// A read or write on a socket with a timeout that may simply be tried again.
+pub fn retryable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// True if 127.0.0.1:`port` inside namespace `ns` echoes a line back within
