@@ -38,9 +38,44 @@ pub struct Transport {
     pidfd: Option<OwnedFd>,
     fd: Option<u32>,
     scans: u32,
-    /// `tcpi_total_retrans` at the last look, and when it was seen to grow (the last few).
-    total_retrans: u32,
-    retransmitted_at: std::collections::VecDeque<std::time::Instant>,
+    retransmissions: Retransmissions,
+}
+
+/// When ssh's connection was last seen to retransmit for real. A retransmission the server
+/// reports with a D-SACK (it already had the data: a tail-loss probe drawn by delayed
+/// acknowledgements, a spurious timeout) is taken back: it says nothing about loss.
+#[derive(Debug, Default)]
+struct Retransmissions {
+    /// `tcpi_total_retrans - tcpi_dsack_dups` at the last look.
+    unexplained: u32,
+    /// When `unexplained` grew, the last few.
+    at: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl Retransmissions {
+    fn update(&mut self, total_retrans: u32, dsack_dups: u32, now: std::time::Instant) {
+        let unexplained = total_retrans.saturating_sub(dsack_dups);
+        if unexplained > self.unexplained {
+            if self.at.len() == 16 {
+                self.at.pop_front();
+            }
+            self.at.push_back(now);
+        } else {
+            // D-SACKs that came after their retransmission was counted: take the newest back.
+            for _ in unexplained..self.unexplained {
+                self.at.pop_back();
+            }
+        }
+        self.unexplained = unexplained;
+    }
+
+    /// Whether a real retransmission was seen from `memory` before `sent` on, and (with
+    /// `until`) no later than `until` before `sent`.
+    fn seen(&self, sent: std::time::Instant, memory: Duration, until: Option<Duration>) -> bool {
+        self.at
+            .iter()
+            .any(|&t| t + memory >= sent && until.is_none_or(|u| t + u <= sent))
+    }
 }
 
 /// Retransmissions in this window before a probe left make the path lossy: its late echo may
@@ -65,8 +100,7 @@ impl Transport {
             pidfd,
             fd: None,
             scans: 0,
-            total_retrans: 0,
-            retransmitted_at: std::collections::VecDeque::new(),
+            retransmissions: Retransmissions::default(),
         }
     }
 
@@ -84,13 +118,11 @@ impl Transport {
             self.fd = None;
             return None;
         };
-        if i.tcpi_total_retrans > self.total_retrans {
-            if self.retransmitted_at.len() == 16 {
-                self.retransmitted_at.pop_front();
-            }
-            self.retransmitted_at.push_back(std::time::Instant::now());
-        }
-        self.total_retrans = i.tcpi_total_retrans;
+        self.retransmissions.update(
+            i.tcpi_total_retrans,
+            i.tcpi_dsack_dups,
+            std::time::Instant::now(),
+        );
         Some(i)
     }
 
@@ -105,17 +137,27 @@ impl Transport {
     ) -> PathState {
         if let Some(info) = self.info() {
             let sent = std::time::Instant::now() - waited;
-            let lossy = self
-                .retransmitted_at
-                .iter()
-                .any(|&t| t + LOSSY_MEMORY >= sent && t + LOSSY_IGNORE_RECENT <= sent);
+            let r = &self.retransmissions;
+            let lossy = r.seen(sent, LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT));
             let judged = judge_tcp_info(&info, waited, lossy);
+            log::debug!(
+                "ssh's connection after {} ms: unacked {}, notsent {} B, retransmits {} \
+                 (total {}, {} D-SACKed), last ack {} ms, last data in {} ms / out {} ms, \
+                 rtt {} us",
+                waited.as_millis(),
+                info.tcpi_unacked,
+                info.tcpi_notsent_bytes,
+                info.tcpi_retransmits,
+                info.tcpi_total_retrans,
+                info.tcpi_dsack_dups,
+                info.tcpi_last_ack_recv,
+                info.tcpi_last_data_recv,
+                info.tcpi_last_data_sent,
+                info.tcpi_rtt
+            );
             // Any retransmission lately (loss may just have begun): not silent yet, wait for
             // the net timeout; only history before the probe makes the link lossy.
-            let recent = self
-                .retransmitted_at
-                .iter()
-                .any(|&t| t + LOSSY_MEMORY >= sent);
+            let recent = r.seen(sent, LOSSY_MEMORY, None);
             return if judged == PathState::Quiet && recent {
                 PathState::Busy
             } else {
@@ -510,6 +552,32 @@ mod tests {
         i.tcpi_last_ack_recv = 5000;
         i.tcpi_rtt = rtt_us;
         i
+    }
+
+    #[test]
+    fn d_sacked_retransmissions_are_taken_back() {
+        let t0 = std::time::Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut r = Retransmissions::default();
+        r.update(0, 0, s(0));
+        assert!(!r.seen(s(1), LOSSY_MEMORY, None));
+        // A tail-loss probe, then its D-SACK at the next look: as if it never happened.
+        r.update(1, 0, s(1));
+        assert!(r.seen(s(1), LOSSY_MEMORY, None));
+        r.update(1, 1, s(2));
+        assert!(!r.seen(s(2), LOSSY_MEMORY, None));
+        // Retransmission and D-SACK seen in the same look: nothing recorded.
+        r.update(2, 2, s(3));
+        assert!(!r.seen(s(3), LOSSY_MEMORY, None));
+        // A real one stays, counts as recent, and as lossy history only 5 s later.
+        r.update(3, 2, s(10));
+        assert!(r.seen(s(10), LOSSY_MEMORY, None));
+        assert!(!r.seen(s(12), LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT)));
+        assert!(r.seen(s(15), LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT)));
+        assert!(
+            !r.seen(s(71), LOSSY_MEMORY, None),
+            "forgotten after a minute"
+        );
     }
 
     #[test]
