@@ -325,6 +325,26 @@ impl NsRig {
     }
 
     /// Time until the tunnel works, attempting every 100 ms.
+    /// Ends a fault window that began at `base` (churn) and `offset` (log):
+    /// counts what happened in it, lifts the fault with `lift`, then times the
+    /// tunnel (up to 10 s).
+    fn end_window<T>(
+        &self,
+        base: (usize, usize),
+        offset: usize,
+        lift: impl FnOnce() -> T,
+    ) -> Window {
+        let (starts, restarts) = self.churn_since(base);
+        let log = self.log_since(offset);
+        lift();
+        Window {
+            starts,
+            restarts,
+            log,
+            after_lift: self.time_to_tunnel(Duration::from_secs(10)),
+        }
+    }
+
     fn time_to_tunnel(&self, timeout: Duration) -> Option<Duration> {
         time_until_tunnel_works(self.cli(), TUNNEL_PORT, Duration::from_millis(100), timeout)
     }
@@ -761,6 +781,44 @@ fn server_down_60s() {
 // 3. Loss and latency: no restart
 // ---------------------------------------------------------------------------
 
+/// What a fault window saw: ssh starts and "restarting ssh" lines, the log,
+/// and how soon after the lift the tunnel worked.
+struct Window {
+    starts: usize,
+    restarts: usize,
+    log: String,
+    after_lift: Option<Duration>,
+}
+
+impl Window {
+    /// Notes the recovery (and the log when anything restarted or `show_log`),
+    /// then asserts that nothing restarted on this `link` (slow, saturated:
+    /// working) and that the tunnel works after the lift.
+    fn assert_no_restart(&self, notes: &Notes, rig: &NsRig, link: &str, show_log: bool) {
+        notes.note(match self.after_lift {
+            Some(t) => format!("tunnel works {:.2} s after the lift", t.as_secs_f64()),
+            None => "tunnel did not work within 10 s of the lift".into(),
+        });
+        if self.starts + self.restarts > 0 || show_log {
+            notes.note(format!(
+                "autossh log during the fault:\n{}",
+                key_lines(&self.log)
+            ));
+        }
+        assert_eq!(
+            (self.starts, self.restarts),
+            (0, 0),
+            "autossh restarted ssh on a {link} but working link (new starts, restart lines)\n{}",
+            rig.story()
+        );
+        assert!(
+            self.after_lift.is_some(),
+            "tunnel dead after the lift\n{}",
+            rig.story()
+        );
+    }
+}
+
 /// Applies `fault` for `length` to a settled loop-mode tunnel; checks the
 /// tunnel every ~3 s meanwhile (informational), then asserts no new ssh start
 /// and a working tunnel after the lift.
@@ -789,38 +847,16 @@ fn no_restart_under(notes: &Notes, name: &str, length: Duration, fault: fn(&Test
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
-    let (starts_during, restarts_during) = rig.churn_since(base);
-    let during = rig.log_since(offset);
-    f.lift();
-    let after = rig.time_to_tunnel(Duration::from_secs(10));
+    let w = rig.end_window(base, offset, || f.lift());
     notes.note(format!(
-        "{} s of fault: ssh starts during it: {starts_during}, \"restarting ssh\" lines: \
-         {restarts_during}; echo checks through the tunnel \
-         during it: {ok}/{tried} ok; {}",
+        "{} s of fault: ssh starts during it: {}, \"restarting ssh\" lines: {}; echo checks \
+         through the tunnel during it: {ok}/{tried} ok; {}",
         length.as_secs(),
-        rtt_summary(&during)
+        w.starts,
+        w.restarts,
+        rtt_summary(&w.log)
     ));
-    notes.note(match after {
-        Some(t) => format!("tunnel works {:.2} s after the lift", t.as_secs_f64()),
-        None => "tunnel did not work within 10 s of the lift".into(),
-    });
-    if starts_during + restarts_during > 0 {
-        notes.note(format!(
-            "autossh log during the fault:\n{}",
-            key_lines(&during)
-        ));
-    }
-    assert_eq!(
-        (starts_during, restarts_during),
-        (0, 0),
-        "autossh restarted ssh on a slow but working link (new starts, restart lines)\n{}",
-        rig.story()
-    );
-    assert!(
-        after.is_some(),
-        "tunnel dead after the lift\n{}",
-        rig.story()
-    );
+    w.assert_no_restart(notes, &rig, "slow", false);
     rig.finish(notes);
 }
 
@@ -1007,10 +1043,7 @@ fn scenario_rate_limited_saturated(notes: &Notes) {
     .unwrap_or_else(|e| panic!("transfer thread: {e}"));
     done.store(true, Ordering::SeqCst);
     let samples = sampler.join().unwrap_or_default();
-    let (starts_during, restarts_during) = rig.churn_since(base);
-    let during = rig.log_since(offset);
-    fault.lift();
-    let after = rig.time_to_tunnel(Duration::from_secs(10));
+    let w = rig.end_window(base, offset, || fault.lift());
     let rate = t.received as f64 * 8.0 / t.elapsed.as_secs_f64().max(0.001) / 1e6;
     notes.note(format!(
         "transfer: sent {} B, got back {} B in {:.1} s ({rate:.2} Mbit/s each way), first \
@@ -1029,26 +1062,12 @@ fn scenario_rate_limited_saturated(notes: &Notes) {
         samples.len()
     ));
     notes.note(format!(
-        "during the saturated transfer: ssh starts {starts_during}, \"restarting ssh\" lines \
-         {restarts_during}; {}",
-        rtt_summary(&during)
+        "during the saturated transfer: ssh starts {}, \"restarting ssh\" lines {}; {}",
+        w.starts,
+        w.restarts,
+        rtt_summary(&w.log)
     ));
-    notes.note(match after {
-        Some(d) => format!("tunnel works {:.2} s after the lift", d.as_secs_f64()),
-        None => "tunnel did not work within 10 s of the lift".into(),
-    });
-    if starts_during + restarts_during > 0 || t.error.is_some() {
-        notes.note(format!(
-            "autossh log during the fault:\n{}",
-            key_lines(&during)
-        ));
-    }
-    assert_eq!(
-        (starts_during, restarts_during),
-        (0, 0),
-        "autossh restarted ssh on a saturated but working link (new starts, restart lines)\n{}",
-        rig.story()
-    );
+    w.assert_no_restart(notes, &rig, "saturated", t.error.is_some());
     assert!(
         t.error.is_none() && t.received == total && t.sent == total,
         "transfer incomplete: {t:?}\n{}",
@@ -1058,11 +1077,6 @@ fn scenario_rate_limited_saturated(notes: &Notes) {
         t.first_mismatch,
         None,
         "echoed bytes differ\n{}",
-        rig.story()
-    );
-    assert!(
-        after.is_some(),
-        "tunnel dead after the lift\n{}",
         rig.story()
     );
     rig.finish(notes);
