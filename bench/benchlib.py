@@ -1,5 +1,6 @@
 """Shared pieces of the benchmark suite: process bookkeeping, a private sshd, a tunnel checker,
-/proc readings. Used by tunnel_bench.py and echo_bench.py; run.sh is the entry point.
+/proc readings, autossh logs. Used by tunnel_bench.py, echo_bench.py and recovery_bench.py;
+run.sh is the entry point.
 
 Every process started here is recorded in $BENCH_WORK/pids (and frozen ones in
 $BENCH_WORK/frozen) so that run.sh's EXIT trap can remove them even if Python dies.
@@ -7,6 +8,7 @@ $BENCH_WORK/frozen) so that run.sh's EXIT trap can remove them even if Python di
 import json
 import os
 import random
+import re
 import selectors
 import signal
 import socket
@@ -21,6 +23,8 @@ OURS = os.path.join(ROOT, "target/release/autossh")
 ECHO = os.path.join(ROOT, "target/release/autossh-echo")
 THEIRS = "/usr/lib/autossh/autossh"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# both log "starting ssh (count N)" (ours may add " of MAX"); "restarting ssh" must not count
+STARTS = re.compile(r": starting ssh \(count ")
 
 _started = []  # Popen objects, each the leader of its own session/process group
 _frozen = set()
@@ -28,6 +32,43 @@ _frozen = set()
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def log_result(r, prefix, describe):
+    """Logs one result row: prefix, then its error or describe(r)."""
+    if "error" in r:
+        log(f"{prefix}ERROR {r['error']}")
+    else:
+        log(prefix + describe(r))
+
+
+def read_log(path):
+    """A log file's text ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def starts(text):
+    """How many times an autossh log text says it starts ssh."""
+    return len(STARTS.findall(text))
+
+
+def autossh_env(logfile, poll):
+    """This environment without AUTOSSH_* variables, then the ones of a run under test:
+    AUTOSSH_POLL=poll (unless poll is 0 or None: the default), no gate time, /usr/bin/ssh,
+    debug output to logfile."""
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("AUTOSSH_"):
+            del env[k]
+    env.update(AUTOSSH_GATETIME="0", AUTOSSH_PATH="/usr/bin/ssh", AUTOSSH_LOGFILE=logfile,
+               AUTOSSH_DEBUG="1")
+    if poll:
+        env["AUTOSSH_POLL"] = str(poll)
+    return env
 
 
 def _record(name, line):
@@ -177,6 +218,25 @@ def wait_port(port, timeout=5.0):
 # ---------------------------------------------------------------------------------------------
 # sshd
 
+def sshd_config(port, address, piddir, tail):
+    """An sshd_config for root logins with the keys in WORK/keys (see make_keys) and TCP
+    forwarding, listening on address:port, its pid file in piddir; tail (whole lines) ends it."""
+    keys = os.path.join(WORK, "keys")
+    return f"""Port {port}
+ListenAddress {address}
+HostKey {keys}/host_key
+AuthorizedKeysFile {keys}/authorized_keys
+PidFile {piddir}/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+""" + tail
+
+
 class Sshd:
     """A private sshd on 127.0.0.1 with keys generated once in WORK/keys."""
 
@@ -188,21 +248,9 @@ class Sshd:
         self.port = free_block(1)
         cfg = os.path.join(self.dir, "sshd_config")
         with open(cfg, "w") as f:
-            f.write(f"""Port {self.port}
-ListenAddress 127.0.0.1
-HostKey {self.keys}/host_key
-AuthorizedKeysFile {self.keys}/authorized_keys
-PidFile {self.dir}/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-LogLevel ERROR
-MaxStartups 100:30:200
-""")
+            f.write(sshd_config(self.port, "127.0.0.1", self.dir,
+                                "LogLevel ERROR\n"
+                                "MaxStartups 100:30:200\n"))
         self.proc = start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg],
                           stderr=os.path.join(self.dir, "sshd.log"))
         if not wait_port(self.port, 5):

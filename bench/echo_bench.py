@@ -94,14 +94,12 @@ def main():
                     t = time.monotonic()
                     r = one(server, scen, rep, args.bin)
                     results.append(r)
-                    if "error" in r:
-                        B.log(f"  ERROR {r['error']}")
-                    else:
-                        B.log(f"  connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
-                              f"sent {r['sent']}/{r['scheduled']}, ok {r['answered']}, wrong {r['wrong']}, "
-                              f"missing {r['missing_total']}; p50 {r['p50_ms']:.3f} ms, "
-                              f"p99 {r['p99_ms']:.3f} ms, max {r['max_ms']:.1f} ms; "
-                              f"server RSS peak {r['rss_peak_kb']} kB ({time.monotonic() - t:.0f} s)")
+                    B.log_result(r, "  ", lambda r: (
+                        f"connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
+                        f"sent {r['sent']}/{r['scheduled']}, ok {r['answered']}, wrong {r['wrong']}, "
+                        f"missing {r['missing_total']}; p50 {r['p50_ms']:.3f} ms, "
+                        f"p99 {r['p99_ms']:.3f} ms, max {r['max_ms']:.1f} ms; "
+                        f"server RSS peak {r['rss_peak_kb']} kB ({time.monotonic() - t:.0f} s)"))
                     B.write_json(args.out, results)
     finally:
         B.cleanup_all()

@@ -50,16 +50,10 @@ import benchlib as B
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "recovery")
 PROGS = {"ours": B.OURS, "1.4g": B.THEIRS, "1.4g+SA": B.THEIRS}
-# both log "starting ssh (count N)" (ours may add " of MAX"); "restarting ssh" must not count
-STARTS = re.compile(r": starting ssh \(count ")
 NS_PREFIX = "asbench"
 NS_RE = re.compile(rf"{NS_PREFIX}-(\d+)-(\d+)-(cli|srv)")
 TUNNEL, SERVICE, MONITOR = 8022, 7007, 20000
 CMD_TIMEOUT = 15
-
-
-def starts(text):
-    return len(STARTS.findall(text))
 
 
 def sh(argv, timeout=CMD_TIMEOUT):
@@ -81,14 +75,6 @@ def sleep_until(t):
         if left <= 0:
             return
         time.sleep(min(left, 0.05))
-
-
-def read_log(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def log_size(path):
@@ -217,27 +203,14 @@ class SrvSshd:
 
     def __init__(self, net, d):
         self.net, self.dir = net, d
-        keys = os.path.join(B.WORK, "keys")
         self.cfg = os.path.join(d, "sshd_config")
         with open(self.cfg, "w") as f:
-            f.write(f"""Port 22
-ListenAddress {net['srv_ip']}
-HostKey {keys}/host_key
-AuthorizedKeysFile {keys}/authorized_keys
-PidFile {d}/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-ClientAliveInterval 0
-LogLevel VERBOSE
-MaxStartups 100:30:200
-MaxSessions 100
-UseDNS no
-""")
+            f.write(B.sshd_config(22, net["srv_ip"], d,
+                                  "ClientAliveInterval 0\n"
+                                  "LogLevel VERBOSE\n"
+                                  "MaxStartups 100:30:200\n"
+                                  "MaxSessions 100\n"
+                                  "UseDNS no\n"))
         self.proc = None
         self.count = 0
 
@@ -250,7 +223,7 @@ UseDNS no
         want = f"Server listening on {self.net['srv_ip']} port 22"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if want in read_log(logf):
+            if want in B.read_log(logf):
                 return time.monotonic()
             if self.proc.poll() is not None:
                 break
@@ -421,18 +394,6 @@ def transfer(port, total, deadline, seed=20240601):
     return res
 
 
-def autossh_env(logfile, poll):
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("AUTOSSH_"):
-            del env[k]
-    env.update(AUTOSSH_GATETIME="0", AUTOSSH_PATH="/usr/bin/ssh", AUTOSSH_LOGFILE=logfile,
-               AUTOSSH_DEBUG="1")
-    if poll:
-        env["AUTOSSH_POLL"] = str(poll)
-    return env
-
-
 PROBE_OK = re.compile(r"probe \d+ ok|check on child|set alarm|connection ok|checking for grace|"
                       r"received SIGALRM|clear alarm timer")
 
@@ -472,9 +433,9 @@ def worker(spec):
         monitor = "0" if spec["mode"] == "M0" else str(MONITOR)
         argv = [PROGS[spec["prog"]], "-M", monitor] + ssh_args
         res["argv"] = " ".join(argv)
-        res["env"] = " ".join(f"{k}={v}" for k, v in sorted(autossh_env(logfile, spec["poll"]).items())
+        res["env"] = " ".join(f"{k}={v}" for k, v in sorted(B.autossh_env(logfile, spec["poll"]).items())
                               if k.startswith("AUTOSSH_"))
-        proc = B.start(argv, env=autossh_env(logfile, spec["poll"]),
+        proc = B.start(argv, env=B.autossh_env(logfile, spec["poll"]),
                        stdout=os.path.join(d, "autossh.stderr"),
                        stderr=os.path.join(d, "autossh.stderr"))
         checker = B.Checker(TUNNEL, timeout=0.5)
@@ -502,8 +463,8 @@ def worker(spec):
     finally:
         if proc is not None:
             B.stop(proc)
-        res["log_key_lines"] = key_lines(read_log(logfile)[res.get("log_fault_offset", 0):])
-        res["starts_total"] = starts(read_log(logfile))
+        res["log_key_lines"] = key_lines(B.read_log(logfile)[res.get("log_fault_offset", 0):])
+        res["starts_total"] = B.starts(B.read_log(logfile))
         B.write_json(spec["out"], res)
         os.makedirs(LOGDIR, exist_ok=True)
         for src, dst in ((logfile, f"{spec['tag']}.log"),
@@ -512,7 +473,16 @@ def worker(spec):
                 shutil.copy(src, os.path.join(LOGDIR, dst))
 
 
-def outage(spec, res, fault, proc, logfile, t_fault):
+def fault_checks(fault, logfile, t_fault, during, *, lifted, check_timeout, until, ok_key,
+                 ok_field, hold, give_up, on_ok=None):
+    """Runs a fault's timeline in a thread while the tunnel is checked every 0.1 s (checks of
+    `check_timeout` s, started until monotonic time `until` at the latest). The timeline sleeps
+    until t_fault and applies the fault (st: log_fault, t_fault, t_applied), then during(st)
+    lifts it and sets st[lifted]; an exception there lands in st["error"] and ends the checks.
+    Once st[lifted] is set, the first successful check whose start (ok_field 0) or end (ok_field
+    1) is not before it puts its end in st[ok_key] (then on_ok(st) is called); the checks stop
+    `hold` s after that, or `give_up` s after st[lifted] without one. Returns (st, checks, the
+    log's text)."""
     st = {}
 
     def timeline():
@@ -522,49 +492,63 @@ def outage(spec, res, fault, proc, logfile, t_fault):
             st["t_fault"] = time.monotonic()
             fault.apply()
             st["t_applied"] = time.monotonic()
-            sleep_until(st["t_fault"] + spec["outage"])
-            st["t_lift"] = time.monotonic()
-            t_ret = fault.lift()
-            st["log_return"] = log_size(logfile)
-            st["t_return"] = t_ret
+            during(st)
         except Exception as e:  # noqa: BLE001
             st["error"] = f"{type(e).__name__}: {e}"
 
     th = threading.Thread(target=timeline, daemon=True)
     th.start()
-    cap = spec["cap"]
     scan = [0]
 
     def stop(results):
         if "error" in st:
             return True
-        tr = st.get("t_return")
-        if tr is None:
+        t_lifted = st.get(lifted)
+        if t_lifted is None:
             return False
         now = time.monotonic()
-        if "recovered_at" not in st:
+        if ok_key not in st:
             for i in range(scan[0], len(results)):
                 r = results[i]
                 if r[1] is None:
                     break
-                if r[2] and r[1] >= tr:
-                    st["recovered_at"] = r[1]
-                    st["log_recovered"] = log_size(logfile)
+                if r[2] and r[ok_field] >= t_lifted:
+                    st[ok_key] = r[1]
+                    if on_ok is not None:
+                        on_ok(st)
                     break
                 scan[0] = i + 1
-        if "recovered_at" in st:
-            return now >= st["recovered_at"] + 3
-        return now >= tr + cap
+        if ok_key in st:
+            return now >= st[ok_key] + hold
+        return now >= t_lifted + give_up
 
-    checks = B.Checker(TUNNEL, timeout=0.5).run(0.1, t_fault + spec["outage"] + cap + 20,
-                                                 stop=stop)
+    checks = B.Checker(TUNNEL, timeout=check_timeout).run(0.1, until, stop=stop)
     th.join(timeout=30)
     if "error" in st:
         raise RuntimeError(st["error"])
-    if "t_return" not in st:
+    if lifted not in st:
         raise RuntimeError("the fault was not lifted in time")
+    return st, checks, B.read_log(logfile)
+
+
+def outage(spec, res, fault, proc, logfile, t_fault):
+    def during(st):
+        sleep_until(st["t_fault"] + spec["outage"])
+        st["t_lift"] = time.monotonic()
+        t_ret = fault.lift()
+        st["log_return"] = log_size(logfile)
+        st["t_return"] = t_ret
+
+    def recovered(st):
+        st["log_recovered"] = log_size(logfile)
+
+    cap = spec["cap"]
+    # recovered: the first check that ends after the return succeeds; then 3 s more
+    st, checks, text = fault_checks(fault, logfile, t_fault, during, lifted="t_return",
+                                    check_timeout=0.5, until=t_fault + spec["outage"] + cap + 20,
+                                    ok_key="recovered_at", ok_field=1, hold=3, give_up=cap,
+                                    on_ok=recovered)
     tf, tr = st["t_fault"], st["t_return"]
-    text = read_log(logfile)
     res["log_fault_offset"] = st["log_fault"]
     res["outage_s"] = spec["outage"]
     res["outage_real_s"] = round(tr - tf, 2)
@@ -572,86 +556,50 @@ def outage(spec, res, fault, proc, logfile, t_fault):
     res["return_after_lift_s"] = round(tr - st["t_lift"], 3)
     res["baseline_failed"] = sum(1 for c in checks if c[0] < tf - 0.5 and not c[2])
     res["ok_during_outage"] = sum(1 for c in checks if c[2] and st["t_applied"] + 0.5 < c[1] < tr)
-    res["starts_during_outage"] = starts(text[st["log_fault"]:st["log_return"]])
+    res["starts_during_outage"] = B.starts(text[st["log_fault"]:st["log_return"]])
     if "recovered_at" in st:
         res["recover_s"] = round(st["recovered_at"] - tr, 3)
-        res["starts_to_recovery"] = starts(text[st["log_return"]:st["log_recovered"]])
+        res["starts_to_recovery"] = B.starts(text[st["log_return"]:st["log_recovered"]])
         ra = st["recovered_at"]
         res["failed_after_recovery"] = sum(1 for c in checks if c[0] > ra and not c[2])
     else:
         res["recover_s"] = None
         res["not_recovered_within_s"] = cap
-        res["starts_to_recovery"] = starts(text[st["log_return"]:])
+        res["starts_to_recovery"] = B.starts(text[st["log_return"]:])
     res["checks"] = len(checks)
 
 
 def under_fault(spec, res, fault, proc, logfile, t_fault):
-    st = {}
     window = spec["window"]
 
-    def timeline():
-        try:
-            sleep_until(t_fault)
-            st["log_fault"] = log_size(logfile)
-            st["t_fault"] = time.monotonic()
-            fault.apply()
-            st["t_applied"] = time.monotonic()
-            tr = None
-            if spec["kind"] == "tbf":
-                out = {}
-                limit = st["t_applied"] + window + spec["transfer_extra"]
-                tr = threading.Thread(target=lambda: out.update(
-                    transfer(TUNNEL, spec["transfer_bytes"], limit)), daemon=True)
-                tr.start()
-            sleep_until(st["t_fault"] + window)
-            st["log_window"] = log_size(logfile)
-            st["t_window"] = time.monotonic()
-            if tr is not None:
-                tr.join(timeout=max(0.0, st["t_applied"] + window + spec["transfer_extra"] + 10
-                                    - time.monotonic()))
-                st["transfer"] = out if out else {"error": "transfer thread did not finish"}
-            st["log_lift"] = log_size(logfile)
-            st["t_lift"] = fault.lift()
-        except Exception as e:  # noqa: BLE001
-            st["error"] = f"{type(e).__name__}: {e}"
-
-    th = threading.Thread(target=timeline, daemon=True)
-    th.start()
-    scan = [0]
-
-    def stop(results):
-        if "error" in st:
-            return True
-        tl = st.get("t_lift")
-        if tl is None:
-            return False
-        now = time.monotonic()
-        if "after_lift_ok" not in st:
-            for i in range(scan[0], len(results)):
-                r = results[i]
-                if r[1] is None:
-                    break
-                if r[2] and r[0] >= tl:
-                    st["after_lift_ok"] = r[1]
-                    break
-                scan[0] = i + 1
-        if "after_lift_ok" in st:
-            return now >= st["after_lift_ok"] + 1
-        return now >= tl + 10
+    def during(st):
+        tr = None
+        if spec["kind"] == "tbf":
+            out = {}
+            limit = st["t_applied"] + window + spec["transfer_extra"]
+            tr = threading.Thread(target=lambda: out.update(
+                transfer(TUNNEL, spec["transfer_bytes"], limit)), daemon=True)
+            tr.start()
+        sleep_until(st["t_fault"] + window)
+        st["log_window"] = log_size(logfile)
+        st["t_window"] = time.monotonic()
+        if tr is not None:
+            tr.join(timeout=max(0.0, st["t_applied"] + window + spec["transfer_extra"] + 10
+                                - time.monotonic()))
+            st["transfer"] = out if out else {"error": "transfer thread did not finish"}
+        st["log_lift"] = log_size(logfile)
+        st["t_lift"] = fault.lift()
 
     limit = t_fault + window + spec.get("transfer_extra", 0) + 40
-    checks = B.Checker(TUNNEL, timeout=3.0).run(0.1, limit, stop=stop)
-    th.join(timeout=30)
-    if "error" in st:
-        raise RuntimeError(st["error"])
-    if "t_lift" not in st:
-        raise RuntimeError("the fault was not lifted in time")
+    # after_lift_ok: the first check started after the lift that succeeds; then 1 s more
+    st, checks, text = fault_checks(fault, logfile, t_fault, during, lifted="t_lift",
+                                    check_timeout=3.0, until=limit, ok_key="after_lift_ok",
+                                    ok_field=0, hold=1, give_up=10)
     tf, tw = st["t_fault"], st["t_window"]
-    text = read_log(logfile)
     res["log_fault_offset"] = st["log_fault"]
     res["window_s"] = window
-    res["restarts"] = starts(text[st["log_fault"]:st["log_window"]])
-    res["restarts_until_lift"] = starts(text[st["log_fault"]:st["log_lift"]])
+    res["restarts"] = B.starts(text[st["log_fault"]:st["log_window"]])
+    res["restarts_until_lift"] = B.starts(text[st["log_fault"]:st["log_lift"]])
     res["fault_s"] = round(st["t_lift"] - tf, 1)
     win = [c for c in checks if tf <= c[0] and c[0] + 3.0 <= tw]
     ok = [c for c in win if c[2]]

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -21,30 +20,6 @@ import benchlib as B
 
 LOGDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logs")
 PROGS = {"ours": B.OURS, "1.4g": B.THEIRS}
-# both log "starting ssh (count N)" (ours may add " of MAX"); "restarting ssh" must not count
-STARTS = re.compile(r": starting ssh \(count ")
-
-
-def starts(text):
-    return len(STARTS.findall(text))
-
-
-def env_for(logfile, poll):
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("AUTOSSH_"):
-            del env[k]
-    env.update(AUTOSSH_POLL=str(poll), AUTOSSH_GATETIME="0", AUTOSSH_PATH="/usr/bin/ssh",
-               AUTOSSH_LOGFILE=logfile, AUTOSSH_DEBUG="1")
-    return env
-
-
-def read_log(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 class Run:
@@ -62,7 +37,7 @@ class Run:
             if os.path.exists(f):
                 os.remove(f)
         self.argv = [PROGS[prog], "-M", spec] + sshd.ssh_args(self.tunnel, service_port)
-        self.env = env_for(self.logfile, poll)
+        self.env = B.autossh_env(self.logfile, poll)
         self.checker = B.Checker(self.tunnel)
         self.proc = None
 
@@ -75,7 +50,7 @@ class Run:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"{self.prog} exited with {self.proc.returncode}"
-            log_ok = self.prog != "ours" or "tunnel up" in read_log(self.logfile)
+            log_ok = self.prog != "ours" or "tunnel up" in B.read_log(self.logfile)
             if log_ok and self.checker.once():
                 return None
             time.sleep(0.1)
@@ -85,7 +60,24 @@ class Run:
         return set(B.children(self.proc.pid))
 
     def log_text(self):
-        return read_log(self.logfile)
+        return B.read_log(self.logfile)
+
+    def measure(self, res, body):
+        """Starts the program, waits for its tunnel, then body() fills res; whatever fails
+        (start, tunnel, body) ends up in res["error"]. Returns res, the run finished."""
+        try:
+            self.start()
+            err = self.wait_up()
+            if err:
+                res["error"] = err
+                return res
+            body()
+            return res
+        except Exception as e:  # noqa: BLE001 - reported in the results
+            res["error"] = f"{type(e).__name__}: {e}"
+            return res
+        finally:
+            self.finish()
 
     def finish(self, kill_sessions=True):
         B.stop(self.proc)
@@ -105,12 +97,8 @@ def freeze_one(prog, mode, sshd, echo_port, service_port, delay, rep):
     run = Run(prog, mode, sshd, echo_port, service_port, 4, tag)
     res = {"bench": "freeze", "prog": prog, "mode": mode, "repeat": rep, "delay_s": round(delay, 3),
            "tag": tag}
-    try:
-        run.start()
-        err = run.wait_up()
-        if err:
-            res["error"] = err
-            return res
+
+    def measure():
         time.sleep(delay)
         before = run.ssh_children()
         frozen = sshd.sessions()
@@ -129,7 +117,7 @@ def freeze_one(prog, mode, sshd, echo_port, service_port, delay, rep):
         if not ok:
             res["error"] = "tunnel did not recover within 40 s"
             res["recover_s"] = None
-            return res
+            return
         res["recover_s"] = round(ok[0][1] - t0, 3)
         res["new_ssh_s"] = round(new_ssh_at[0] - t0, 3) if new_ssh_at else None
         offset = len(run.log_text())
@@ -137,7 +125,7 @@ def freeze_one(prog, mode, sshd, echo_port, service_port, delay, rep):
         t1 = time.monotonic()
         watch = run.checker.run(0.1, t1 + 25)
         text = run.log_text()[offset:]
-        res["restarts_after"] = starts(text)
+        res["restarts_after"] = B.starts(text)
         failed = [c for c in watch if not c[2]]
         res["outage_s"] = round(len(failed) * 0.1, 1)
         windows, prev = 0, True
@@ -148,21 +136,18 @@ def freeze_one(prog, mode, sshd, echo_port, service_port, delay, rep):
         res["outage_windows"] = windows
         res["checks"] = len(watch)
         res["alive"] = run.proc.poll() is None
-        return res
-    except Exception as e:  # noqa: BLE001 - reported in the results
-        res["error"] = f"{type(e).__name__}: {e}"
-        return res
-    finally:
-        run.finish()
+
+    return run.measure(res, measure)
+
+
+def log_run(r, describe):
+    B.log_result(r, f"  {r['prog']:>4} {r['mode']}: ", describe)
 
 
 def freeze_report(r):
-    if "error" in r:
-        B.log(f"  {r['prog']:>4} {r['mode']}: ERROR {r['error']}")
-    else:
-        B.log(f"  {r['prog']:>4} {r['mode']}: recovered in {r['recover_s']:.2f} s "
-              f"(new ssh after {r['new_ssh_s']} s); then {r['restarts_after']} restarts, "
-              f"{r['outage_s']:.1f} s outage in 25 s")
+    log_run(r, lambda r: f"recovered in {r['recover_s']:.2f} s "
+                         f"(new ssh after {r['new_ssh_s']} s); then {r['restarts_after']} restarts, "
+                         f"{r['outage_s']:.1f} s outage in 25 s")
 
 
 def bench_freeze(args):
@@ -236,12 +221,8 @@ def cost_one(prog, mode, sshd, echo_port, service_port, rep, seconds, variant):
     run = Run(prog, mode, sshd, echo_port, service_port, 2, tag)
     res = {"bench": "cost", "variant": variant, "prog": prog, "mode": mode, "repeat": rep,
            "tag": tag, "seconds": seconds}
-    try:
-        run.start()
-        err = run.wait_up()
-        if err:
-            res["error"] = err
-            return res
+
+    def measure():
         time.sleep(0.5)
         offset = len(run.log_text())
         res["tcp_rows"] = tcp_rows()
@@ -254,13 +235,9 @@ def cost_one(prog, mode, sshd, echo_port, service_port, rep, seconds, variant):
         res["wall_s"] = round(t1 - t0, 2)
         res["rss_kb"] = mem.get("VmRSS")
         res["hwm_kb"] = mem.get("VmHWM")
-        res["restarts"] = starts(run.log_text()[offset:])
-        return res
-    except Exception as e:  # noqa: BLE001
-        res["error"] = f"{type(e).__name__}: {e}"
-        return res
-    finally:
-        run.finish()
+        res["restarts"] = B.starts(run.log_text()[offset:])
+
+    return run.measure(res, measure)
 
 
 def bench_cost(args):
@@ -276,12 +253,9 @@ def bench_cost(args):
         jobs = [(prog, mode, extra) for prog in ("ours", "1.4g") for mode in ("loop", "echo")]
         for r in run_workers(args, "cost", rep, jobs, limit=args.seconds + 40):
             results.append(r)
-            if "error" in r:
-                B.log(f"  {r['prog']:>4} {r['mode']}: ERROR {r['error']}")
-            else:
-                B.log(f"  {r['prog']:>4} {r['mode']}: {r['ticks']} ticks ({r['cpu_ms']} ms on CPU), "
-                      f"RSS {r['rss_kb']} kB, HWM {r['hwm_kb']} kB, {r['restarts']} restarts, "
-                      f"{r['tcp_rows']} TCP sockets in its namespace")
+            log_run(r, lambda r: f"{r['ticks']} ticks ({r['cpu_ms']} ms on CPU), "
+                                 f"RSS {r['rss_kb']} kB, HWM {r['hwm_kb']} kB, {r['restarts']} restarts, "
+                                 f"{r['tcp_rows']} TCP sockets in its namespace")
         B.write_json(args.out, results)
     return results
 
