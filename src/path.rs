@@ -69,12 +69,12 @@ impl Retransmissions {
         self.unexplained = unexplained;
     }
 
-    /// Whether a real retransmission was seen from `memory` before `sent` on, and (with
-    /// `until`) no later than `until` before `sent`.
-    fn seen(&self, sent: std::time::Instant, memory: Duration, until: Option<Duration>) -> bool {
+    /// Whether a real retransmission was seen from `LOSSY_MEMORY` before `sent` on, and
+    /// (with `until`) no later than `until` before `sent`.
+    fn seen(&self, sent: std::time::Instant, until: Option<Duration>) -> bool {
         self.at
             .iter()
-            .any(|&t| t + memory >= sent && until.is_none_or(|u| t + u <= sent))
+            .any(|&t| t + LOSSY_MEMORY >= sent && until.is_none_or(|u| t + u <= sent))
     }
 }
 
@@ -138,7 +138,7 @@ impl Transport {
         if let Some(info) = self.info() {
             let sent = std::time::Instant::now() - waited;
             let r = &self.retransmissions;
-            let lossy = r.seen(sent, LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT));
+            let lossy = r.seen(sent, Some(LOSSY_IGNORE_RECENT));
             let judged = judge_tcp_info(&info, waited, lossy);
             log::debug!(
                 "ssh's connection after {} ms: unacked {}, notsent {} B, retransmits {} \
@@ -157,7 +157,7 @@ impl Transport {
             );
             // Any retransmission lately (loss may just have begun): not silent yet, wait for
             // the net timeout; only history before the probe makes the link lossy.
-            let recent = r.seen(sent, LOSSY_MEMORY, None);
+            let recent = r.seen(sent, None);
             return if judged == PathState::Quiet && recent {
                 PathState::Busy
             } else {
@@ -560,24 +560,21 @@ mod tests {
         let s = |n: u64| t0 + Duration::from_secs(n);
         let mut r = Retransmissions::default();
         r.update(0, 0, s(0));
-        assert!(!r.seen(s(1), LOSSY_MEMORY, None));
+        assert!(!r.seen(s(1), None));
         // A tail-loss probe, then its D-SACK at the next look: as if it never happened.
         r.update(1, 0, s(1));
-        assert!(r.seen(s(1), LOSSY_MEMORY, None));
+        assert!(r.seen(s(1), None));
         r.update(1, 1, s(2));
-        assert!(!r.seen(s(2), LOSSY_MEMORY, None));
+        assert!(!r.seen(s(2), None));
         // Retransmission and D-SACK seen in the same look: nothing recorded.
         r.update(2, 2, s(3));
-        assert!(!r.seen(s(3), LOSSY_MEMORY, None));
+        assert!(!r.seen(s(3), None));
         // A real one stays, counts as recent, and as lossy history only 5 s later.
         r.update(3, 2, s(10));
-        assert!(r.seen(s(10), LOSSY_MEMORY, None));
-        assert!(!r.seen(s(12), LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT)));
-        assert!(r.seen(s(15), LOSSY_MEMORY, Some(LOSSY_IGNORE_RECENT)));
-        assert!(
-            !r.seen(s(71), LOSSY_MEMORY, None),
-            "forgotten after a minute"
-        );
+        assert!(r.seen(s(10), None));
+        assert!(!r.seen(s(12), Some(LOSSY_IGNORE_RECENT)));
+        assert!(r.seen(s(15), Some(LOSSY_IGNORE_RECENT)));
+        assert!(!r.seen(s(71), None), "forgotten after a minute");
     }
 
     #[test]
