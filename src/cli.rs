@@ -37,6 +37,8 @@ pub struct Cli {
     pub ssh_args: Vec<OsString>,
     /// The values of the user's `-o` options (`Key=value`), to know what they set.
     pub ssh_o_values: Vec<String>,
+    /// `-W host:port` (stdio forwarding: ssh then clears every other forward).
+    pub stdio_forward: bool,
 }
 
 /// Where the splitter is in ssh's grammar.
@@ -63,6 +65,7 @@ where
         monitor: None,
         ssh_args: Vec::with_capacity(args.len()),
         ssh_o_values: Vec::new(),
+        stdio_forward: false,
     };
     let mut place = Place::BeforeDestination;
     let mut seen_destination = false;
@@ -148,6 +151,7 @@ fn split_cluster(
                 return Ok((non_empty(kept), next_arg));
             }
             _ if ssh_opts::kind(c) == OptKind::Value => {
+                cli.stdio_forward |= c == 'W';
                 if c == 'o' {
                     let v = if rest.is_empty() {
                         next.map(|n| n.as_bytes())

@@ -74,6 +74,13 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "with -M 0: the ServerAliveCountMax added to ssh's options",
     ),
     (
+        "AUTOSSH_SESSION_PROBE",
+        "yes",
+        "with -M 0: probe the tunnel through the SSH session (a channel to a path that cannot \
+         exist, refused by the server: no port, no server-side service, one log line on the \
+         server per probe); no turns it off",
+    ),
+    (
         "AUTOSSH_STATUSFILE",
         "unset",
         "JSON status file (state, since, ssh pid, restarts and reasons, RTTs, settings), \

@@ -27,6 +27,11 @@ impl Time {
     pub fn since(self, earlier: Time) -> Duration {
         self.0.saturating_sub(earlier.0)
     }
+
+    /// The time `d` before `self` (the clock's origin at the earliest).
+    pub fn before(self, d: Duration) -> Time {
+        Time(self.0.saturating_sub(d))
+    }
 }
 
 impl Add<Duration> for Time {

@@ -60,6 +60,23 @@ pub fn classify(line: &str) -> Option<Complaint> {
     None
 }
 
+/// ssh's message when the server refused a channel and said no more than "open failed":
+/// what the session probe's channel (to a path that cannot exist) draws, whether the server
+/// tried the path ("connect failed") or forbids such forwards ("administratively
+/// prohibited"). A user's own TCP forward that fails says why ("Connection refused").
+pub fn is_session_probe_refusal(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("channel ") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0
+        && matches!(
+            &rest[digits..],
+            ": open failed: connect failed: open failed"
+                | ": open failed: administratively prohibited: open failed"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +134,22 @@ mod tests {
             kind("Warning: Permanently added '[h]:22' (ED25519) to the list"),
             "-"
         );
+    }
+
+    #[test]
+    fn the_session_probes_refusals_are_told_from_a_users_failed_forward() {
+        assert!(is_session_probe_refusal(
+            "channel 3: open failed: connect failed: open failed"
+        ));
+        assert!(is_session_probe_refusal(
+            "channel 12: open failed: administratively prohibited: open failed"
+        ));
+        assert!(!is_session_probe_refusal(
+            "channel 3: open failed: connect failed: Connection refused"
+        ));
+        assert!(!is_session_probe_refusal(
+            "channel : open failed: connect failed: open failed"
+        ));
+        assert!(!is_session_probe_refusal("Permission denied (publickey)."));
     }
 }

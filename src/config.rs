@@ -38,6 +38,11 @@ pub struct Settings {
     pub statusfile: Option<PathBuf>,
     /// `AUTOSSH_METRICSFILE`: Prometheus text, rewritten atomically.
     pub metricsfile: Option<PathBuf>,
+    /// `AUTOSSH_SESSION_PROBE` (default on): with `-M 0`, probe the tunnel through the SSH
+    /// session itself (a refused channel to a unix socket path; see `docs/operations.md`).
+    pub session_probe: bool,
+    /// `-W`: ssh forwards stdio and clears every other forward (the session probe's too).
+    pub stdio_forward: bool,
 }
 
 impl Settings {
@@ -127,6 +132,18 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
     let serveralive_interval = number("AUTOSSH_SERVERALIVE_INTERVAL", 0, DAY)?.unwrap_or(60) as u32;
     let serveralive_count_max =
         number("AUTOSSH_SERVERALIVE_COUNT_MAX", 1, 1000)?.unwrap_or(3) as u32;
+    let session_probe = match text("AUTOSSH_SESSION_PROBE")?.as_deref() {
+        None | Some("") => true,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" | "true" => true,
+            "0" | "no" | "off" | "false" => false,
+            _ => {
+                return Err(usage(format!(
+                    "AUTOSSH_SESSION_PROBE: invalid value {v:?} (yes or no)"
+                )))
+            }
+        },
+    };
     Ok(Settings {
         ssh_path,
         monitor,
@@ -147,6 +164,8 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         user_o_keys: cli.ssh_o_values.iter().map(|v| o_key(v)).collect(),
         statusfile,
         metricsfile,
+        session_probe,
+        stdio_forward: cli.stdio_forward,
         ssh_args: cli.ssh_args,
     })
 }
@@ -258,6 +277,7 @@ mod tests {
             ("AUTOSSH_PORT", "5:0"),
             ("AUTOSSH_PATH", ""),
             ("AUTOSSH_SERVERALIVE_COUNT_MAX", "0"),
+            ("AUTOSSH_SESSION_PROBE", "maybe"),
         ] {
             let err = settings(&[(k, v)], &["h"]).unwrap_err().to_string();
             assert!(err.contains(k), "{k}={v}: {err}");
@@ -265,6 +285,25 @@ mod tests {
         let long = "x".repeat(65);
         assert!(settings(&[("AUTOSSH_MESSAGE", &long)], &["h"]).is_err());
         assert!(settings(&[("AUTOSSH_MESSAGE", "a\nb")], &["h"]).is_err());
+    }
+
+    #[test]
+    fn the_session_probe_is_on_unless_turned_off() {
+        assert!(settings(&[], &["h"]).unwrap().session_probe);
+        for v in ["0", "no", "OFF", "false"] {
+            let s = settings(&[("AUTOSSH_SESSION_PROBE", v)], &["h"]).unwrap();
+            assert!(!s.session_probe, "{v}");
+        }
+        assert!(
+            settings(&[("AUTOSSH_SESSION_PROBE", "yes")], &["h"])
+                .unwrap()
+                .session_probe
+        );
+        assert!(
+            settings(&[], &["-W", "db:5432", "h"])
+                .unwrap()
+                .stdio_forward
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod path;
 pub mod pidfile;
 pub mod probe;
+pub mod probe_conn;
 pub mod reach;
 pub mod report;
 pub mod run;

@@ -1,13 +1,17 @@
 //! The monitor's sockets: the probe connection to ssh's `-L` port and, in loop mode, the
-//! listener on port+1 where the probe comes back through the server. Non-blocking, driven
-//! by the event loop; outcomes are reported to the supervisor as events.
+//! listener on port+1 where the probe comes back through the server; with `-M 0`, the
+//! connection to the session probe's unix-socket forward. Non-blocking, driven by the event
+//! loop; outcomes are reported to the supervisor as events.
 
 use crate::probe::{compare, Echo};
+use crate::probe_conn::{ProbeConn, Target};
 use crate::supervisor::{Event, ProbeFailure};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Token of the loop-mode listener.
 pub const LISTENER: Token = Token(2);
@@ -50,44 +54,83 @@ struct Inbound {
     order: u64,
 }
 
-/// The probe being made: its connection to ssh's `-L` port.
+/// The probe being made: its connection to ssh's `-L` port or probe socket.
 struct Current {
     seq: u64,
     bytes: Vec<u8>,
-    stream: TcpStream,
+    stream: ProbeConn,
     state: OutState,
 }
 
-/// Whether the echo comes back on the same connection or through the loop.
+/// How the probe comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Through the server and back to our listener (`-L N`, `-R N` to port N+1).
     Loop,
+    /// On the same connection, from an echo service on the server.
     Echo,
+    /// The session probe (`-M 0`): ssh asks the server to open a channel to a unix socket
+    /// path that cannot exist; the server's refusal, which makes ssh close our connection,
+    /// is the answer. Nothing is written.
+    Session,
 }
+
+/// ssh's session-probe messages ("channel 3: open failed: connect failed: open failed")
+/// are looked for this long after a session probe ended.
+const SESSION_CHATTER: Duration = Duration::from_secs(2);
 
 /// The monitor's sockets.
 pub struct Monitor {
     mode: Mode,
-    /// ssh's `-L` port on 127.0.0.1.
-    target: SocketAddr,
+    /// ssh's `-L` port on 127.0.0.1, or the session probe's socket.
+    target: Target,
     listener: Option<TcpListener>,
     current: Option<Current>,
     inbound: Vec<Option<Inbound>>,
     accepted: u64,
+    /// When the last probe ended (the session probe's messages from ssh come after it).
+    last_end: Option<Instant>,
 }
 
 impl Monitor {
     /// Loop mode: `listener` is already bound to 127.0.0.1:port+1.
     pub fn new(mode: Mode, local_port: u16, listener: Option<std::net::TcpListener>) -> Monitor {
         let listener = listener.filter(|l| l.set_nonblocking(true).is_ok());
+        let target = Target::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, local_port)));
+        Monitor::with_target(mode, target, listener.map(TcpListener::from_std))
+    }
+
+    /// The session probe through ssh's forward of the unix socket `socket`.
+    pub fn session(socket: PathBuf) -> Monitor {
+        Monitor::with_target(Mode::Session, Target::Unix(socket), None)
+    }
+
+    fn with_target(mode: Mode, target: Target, listener: Option<TcpListener>) -> Monitor {
         Monitor {
             mode,
-            target: SocketAddr::from((Ipv4Addr::LOCALHOST, local_port)),
-            listener: listener.map(TcpListener::from_std),
+            target,
+            listener,
             current: None,
             inbound: (0..INBOUND_SLOTS).map(|_| None).collect(),
             accepted: 0,
+            last_end: None,
         }
+    }
+
+    /// The local TCP port probes go to (ssh's `-L` monitor forward), if any.
+    pub fn local_port(&self) -> Option<u16> {
+        match &self.target {
+            Target::Tcp(a) => Some(a.port()),
+            Target::Unix(_) => None,
+        }
+    }
+
+    /// Whether an ssh message about a refused channel can be the session probe's: a
+    /// session probe is in flight or ended moments ago.
+    pub fn session_probe_recent(&self) -> bool {
+        self.mode == Mode::Session
+            && (self.current.is_some()
+                || self.last_end.is_some_and(|t| t.elapsed() < SESSION_CHATTER))
     }
 
     /// Registers the listener (loop mode).
@@ -108,11 +151,17 @@ impl Monitor {
     /// Starts probe `seq` with these bytes. A connect that fails at once is reported now.
     pub fn send(&mut self, registry: &Registry, seq: u64, bytes: Vec<u8>) -> Option<Event> {
         self.drop_probe(registry);
-        let mut stream = match TcpStream::connect(self.target) {
+        let mut stream = match ProbeConn::connect(&self.target) {
             Ok(s) => s,
             Err(e) => return Some(failed(seq, ProbeFailure::Refused(e.to_string()))),
         };
         let state = OutState::Connecting;
+        // The session probe writes nothing: connecting is the whole request.
+        let bytes = if self.mode == Mode::Session {
+            Vec::new()
+        } else {
+            bytes
+        };
         if let Err(e) = registry.register(&mut stream, PROBE, state.interest()) {
             return Some(failed(seq, ProbeFailure::Refused(e.to_string())));
         }
@@ -129,6 +178,7 @@ impl Monitor {
     pub fn drop_probe(&mut self, registry: &Registry) {
         if let Some(mut c) = self.current.take() {
             let _ = registry.deregister(&mut c.stream);
+            self.last_end = Some(Instant::now());
         }
         for slot in self.inbound.iter_mut() {
             if let Some(mut i) = slot.take() {
@@ -295,11 +345,9 @@ fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
                     Ok(None) => {}
                     Ok(Some(e)) | Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
                 }
-                match cur.stream.peer_addr() {
-                    Ok(_) => cur.state = OutState::Writing { written: 0 },
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        return Ok(Progress::Pending)
-                    }
+                match cur.stream.connected() {
+                    Ok(true) => cur.state = OutState::Writing { written: 0 },
+                    Ok(false) => return Ok(Progress::Pending),
                     Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
                 }
             }
@@ -316,6 +364,20 @@ fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
                     }
                 }
                 cur.state = OutState::Sent { got: Vec::new() };
+            }
+            OutState::Sent { .. } if mode == Mode::Session => {
+                // ssh closes our connection once the server refused the channel: any end
+                // (or, were the channel ever opened, any byte) is the session answering.
+                let mut buf = [0u8; 512];
+                loop {
+                    match cur.stream.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Progress::Pending)
+                        }
+                        _ => return Ok(Progress::Echoed),
+                    }
+                }
             }
             OutState::Sent { got } => {
                 let mut buf = [0u8; 512];
@@ -336,7 +398,7 @@ fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
                     (Mode::Echo, Echo::Wrong) => Err(ProbeFailure::WrongBytes),
                     (Mode::Echo, Echo::Partial) => Ok(Progress::Pending),
                     // Loop mode: nothing should come back on this connection; ignore it.
-                    (Mode::Loop, _) => {
+                    (Mode::Loop | Mode::Session, _) => {
                         got.clear();
                         Ok(Progress::Pending)
                     }

@@ -1,7 +1,7 @@
 //! Looks at ssh's TCP connection to the server (from /proc) while a probe is late, to tell a
 //! silent server session from a slow or lossy network.
 
-use crate::supervisor::PathState;
+use crate::supervisor::{PathState, Waiting};
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -39,6 +39,9 @@ pub struct Transport {
     fd: Option<u32>,
     scans: u32,
     retransmissions: Retransmissions,
+    /// When ssh last sent to the server, as of the last look at the applications that found
+    /// none waiting: until ssh sends again, no new request can be waiting.
+    nothing_waiting_after: Option<std::time::Instant>,
 }
 
 /// When ssh's connection was last seen to retransmit for real. A retransmission the server
@@ -50,10 +53,23 @@ struct Retransmissions {
     unexplained: u32,
     /// When `unexplained` grew, the last few.
     at: std::collections::VecDeque<std::time::Instant>,
+    /// `tcpi_dsack_dups` at the last look, and when it grew, the last few: the server had
+    /// the data but its acknowledgement did not reach us in time, so the path from the
+    /// server (the one an echo takes) loses packets. A frozen session draws D-SACKed tail
+    /// probes too, so only D-SACKs from before the last moments count as that evidence.
+    dsack_dups: u32,
+    dsacked_at: std::collections::VecDeque<std::time::Instant>,
 }
 
 impl Retransmissions {
     fn update(&mut self, total_retrans: u32, dsack_dups: u32, now: std::time::Instant) {
+        if dsack_dups > self.dsack_dups {
+            if self.dsacked_at.len() == 16 {
+                self.dsacked_at.pop_front();
+            }
+            self.dsacked_at.push_back(now);
+        }
+        self.dsack_dups = dsack_dups;
         let unexplained = total_retrans.saturating_sub(dsack_dups);
         if unexplained > self.unexplained {
             if self.at.len() == 16 {
@@ -75,6 +91,14 @@ impl Retransmissions {
         self.at
             .iter()
             .any(|&t| t + LOSSY_MEMORY >= sent && until.is_none_or(|u| t + u <= sent))
+    }
+
+    /// Whether D-SACKs (loss on the path back from the server) were seen from
+    /// `LOSSY_MEMORY` to `LOSSY_IGNORE_RECENT` before `sent`.
+    fn reverse_loss_seen(&self, sent: std::time::Instant) -> bool {
+        self.dsacked_at
+            .iter()
+            .any(|&t| t + LOSSY_MEMORY >= sent && t + LOSSY_IGNORE_RECENT <= sent)
     }
 }
 
@@ -101,6 +125,7 @@ impl Transport {
             fd: None,
             scans: 0,
             retransmissions: Retransmissions::default(),
+            nothing_waiting_after: None,
         }
     }
 
@@ -138,7 +163,7 @@ impl Transport {
         if let Some(info) = self.info() {
             let sent = std::time::Instant::now() - waited;
             let r = &self.retransmissions;
-            let lossy = r.seen(sent, Some(LOSSY_IGNORE_RECENT));
+            let lossy = r.seen(sent, Some(LOSSY_IGNORE_RECENT)) || r.reverse_loss_seen(sent);
             let judged = judge_tcp_info(&info, waited, lossy);
             log::debug!(
                 "ssh's connection after {} ms: unacked {}, notsent {} B, retransmits {} \
@@ -176,30 +201,87 @@ impl Transport {
         )
     }
 
-    /// Whether the connection is stuck: unacknowledged data and its retransmission timer
-    /// fired `STALL_RETRANSMITS` times in a row (about 6 s without an acknowledgement at the
-    /// minimum RTO). False when the connection cannot be looked at.
-    ///
-    /// Also returns whether ssh has been talking to the server without hearing back: data
-    /// sent within the last second, nothing received for more than a second before that. A
-    /// frozen server session looks like this as soon as the tunnel is used; so does a one-way
-    /// upload, which is why it only brings the next probe forward. One `TCP_INFO` read.
-    ///
-    /// The third value: whether ssh has an established connection to the server at all.
-    pub fn watch(&mut self) -> (bool, bool, bool) {
-        let Some(i) = self.info() else {
-            return (false, false, false);
+    /// One `TCP_INFO` read of the server connection: whether it is stuck (unacknowledged
+    /// data and its retransmission timer fired `STALL_RETRANSMITS` times in a row, about 6 s
+    /// without an acknowledgement at the minimum RTO; see [`is_stalled`]) and when data last
+    /// moved each way. `None` while ssh has no established connection to the server.
+    pub fn watch(&mut self) -> Option<Look> {
+        let i = self.info()?;
+        Some(Look {
+            stalled: is_stalled(&i),
+            sent_ago: Duration::from_millis(i.tcpi_last_data_sent.into()),
+            recv_ago: Duration::from_millis(i.tcpi_last_data_recv.into()),
+        })
+    }
+
+    /// How long the applications using ssh's `-L`/`-D` forwards have been waiting for an
+    /// answer: on every connection ssh accepted on one of its listeners (but the monitor's
+    /// own port `skip`), the age of the application's latest bytes when ssh has delivered
+    /// nothing to it since; the longest such wait. A connection on which nothing has moved
+    /// yet counts from its accept (a protocol where the server speaks first). Reads ssh's
+    /// descriptor table, so the caller does it only when the server has gone quiet, and it
+    /// is not read again while ssh has sent the server nothing new (`server_sent`: since
+    /// ssh last sent to the server, when known).
+    pub fn app_waiting(&mut self, skip: Option<u16>, server_sent: Option<Duration>) -> Waiting {
+        let Some(pidfd) = self.pidfd.as_ref().map(|p| p.as_raw_fd()) else {
+            return Waiting::NotLooked;
         };
-        let stalled = is_stalled(&i);
-        let unanswered =
-            i.tcpi_last_data_sent < 1000 && i.tcpi_last_data_recv > i.tcpi_last_data_sent + 1000;
-        (stalled, unanswered, true)
+        let last_send = server_sent.and_then(|a| std::time::Instant::now().checked_sub(a));
+        let same = |a: std::time::Instant, b: std::time::Instant| {
+            a.max(b).duration_since(a.min(b)) < Duration::from_millis(20)
+        };
+        if let (Some(seen), Some(last)) = (self.nothing_waiting_after, last_send) {
+            if same(seen, last) {
+                return Waiting::Nothing;
+            }
+        }
+        let Some(sockets) = socket_inodes(self.pid) else {
+            return Waiting::NotLooked;
+        };
+        let (listening, established) = tcp_sockets(pidfd, &sockets);
+        // The longest wait we are sure of, else the longest we are not.
+        let longest = established
+            .iter()
+            .filter(|(_, port, _)| listening.contains(port) && Some(*port) != skip)
+            .filter_map(|(_, _, i)| app_wait(i))
+            .max_by_key(|&(waited, sure)| (sure, waited));
+        match longest {
+            Some((waited, sure)) => Waiting::For { waited, sure },
+            None => {
+                self.nothing_waiting_after = last_send;
+                Waiting::Nothing
+            }
+        }
     }
 
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
     pub fn has_tcp_info(&mut self) -> bool {
         self.info().is_some()
     }
+}
+
+/// What one look at the server connection shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    pub stalled: bool,
+    /// Since ssh last sent data to the server.
+    pub sent_ago: Duration,
+    /// Since ssh last received data from the server.
+    pub recv_ago: Duration,
+}
+
+/// How long the application on a connection ssh accepted has waited for an answer, and
+/// whether that is sure: ssh received its latest bytes after it last delivered any to it,
+/// or it has delivered nothing at all (sure); both in the same millisecond, or nothing
+/// moved at all since the accept (not sure: an answer faster than a millisecond, or an
+/// application that has not spoken yet).
+fn app_wait(i: &libc::tcp_info) -> Option<(Duration, bool)> {
+    let delivered = i.tcpi_bytes_acked > 1;
+    let received = i.tcpi_bytes_received > 0;
+    let (recv, sent) = (i.tcpi_last_data_recv, i.tcpi_last_data_sent);
+    let sure = received && (!delivered || recv < sent);
+    let unsure = !received && !delivered || recv == sent;
+    (sure || unsure).then(|| (Duration::from_millis(recv.into()), sure))
 }
 
 /// The kernel's view of the connection, when it can be had: the probe is late because of
@@ -240,6 +322,19 @@ fn judge_tcp_info(info: &libc::tcp_info, waited: Duration, lossy: bool) -> PathS
 /// the established TCP socket with the lowest descriptor whose local port is not one of
 /// ssh's own listeners (connections accepted on `-L` ports share the listener's port).
 fn server_fd(pidfd: RawFd, sockets: &[(u32, u64)]) -> Option<u32> {
+    let (listening, established) = tcp_sockets(pidfd, sockets);
+    established
+        .into_iter()
+        .filter(|(_, port, _)| !listening.contains(port))
+        .map(|(fd, _, _)| fd)
+        .min()
+}
+
+/// ssh's listening ports, and its established TCP connections: (fd, local port, TCP_INFO).
+type Established = Vec<(u32, u16, libc::tcp_info)>;
+
+/// Looks at each of ssh's sockets through a duplicate (closed at once).
+fn tcp_sockets(pidfd: RawFd, sockets: &[(u32, u64)]) -> (HashSet<u16>, Established) {
     let mut listening = HashSet::new();
     let mut established = Vec::new();
     for &(fd, _) in sockets {
@@ -251,17 +346,13 @@ fn server_fd(pidfd: RawFd, sockets: &[(u32, u64)]) -> Option<u32> {
         };
         if dup.int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(1) {
             listening.insert(port);
-        } else if dup.int_opt(libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
-            && dup.tcp_info().is_some_and(|i| i.tcpi_state == 1)
-        {
-            established.push((fd, port));
+        } else if dup.int_opt(libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP) {
+            if let Some(i) = dup.tcp_info().filter(|i| i.tcpi_state == 1) {
+                established.push((fd, port, i));
+            }
         }
     }
-    established
-        .into_iter()
-        .filter(|(_, port)| !listening.contains(port))
-        .map(|(fd, _)| fd)
-        .min()
+    (listening, established)
 }
 
 /// A duplicate of another process's descriptor, closed on drop.
@@ -524,7 +615,7 @@ mod tests {
     fn inspects_this_process_without_panicking() {
         let mut t = Transport::new(std::process::id());
         let _ = t.inspect(Duration::from_secs(1), None, 0);
-        assert!(!t.watch().0);
+        assert!(!t.watch().is_some_and(|l| l.stalled));
     }
 
     fn judge_tcp_info_t(i: &libc::tcp_info, w: Duration) -> PathState {
@@ -575,6 +666,11 @@ mod tests {
         assert!(!r.seen(s(12), Some(LOSSY_IGNORE_RECENT)));
         assert!(r.seen(s(15), Some(LOSSY_IGNORE_RECENT)));
         assert!(!r.seen(s(71), None), "forgotten after a minute");
+        // The D-SACKs at 2 and 3 s say the path back loses packets: history for a probe
+        // sent 5 s later or more, not for one sent at once.
+        assert!(!r.reverse_loss_seen(s(4)));
+        assert!(r.reverse_loss_seen(s(8)));
+        assert!(!r.reverse_loss_seen(s(64)), "forgotten after a minute");
     }
 
     #[test]

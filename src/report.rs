@@ -15,6 +15,8 @@ pub struct Facts<'a> {
     pub ssh_pid: Option<u32>,
     /// "loop", "echo" or "off".
     pub mode: &'a str,
+    /// `-M 0` with the session probe.
+    pub session_probe: bool,
     pub local_port: Option<u16>,
     pub remote_port: Option<u16>,
     pub echo_port: Option<u16>,
@@ -107,11 +109,12 @@ pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
     let _ = writeln!(o, "  \"rtt_history_ms\": [{}],", hist.join(", "));
     let _ = writeln!(
         o,
-        "  \"monitor\": {{\"mode\": {}, \"local_port\": {}, \"remote_port\": {}, \"echo_port\": {}}},",
+        "  \"monitor\": {{\"mode\": {}, \"local_port\": {}, \"remote_port\": {}, \"echo_port\": {}, \"session_probe\": {}}},",
         json_str(f.mode),
         opt(f.local_port),
         opt(f.remote_port),
-        opt(f.echo_port)
+        opt(f.echo_port),
+        f.session_probe
     );
     let _ = writeln!(
         o,

@@ -16,7 +16,9 @@ use crate::report;
 use crate::sd_notify::SdNotify;
 use crate::ssh_argv::{self, Forwards};
 use crate::ssh_process::SshProcess;
-use crate::supervisor::{Action, Config, Event, PathState, Relocation, Sig, Supervisor};
+use crate::supervisor::{
+    Action, Config, Event, PathState, Relocation, Sig, Supervisor, Traffic, Waiting,
+};
 use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -39,6 +41,7 @@ const SSH_STDERR: Token = Token(1);
 /// Runs autossh to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
     let (forwards, listener) = prepare_monitor(&settings)?;
+    let (forwards, session_socket) = prepare_session_probe(&settings, forwards);
     let mut pidfile = settings.pidfile.as_deref().map(Pidfile::lock).transpose()?;
     let notifier = if settings.daemon {
         let n = daemon::detach()?;
@@ -53,6 +56,7 @@ pub fn run(settings: Settings) -> Result<i32> {
         p.write_pid()?;
     }
     let mut runner = Runner::new(settings, forwards, listener, notifier)?;
+    runner.session_socket = session_socket;
     let code = runner.run();
     runner.cleanup();
     // A last report says "stopped".
@@ -105,6 +109,32 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
                 }
             }
             Err(runtime("no free monitor port pair found on 127.0.0.1"))
+        }
+    }
+}
+
+/// `-M 0`: the session probe's socket directory, unless the probe is turned off or ssh
+/// would drop its forward (`-W`, `ClearAllForwardings`). A directory that cannot be made
+/// leaves `-M 0` as it was, with a warning.
+fn prepare_session_probe(
+    s: &Settings,
+    forwards: Forwards,
+) -> (Forwards, Option<crate::probe_conn::SessionSocket>) {
+    if forwards != Forwards::Off || !s.session_probe {
+        return (forwards, None);
+    }
+    if s.stdio_forward || s.user_o_keys.iter().any(|k| k == "clearallforwardings") {
+        info!("-W or ClearAllForwardings: no session probe; ServerAlive watches the tunnel");
+        return (forwards, None);
+    }
+    match crate::probe_conn::SessionSocket::create(random_u64()) {
+        Ok(sock) => {
+            let socket = sock.path().to_path_buf();
+            (Forwards::Session { socket }, Some(sock))
+        }
+        Err(e) => {
+            warn!("cannot make a directory for the session probe ({e}); ServerAlive only");
+            (forwards, None)
         }
     }
 }
@@ -168,6 +198,8 @@ struct Runner {
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
     sd: Option<SdNotify>,
+    /// The session probe's socket directory (`-M 0`), removed when autossh ends.
+    session_socket: Option<crate::probe_conn::SessionSocket>,
     /// What the last report said and when it was written.
     last_report: Option<(String, Instant)>,
     /// The state last reported and when it began.
@@ -193,6 +225,7 @@ impl Runner {
             .map_err(|e| runtime(format!("poll: {e}")))?;
         let monitor = match forwards {
             Forwards::Off => None,
+            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone())),
             Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener)),
             Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None)),
         };
@@ -217,7 +250,8 @@ impl Runner {
             poll: settings.poll,
             first_poll: settings.first_poll,
             net_timeout: settings.net_timeout(),
-            monitored: monitor.is_some(),
+            monitored: matches!(forwards, Forwards::Loop { .. } | Forwards::Echo { .. }),
+            session_probe: matches!(forwards, Forwards::Session { .. }),
             seed: random_u64(),
         });
         sup.set_remote_monitor_port(forwards.remote_listen_port());
@@ -240,6 +274,7 @@ impl Runner {
             .map(|_| Instant::now());
         Ok(Runner {
             sd,
+            session_socket: None,
             last_report: None,
             state_since: ("starting", Time::now()),
             next_watchdog,
@@ -373,7 +408,16 @@ impl Runner {
     fn on_stderr(&mut self) {
         let Some(ssh) = self.ssh.as_mut() else { return };
         let (lines, eof) = ssh.read_stderr();
+        let session_probe = self
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.session_probe_recent());
         for line in lines {
+            if session_probe && crate::complaint::is_session_probe_refusal(&line) {
+                // The server refusing the session probe's channel: the answer we wanted.
+                debug!("ssh: {line}");
+                continue;
+            }
             info!("ssh: {line}");
             if let Some(c) = classify(&line) {
                 self.queue.push_back(Event::SshSaid(c));
@@ -454,18 +498,7 @@ impl Runner {
                 self.queue.extend(e);
             }
             Action::StopReach => self.reach.stop(self.poll.registry()),
-            Action::InspectStall => {
-                let (stalled, unanswered, connected) = match self.transport.as_mut() {
-                    Some(t) if !self.proxied => t.watch(),
-                    // Through a proxy nothing can be seen: take ssh as connected.
-                    _ => (false, false, true),
-                };
-                self.queue.push_back(Event::Connected(connected));
-                self.queue.push_back(Event::Stall(stalled));
-                if unanswered {
-                    self.queue.push_back(Event::Unanswered);
-                }
-            }
+            Action::InspectStall => self.watch_ssh(),
             Action::Exit(code) => {
                 if code != 0 {
                     if let Some(n) = self.notifier.as_mut() {
@@ -478,8 +511,46 @@ impl Runner {
         None
     }
 
+    /// Looks at ssh's server connection (stall, connected) and, when the server has gone
+    /// quiet while it owes an answer, at what the applications using the tunnel wait for.
+    fn watch_ssh(&mut self) {
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        let look = if self.proxied { None } else { t.watch() };
+        // Through a proxy the server connection cannot be seen: take ssh as connected.
+        let connected = self.proxied || look.is_some();
+        self.queue.push_back(Event::Connected(connected));
+        self.queue
+            .push_back(Event::Stall(look.is_some_and(|l| l.stalled)));
+        if !self.sup.watching_requests() {
+            return;
+        }
+        let threshold = self.sup.unanswered_threshold();
+        // An application's request reaches the server: ssh's last send is no older than
+        // its last receive (on loopback both fall in the same millisecond).
+        let server_quiet = match look {
+            Some(l) => l.sent_ago <= l.recv_ago && l.recv_ago >= threshold,
+            None => self.proxied,
+        };
+        let waiting = if server_quiet {
+            let skip = self.monitor.as_ref().and_then(|m| m.local_port());
+            t.app_waiting(skip, look.map(|l| l.sent_ago))
+        } else {
+            Waiting::NotLooked
+        };
+        self.queue.push_back(Event::Traffic(Traffic {
+            server_sent: look.map(|l| l.sent_ago),
+            server_recv: look.map(|l| l.recv_ago),
+            waiting,
+        }));
+    }
+
     fn spawn(&mut self) {
-        let argv = ssh_argv::build(&self.settings, self.forwards);
+        if let Some(s) = &self.session_socket {
+            s.clear();
+        }
+        let argv = ssh_argv::build(&self.settings, &self.forwards);
         debug!(
             "execing {} {}",
             self.settings.ssh_path.to_string_lossy(),
@@ -525,7 +596,8 @@ impl Runner {
 
     /// Moves loop mode's remote port to the next pair.
     fn relocate(&mut self, why: Relocation) {
-        if let Forwards::Loop { local, remote } = self.forwards {
+        if let Forwards::Loop { local, remote } = &self.forwards {
+            let (local, remote) = (*local, *remote);
             let next = if remote >= 65533 { 20000 } else { remote + 2 };
             match why {
                 Relocation::Busy => info!("next ssh uses remote monitor port {next}"),
@@ -598,7 +670,7 @@ impl Runner {
 
     fn facts(&self) -> report::Facts<'static> {
         let (mode, local, remote, echo) = match self.forwards {
-            Forwards::Off => ("off", None, None, None),
+            Forwards::Off | Forwards::Session { .. } => ("off", None, None, None),
             Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
             Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
         };
@@ -606,6 +678,7 @@ impl Runner {
             state_since: self.state_since.1,
             ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
             mode,
+            session_probe: matches!(self.forwards, Forwards::Session { .. }),
             local_port: local,
             remote_port: remote,
             echo_port: echo,
@@ -641,5 +714,6 @@ impl Runner {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+        self.session_socket = None;
     }
 }

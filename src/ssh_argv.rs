@@ -2,12 +2,20 @@
 
 use crate::config::Settings;
 use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The remote end of the session probe's forward: a path that can never exist (`/dev/null`
+/// is not a directory), so the server refuses the channel at once, and its log says what
+/// asked.
+pub const SESSION_PROBE_PATH: &str = "/dev/null/autossh-session-probe";
 
 /// The monitor forwards of the ssh being started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forwards {
-    /// `-M 0`.
+    /// `-M 0` without the session probe.
     Off,
+    /// `-M 0` with the session probe: `-L socket:/dev/null/autossh-session-probe`.
+    Session { socket: PathBuf },
     /// Loop mode: `-L local:127.0.0.1:remote -R remote:127.0.0.1:local+1`. `remote` starts
     /// equal to `local` (1.4g) and moves when the server holds it.
     Loop { local: u16, remote: u16 },
@@ -26,11 +34,15 @@ impl Forwards {
 }
 
 /// The complete argv after the program name.
-pub fn build(s: &Settings, fwd: Forwards) -> Vec<OsString> {
+pub fn build(s: &Settings, fwd: &Forwards) -> Vec<OsString> {
     let mut v: Vec<OsString> = Vec::with_capacity(s.ssh_args.len() + 8);
     let mut push = |a: String| v.push(OsString::from(a));
-    match fwd {
+    match *fwd {
         Forwards::Off => {}
+        Forwards::Session { ref socket } => {
+            push("-L".into());
+            push(format!("{}:{SESSION_PROBE_PATH}", socket.display()));
+        }
         Forwards::Loop { local, remote } => {
             push("-L".into());
             push(format!("{local}:127.0.0.1:{remote}"));
@@ -43,7 +55,8 @@ pub fn build(s: &Settings, fwd: Forwards) -> Vec<OsString> {
         }
     }
     let user_set = |key: &str| s.user_o_keys.iter().any(|k| k == key);
-    if fwd == Forwards::Off
+    let m0 = matches!(fwd, Forwards::Off | Forwards::Session { .. });
+    if m0
         && s.serveralive_interval > 0
         && !user_set("serveraliveinterval")
         && !user_set("serveralivecountmax")
@@ -71,7 +84,7 @@ mod tests {
     }
 
     fn argv(args: &[&str], fwd: Forwards) -> Vec<String> {
-        build(&settings(args), fwd)
+        build(&settings(args), &fwd)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -134,5 +147,19 @@ mod tests {
         assert!(!a.iter().any(|x| x.starts_with("ServerAlive")));
         let a = argv(&["-oExitOnForwardFailure=no", "h"], Forwards::Off);
         assert!(!a.contains(&"ExitOnForwardFailure=yes".to_string()));
+    }
+
+    #[test]
+    fn the_session_probe_forwards_a_unix_socket_to_a_path_that_cannot_exist() {
+        let socket = PathBuf::from("/tmp/autossh-1/probe.sock");
+        let a = argv(&["-N", "h"], Forwards::Session { socket });
+        assert_eq!(
+            a[..2],
+            [
+                "-L",
+                "/tmp/autossh-1/probe.sock:/dev/null/autossh-session-probe"
+            ]
+        );
+        assert!(a.contains(&"ServerAliveInterval=60".to_string()));
     }
 }

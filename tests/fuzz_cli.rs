@@ -196,7 +196,7 @@ fn whole_chain(args: &[OsString], env: &HashMap<String, OsString>) -> Result<(),
     let cli = cli::parse(args.iter().cloned()).map_err(|e| e.to_string())?;
     let settings = config::from_env(cli, |k| env.get(k).cloned()).map_err(|e| e.to_string())?;
     for f in forwards_for(&settings) {
-        let argv = ssh_argv::build(&settings, f);
+        let argv = ssh_argv::build(&settings, &f);
         assert!(
             argv.ends_with(&settings.ssh_args),
             "build must end with the user's args"
@@ -640,7 +640,7 @@ proptest! {
         let settings = config::from_env(cli.clone(), |_| None)
             .map_err(|e| TestCaseError::fail(format!("settings: {e}")))?;
         for f in forwards_for(&settings) {
-            let argv = ssh_argv::build(&settings, f);
+            let argv = ssh_argv::build(&settings, &f);
             prop_assert!(argv.ends_with(&cli.ssh_args), "{}", show(&argv));
         }
     }

@@ -290,7 +290,48 @@ fn argv_seen(args: &[&str]) -> Vec<String> {
     let fake = FakeSsh::new(&dir, &["exit 0"]);
     let p = autossh(&dir, &fake, &[("AUTOSSH_GATETIME", "0")], args);
     assert_eq!(exit_code(&p, &fake), 0, "{}", p.describe());
-    fake.runs().remove(0)
+    without_session_probe(fake.runs().remove(0))
+}
+
+/// `-M 0`'s session probe forward (`-L <socket>:/dev/null/autossh-session-probe`) comes
+/// first when it is on; these tests are about the user's arguments, so it is taken off.
+fn without_session_probe(mut argv: Vec<String>) -> Vec<String> {
+    if argv.len() >= 2 && argv[0] == "-L" && argv[1].ends_with(":/dev/null/autossh-session-probe") {
+        argv.drain(..2);
+    }
+    argv
+}
+
+#[test]
+fn m0_has_the_session_probe_unless_stdio_forwarding_or_turned_off() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let dir = TestDir::new();
+        let fake = FakeSsh::new(&dir, &["exit 0"]);
+        let mut env = env.to_vec();
+        env.push(("AUTOSSH_GATETIME", "0"));
+        let p = autossh(&dir, &fake, &env, args);
+        assert_eq!(exit_code(&p, &fake), 0, "{}", p.describe());
+        fake.runs().remove(0)
+    };
+    let argv = run(&[], &["-M", "0", "-N", "host"]);
+    assert_eq!(argv[0], "-L", "{argv:?}");
+    assert!(
+        argv[1].ends_with("/probe.sock:/dev/null/autossh-session-probe"),
+        "{argv:?}"
+    );
+    let argv = run(&[], &["-M", "0", "-W", "db:5432", "host"]);
+    assert!(
+        !argv.iter().any(|a| a.contains("session-probe")),
+        "{argv:?}"
+    );
+    let argv = run(
+        &[("AUTOSSH_SESSION_PROBE", "no")],
+        &["-M", "0", "-N", "host"],
+    );
+    assert!(
+        !argv.iter().any(|a| a.contains("session-probe")),
+        "{argv:?}"
+    );
 }
 
 const KEEPALIVE: [&str; 6] = [

@@ -22,12 +22,20 @@ const CONFIRM_FLOOR: Duration = Duration::from_secs(15);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
+/// A session probe not yet answered 15 s after the start is retried this often.
+const SESSION_RETRY_MAX_GAP: Duration = Duration::from_secs(30);
+/// A probe drawn by an unanswered request is judged sooner: the session had already been
+/// silent for the request's threshold (at least [`unanswered::FLOOR`]) before it left.
+const DRAWN_PATIENCE_FLOOR: Duration = Duration::from_millis(400);
 /// A probe late on a full link (the server keeps sending) is given up after this long.
 const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
-/// An early probe is not worth it when the regular one is this close.
-const EARLY_PROBE_MIN: Duration = Duration::from_millis(1500);
-/// How often ssh's connection is looked at for a stall.
+/// How often ssh's connection is looked at for a stall, and for unanswered requests.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// ... while data moved on it within [`ACTIVE_WITHIN`].
+const WATCH_ACTIVE: Duration = Duration::from_millis(250);
+const ACTIVE_WITHIN: Duration = Duration::from_secs(2);
+/// ... while the server owes ssh an answer: an unanswered request is seen within this.
+const WATCH_OWED: Duration = Duration::from_millis(100);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -41,8 +49,11 @@ pub struct Config {
     pub poll: Duration,
     pub first_poll: Duration,
     pub net_timeout: Duration,
-    /// Whether probes run (false with `-M 0`).
+    /// Whether probes run through monitor ports (false with `-M 0`).
     pub monitored: bool,
+    /// `-M 0` with the session probe: ServerAlive as without it, and once a probe has come
+    /// back through the session, watched like a monitored tunnel.
+    pub session_probe: bool,
     /// Seed for the backoff's jitter.
     pub seed: u64,
 }
@@ -124,9 +135,9 @@ pub enum Event {
     ReachUnknown,
     /// Answer to [`Action::InspectStall`]: ssh's server connection is stuck retransmitting.
     Stall(bool),
-    /// Also after [`Action::InspectStall`]: ssh sent data lately and the server has not
-    /// answered for over a second. Brings the next probe forward.
-    Unanswered,
+    /// Also after [`Action::InspectStall`]: the traffic on ssh's sockets, and how long
+    /// applications have waited for answers (see [`Supervisor::unanswered_threshold`]).
+    Traffic(Traffic),
     /// Also after [`Action::InspectStall`]: whether ssh has an established connection to
     /// the server (false while it is still connecting).
     Connected(bool),
@@ -176,7 +187,7 @@ pub enum Relocation {
 /// Where the monitor of the current ssh stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// No monitor (`-M 0`).
+    /// No monitor ports (`-M 0`): ServerAlive only, until a session probe (if on) answers.
     Unmonitored,
     /// Started, not yet proven: probes come quickly; failures are retried.
     Confirming { attempt: u32 },
@@ -215,6 +226,8 @@ pub enum State {
 struct InFlight {
     seq: u64,
     sent: Time,
+    /// Sent because a request through the tunnel went unanswered.
+    drawn: bool,
 }
 
 /// The supervisor.
@@ -258,9 +271,10 @@ pub struct Supervisor {
     blind: bool,
     /// ssh has an established connection to the server (as last watched).
     ssh_connected: bool,
-    /// When the last early probe was sent: at most one a poll, so a one-way upload cannot
-    /// double the probe rate.
-    early_probe_at: Option<Time>,
+    /// Requests through the tunnel that went unanswered, and the probes they drew.
+    unanswered: Unanswered,
+    /// Session probes of this ssh that failed before one came back.
+    session_tries: u32,
     stats: Stats,
 }
 
@@ -289,7 +303,8 @@ impl Supervisor {
             backoff_until: Time::from_origin(Duration::ZERO),
             ready_sent: false,
             hard_look: false,
-            early_probe_at: None,
+            unanswered: Unanswered::default(),
+            session_tries: 0,
             blind: false,
             ssh_connected: false,
             stats: Stats::default(),
@@ -355,7 +370,7 @@ impl Supervisor {
             Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
-            Event::Unanswered => self.on_unanswered(now),
+            Event::Traffic(t) => self.on_traffic(t, now, &mut out),
             Event::Connected(c) => {
                 self.ssh_connected = c;
                 if c && self.blind {
@@ -412,7 +427,7 @@ impl Supervisor {
             }
             Timer::Probe => {
                 if matches!(self.state, State::Running { .. }) {
-                    self.send_probe(now, out);
+                    self.send_probe(now, false, out);
                 }
             }
             Timer::ProbeSoft => {
@@ -481,6 +496,7 @@ impl Supervisor {
         self.complaint = None;
         self.server_silent = false;
         self.stalled = false;
+        self.unanswered.reset();
         self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
@@ -495,6 +511,10 @@ impl Supervisor {
                 Timer::Settled,
                 now + self.cfg.gate_time.max(Duration::from_secs(1)),
             );
+            if self.cfg.session_probe {
+                self.session_tries = 0;
+                self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+            }
             Phase::Unmonitored
         };
         self.state = State::Running { phase };
@@ -593,7 +613,10 @@ impl Supervisor {
                     self.stop_checks(out);
                     self.spawn(now, out);
                 }
-                State::Running { .. } if self.in_flight.is_none() && self.cfg.monitored => {
+                State::Running { .. }
+                    if self.in_flight.is_none()
+                        && (self.cfg.monitored || self.cfg.session_probe) =>
+                {
                     info!("SIGHUP: probing the tunnel now");
                     self.timers.set(Timer::Probe, now);
                 }
@@ -662,19 +685,52 @@ impl Supervisor {
         self.stop_ssh(Then::Restart { paced }, now, out);
     }
 
-    /// ssh talks and the server does not answer: probe now rather than at the next poll,
-    /// at most once a poll.
-    fn on_unanswered(&mut self, now: Time) {
-        let up = self.state == (State::Running { phase: Phase::Up });
-        let due = self.timers.get(Timer::Probe);
-        let early_enough = due.is_some_and(|d| d.since(now) > EARLY_PROBE_MIN);
-        let allowed = self
-            .early_probe_at
-            .is_none_or(|t| now.since(t) >= self.cfg.poll);
-        if up && self.in_flight.is_none() && early_enough && allowed {
-            debug!("ssh talks and the server has not answered for a second: probing now");
-            self.early_probe_at = Some(now);
-            self.timers.set(Timer::Probe, now);
+    /// Whether unanswered requests are watched now (a tunnel proven by a probe).
+    pub fn watching_requests(&self) -> bool {
+        self.state == (State::Running { phase: Phase::Up })
+    }
+
+    /// How long an application's request must go unanswered, with the server silent as
+    /// long, before it draws a probe: `max(500 ms, 2·srtt + 4·rttvar)` of the probes' RTT.
+    pub fn unanswered_threshold(&self) -> Duration {
+        self.rtt.patience(
+            unanswered::FLOOR,
+            self.cfg.net_timeout.max(unanswered::FLOOR),
+        )
+    }
+
+    /// A look at ssh's sockets: look again sooner while the tunnel carries traffic, and
+    /// probe now when an application's request has gone unanswered (whatever the poll).
+    fn on_traffic(&mut self, t: Traffic, now: Time, out: &mut Vec<Action>) {
+        if self.state != (State::Running { phase: Phase::Up }) {
+            return;
+        }
+        let again = if t.server_owes() {
+            WATCH_OWED
+        } else if t.active(ACTIVE_WITHIN) {
+            WATCH_ACTIVE
+        } else {
+            WATCH_EVERY
+        };
+        if self
+            .timers
+            .get(Timer::Watch)
+            .is_some_and(|at| now + again < at)
+        {
+            self.timers.set(Timer::Watch, now + again);
+        }
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.unanswered.look(&t, self.unanswered_threshold(), now) {
+            if let Waiting::For { waited: w, .. } = t.waiting {
+                debug!(
+                    "a request through the tunnel unanswered for {} ms, the server silent: \
+                     probing now",
+                    ms(w)
+                );
+            }
+            self.send_probe(now, true, out);
         }
     }
 
@@ -729,22 +785,26 @@ impl Supervisor {
         }
     }
 
-    fn send_probe(&mut self, now: Time, out: &mut Vec<Action>) {
+    fn send_probe(&mut self, now: Time, drawn: bool, out: &mut Vec<Action>) {
         if self.in_flight.is_some() {
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight = Some(InFlight { seq, sent: now });
-        let confirming = matches!(
-            self.state,
-            State::Running {
-                phase: Phase::Confirming { .. }
-            }
-        );
+        self.in_flight = Some(InFlight {
+            seq,
+            sent: now,
+            drawn,
+        });
+        let confirming = self.state != (State::Running { phase: Phase::Up });
         let hard = self.cfg.net_timeout;
         if !confirming {
-            let soft = self.rtt.patience(PATIENCE_FLOOR.min(hard), hard);
+            let floor = if drawn {
+                DRAWN_PATIENCE_FLOOR
+            } else {
+                PATIENCE_FLOOR
+            };
+            let soft = self.rtt.patience(floor.min(hard), hard);
             if soft < hard {
                 self.timers.set(Timer::ProbeSoft, now + soft);
             }
@@ -773,7 +833,20 @@ impl Supervisor {
         let rtt = now.since(p.sent);
         self.rtt.sample(rtt);
         self.stats.record_rtt(rtt);
-        if let State::Running {
+        if self.state
+            == (State::Running {
+                phase: Phase::Unmonitored,
+            })
+        {
+            // The session probe answered: from now on the tunnel is watched by probes.
+            match self.stats.up_since {
+                Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
+                None => info!("tunnel up, session probe rtt {} ms", ms(rtt)),
+            }
+            self.down_since = None;
+            self.state = State::Running { phase: Phase::Up };
+            self.became_up(now, out);
+        } else if let State::Running {
             phase: Phase::Confirming { .. },
         } = self.state
         {
@@ -830,9 +903,15 @@ impl Supervisor {
         match path {
             PathState::Quiet => {
                 let waited = now.since(p.sent);
+                let drawn = if p.drawn {
+                    "; a request through the tunnel went unanswered"
+                } else {
+                    ""
+                };
                 self.probe_failed(
                     format!(
-                        "probe timed out after {:.1} s (server acknowledged it, session silent)",
+                        "probe timed out after {:.1} s (server acknowledged it, session \
+                         silent{drawn})",
                         waited.as_secs_f64()
                     ),
                     now,
@@ -874,6 +953,26 @@ impl Supervisor {
                 self.restart_ssh(RestartKind::Probe, why, true, now, out);
                 self.server_silent = true;
             }
+            State::Running {
+                phase: Phase::Unmonitored,
+            } => {
+                // The session probe's socket is not there yet (ssh still authenticating),
+                // or the session does not answer: ServerAlive is still watching; retry, at
+                // most once a second early on, then every 30 s.
+                debug!("session probe: {why}");
+                self.clear_probe(out);
+                let early = self
+                    .started_at
+                    .is_some_and(|s| now.since(s) < CONFIRM_FLOOR);
+                let cap = if early {
+                    CONFIRM_MAX_GAP
+                } else {
+                    SESSION_RETRY_MAX_GAP
+                };
+                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(self.session_tries)).min(cap);
+                self.session_tries += 1;
+                self.timers.set(Timer::Probe, now + gap);
+            }
             _ => self.clear_probe(out),
         }
     }
@@ -903,7 +1002,9 @@ impl Supervisor {
 
 mod recovery;
 mod stats;
+mod unanswered;
 pub use stats::{Restart, RestartKind, Stats};
+pub use unanswered::{Traffic, Unanswered, Waiting};
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ fn cfg() -> Config {
         first_poll: secs(600.0),
         net_timeout: secs(15.0),
         monitored: false,
+        session_probe: false,
         seed: 1,
     }
 }
@@ -765,24 +766,53 @@ fn ready_once_when_the_tunnel_is_first_proven() {
     assert_eq!(s.sup.phase_name(), "up");
 }
 
+fn app_waits(app: f64, server_recv: f64) -> Event {
+    Event::Traffic(Traffic {
+        server_sent: Some(secs(app)),
+        server_recv: Some(secs(server_recv)),
+        waiting: Waiting::For {
+            waited: secs(app),
+            sure: true,
+        },
+    })
+}
+
 #[test]
-fn an_unanswered_tunnel_is_probed_early_once_a_poll() {
+fn an_unanswered_request_draws_a_probe_whatever_the_poll_and_a_silent_session_restarts() {
     let mut s = up(600.0);
     s.advance(10.0);
-    s.ev(Event::Unanswered);
-    let a = s.advance(0.0);
+    // 0.3 s unanswered: not yet; 0.5 s with the server silent as long: probe now.
+    assert!(s.ev(app_waits(0.3, 0.5)).is_empty());
+    let a = s.ev(app_waits(0.5, 0.7));
     assert!(matches!(a[..], [Action::SendProbe { .. }]), "{a:?}");
-    s.echo_all(&a, 0.001);
-    // A second hint soon after changes nothing: one early probe a poll.
-    s.advance(5.0);
-    s.ev(Event::Unanswered);
-    assert!(s.advance(0.0).is_empty());
-    // Not while confirming, nor when the regular probe is due anyway.
-    let mut s = up(4.0);
-    let wait = s.until(Timer::Probe);
-    s.advance(wait.as_secs_f64() - 1.0);
-    s.ev(Event::Unanswered);
-    assert!(s.advance(0.0).is_empty());
+    // Judged after 0.4 s, not the periodic probe's 1 s: acknowledged and silent is dead.
+    assert_eq!(s.advance(0.4), [Action::InspectPath]);
+    let a = s.ev(Event::Path(PathState::Quiet));
+    assert!(a.contains(&Action::TermSsh), "{a:?}");
+}
+
+#[test]
+fn a_slow_answer_draws_a_few_probes_and_no_restart() {
+    let mut s = up(600.0);
+    s.advance(10.0);
+    let mut probes = 0;
+    // A query unanswered for 30 s while the session answers every probe at once.
+    for i in 5..300 {
+        let w = i as f64 / 10.0;
+        let acts = s.ev(app_waits(w, 0.6));
+        probes += acts.len();
+        s.echo_all(&acts, 0.001);
+        s.advance(0.1);
+    }
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert!((3..=6).contains(&probes), "{probes} probes");
+}
+
+#[test]
+fn unanswered_requests_are_ignored_while_confirming() {
+    let mut s = Sim::new(monitored(600.0));
+    s.ev(Event::Begin);
+    assert!(s.ev(app_waits(5.0, 5.0)).is_empty());
 }
 
 #[test]

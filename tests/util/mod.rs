@@ -943,12 +943,21 @@ pub struct Sshd {
     listener_pid: i32,
     /// Sessions alive when the listener was stopped: (pid, starttime).
     orphans: Vec<(i32, u64)>,
+    /// Lines appended to the config (e.g. a `Match all` block that forbids forwarding).
+    extra_config: String,
 }
 
 impl Sshd {
     /// Starts the server; panics (with the log) if it does not listen within
     /// 10 s.
     pub fn start(dir: &TestDir) -> Sshd {
+        Sshd::start_with(dir, "")
+    }
+
+    /// [`Sshd::start`] with `extra` appended to the config. The base config's values come
+    /// first and win (sshd takes the first value of a keyword), so override them in a
+    /// `Match all` block.
+    pub fn start_with(dir: &TestDir, extra: &str) -> Sshd {
         let _ = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -972,6 +981,7 @@ impl Sshd {
             listener: None,
             listener_pid: 0,
             orphans: Vec::new(),
+            extra_config: extra.to_string(),
             dir: sdir,
         };
         let mut last_err = String::new();
@@ -1001,7 +1011,7 @@ impl Sshd {
             &self.user,
             &self.dir.join("sshd.pid"),
         );
-        fs::write(&self.config, config)
+        fs::write(&self.config, config + &self.extra_config)
             .unwrap_or_else(|e| panic!("write {}: {e}", self.config.display()));
     }
 
