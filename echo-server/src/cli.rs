@@ -34,10 +34,15 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_buffer: u64,
 
-    /// Connections beyond this many are accepted and closed at once.
-    #[arg(long, value_name = "N", default_value_t = 4096,
+    /// Connections beyond this many are accepted and closed at once [default: derived from the
+    /// open-files limit].
+    ///
+    /// At start the soft open-files limit is raised to the hard limit; the default is that limit
+    /// less 64 descriptors kept for other files and one per listener. A larger value is capped
+    /// to it, with a warning.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    pub max_connections: Option<u64>,
 
     /// Close connections without traffic for this long (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -81,7 +86,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub allow_remote: bool,
     pub max_buffer: usize,
-    pub max_connections: usize,
+    /// `None`: derived from the open-files limit at start ([`crate::fdlimit`]).
+    pub max_connections: Option<usize>,
     /// `None`: connections never time out.
     pub idle_timeout: Option<Duration>,
     pub max_clients: usize,
@@ -170,7 +176,7 @@ impl Cli {
             listen,
             allow_remote: self.allow_remote,
             max_buffer: self.max_buffer as usize,
-            max_connections: self.max_connections as usize,
+            max_connections: self.max_connections.map(|n| n as usize),
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_clients: self.max_clients as usize,
             silent_after: Duration::from_secs(self.silent_after),
@@ -222,7 +228,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:7".parse().unwrap()]);
         assert_eq!(c.max_buffer, 65536);
-        assert_eq!(c.max_connections, 4096);
+        assert_eq!(c.max_connections, None);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.silent_after, Duration::from_secs(900));

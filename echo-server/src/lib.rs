@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clients;
 pub mod conn;
 pub mod error;
+pub mod fdlimit;
 pub mod idle;
 pub mod probe;
 pub mod report;

@@ -5,6 +5,7 @@ use crate::cli::{Config, MAX_LISTENERS};
 use crate::clients::{ClientTable, Seen};
 use crate::conn::{Conn, Pumped, State};
 use crate::error::{runtime, Result};
+use crate::fdlimit;
 use crate::idle::IdleQueue;
 use crate::probe::Probe;
 use crate::report::{self, Printable, Snapshot};
@@ -28,6 +29,8 @@ pub const FIRST_CONN: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// After an accept error other than "would block" (e.g. out of file descriptors), try again
 /// this much later: the listener will not report the connections still queued.
 const ACCEPT_RETRY: Duration = Duration::from_millis(200);
+/// The connection maximum when the open-files limit cannot even be read.
+const FALLBACK_MAX_CONNECTIONS: usize = 4096;
 
 /// A report file and whether its last write failed (to warn once per failure spell).
 #[derive(Debug)]
@@ -41,6 +44,8 @@ struct Output {
 pub struct Server {
     poll: Poll,
     config: Config,
+    /// `--max-connections`, or what the open-files limit allows.
+    max_connections: usize,
     listeners: Vec<TcpListener>,
     /// Where the listeners are bound (port 0 resolved).
     local_addrs: Vec<SocketAddr>,
@@ -87,6 +92,7 @@ impl Server {
             listeners.push(l);
             local_addrs.push(local);
         }
+        let max_connections = connection_maximum(config.max_connections, listeners.len());
         let mut outputs = Vec::new();
         if let Some(p) = &config.status_file {
             outputs.push(Output {
@@ -104,6 +110,7 @@ impl Server {
         }
         Ok(Server {
             poll,
+            max_connections,
             listeners,
             local_addrs,
             signals,
@@ -137,7 +144,6 @@ impl Server {
                 warn!("{a} is not a loopback address: reachable without ssh (--allow-remote)");
             }
         }
-        check_fd_limit(self.config.max_connections + self.listeners.len());
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.timeout(Instant::now());
@@ -261,7 +267,7 @@ impl Server {
                     return;
                 }
             };
-            if self.conns.len() >= self.config.max_connections {
+            if self.conns.len() >= self.max_connections {
                 self.refused_total += 1;
                 debug!(
                     "refused {peer}: {} connections open (--max-connections)",
@@ -417,24 +423,48 @@ fn wall_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Warns when the open-file limit cannot hold `wanted` connections.
-fn check_fd_limit(wanted: usize) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return;
+/// Raises the open-files limit, works out the connection maximum from it, and says so once.
+fn connection_maximum(explicit: Option<usize>, listeners: usize) -> usize {
+    let limit = fdlimit::raise().map(Some).unwrap_or_else(|(why, kept)| {
+        warn!("{why}");
+        kept
+    });
+    let Some(limit) = limit else {
+        let max = explicit.unwrap_or(FALLBACK_MAX_CONNECTIONS);
+        info!("open-files limit unknown; up to {max} connections");
+        return max;
     };
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|s| s.parse::<usize>().ok());
-    if let Some(soft) = soft {
-        if soft < wanted + 16 {
-            warn!(
-                "open file limit {soft} is below --max-connections {wanted}: accepts will fail \
-                 before that (raise it, e.g. LimitNOFILE= or ulimit -n)"
-            );
-        }
+    let max = fdlimit::maximum(explicit, limit.soft, listeners);
+    let raised = match limit.raised_from {
+        Some(before) => format!(" (raised from {before})"),
+        None => String::new(),
+    };
+    let how = match explicit {
+        Some(_) if max.capped_from.is_none() => "--max-connections".to_owned(),
+        _ => format!(
+            "derived from the open-files limit less {} for other files",
+            fdlimit::RESERVE + listeners as u64
+        ),
+    };
+    info!(
+        "open-files limit {}{raised}, hard limit {}: up to {} connections ({how})",
+        limit.soft, limit.hard, max.connections
+    );
+    if let Some(asked) = max.capped_from {
+        warn!(
+            "--max-connections {asked} capped to {}: the open-files limit {} allows no more \
+             (raise it, e.g. LimitNOFILE= or ulimit -Hn)",
+            max.connections, limit.soft
+        );
     }
+    let needed = max.connections as u64 + fdlimit::RESERVE + listeners as u64;
+    if limit.soft < needed {
+        warn!(
+            "open-files limit {} is too low for {} connections: accepts will fail before that",
+            limit.soft, max.connections
+        );
+    }
+    max.connections
 }
 
 /// Listens with a deep accept queue: after a server restart a whole fleet reconnects at once.

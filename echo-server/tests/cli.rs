@@ -84,6 +84,18 @@ fn version_prints_name_and_version() {
 }
 
 #[test]
+fn help_says_where_the_default_maximum_comes_from() {
+    for flag in ["-h", "--help"] {
+        let (status, out, _) = run_to_exit(&[flag]);
+        assert!(status.success());
+        assert!(
+            out.contains("[default: derived from the open-files limit]"),
+            "{flag}:\n{out}"
+        );
+    }
+}
+
+#[test]
 fn sigterm_exits_0_and_writes_a_final_status() {
     let dir = tempfile::tempdir().unwrap();
     let status = dir.path().join("status.json");

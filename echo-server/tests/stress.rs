@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{connect, json, pattern, roundtrip, wait_until, Echo};
+use common::{connect, json, pattern, raise_nofile, roundtrip, set_linger_zero, wait_until, Echo};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -16,56 +16,6 @@ use std::time::{Duration, Instant};
 
 /// The server's resident memory must stay below this (KiB).
 const RSS_LIMIT_KIB: u64 = 100 * 1024;
-
-/// Raises this process's open-file limit (the server inherits it) as far as allowed, towards
-/// 65536. Returns the soft limit now in force.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        let want = 65536;
-        if lim.rlim_max < want {
-            // Raising the hard limit needs CAP_SYS_RESOURCE; fall back to the hard limit.
-            let up = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
-                return want;
-            }
-        }
-        lim.rlim_cur = lim.rlim_max.min(want);
-        assert_eq!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim),
-            0,
-            "setrlimit: {}",
-            std::io::Error::last_os_error()
-        );
-        lim.rlim_cur
-    }
-}
-
-/// Close with RST instead of FIN: 20,000 closed connections leave no TIME_WAIT behind.
-fn set_linger_zero(fd: i32) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own, with a pointer to a local linger of the right size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
 
 /// Samples the server's RSS into `max` until `stop` (bounded: 60 s).
 fn watch_rss(pid: u32, stop: Arc<AtomicBool>, max: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {

@@ -9,6 +9,7 @@ pub mod json;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -47,12 +48,36 @@ pub struct Echo {
 impl Echo {
     /// Starts it on a free loopback port (`--listen 127.0.0.1:0`) unless `args` has `--listen`.
     pub fn start(args: &[&str]) -> Echo {
+        Echo::spawn(Command::new(bin()), args)
+    }
+
+    /// [`Echo::start`] with the open-files limit set to `soft` and `hard` (set between fork and
+    /// exec, as `prlimit` or a systemd unit would).
+    pub fn start_with_nofile(soft: u64, hard: u64, args: &[&str]) -> Echo {
+        let mut cmd = Command::new(bin());
+        // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Echo::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Echo {
         let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"--listen") {
             argv.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
         let listeners = argv.iter().filter(|a| *a == "--listen").count();
-        let mut child = Command::new(bin())
+        let mut child = cmd
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -238,4 +263,54 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
         out_t.join().unwrap(),
         err_t.join().unwrap(),
     )
+}
+
+/// Raises this process's open-file limit (the server inherits it) as far as allowed, towards
+/// 65536. Returns the soft limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let want = 65536;
+        if lim.rlim_max < want {
+            // Raising the hard limit needs CAP_SYS_RESOURCE; fall back to the hard limit.
+            let up = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
+                return want;
+            }
+        }
+        lim.rlim_cur = lim.rlim_max.min(want);
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim),
+            0,
+            "setrlimit: {}",
+            std::io::Error::last_os_error()
+        );
+        lim.rlim_cur
+    }
+}
+
+/// Close with RST instead of FIN: 20,000 closed connections leave no TIME_WAIT behind.
+pub fn set_linger_zero(fd: i32) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a pointer to a local linger of the right size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }

@@ -1,0 +1,137 @@
+//! The open-files limit: raised to the hard limit at start, and the connection maximum derived
+//! from it (or an explicit `--max-connections` capped by it).
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+
+/// Descriptors kept back from the limit for everything that is not a client connection:
+/// stdin, stdout and stderr, the poll, the signal pipe, a report file being rewritten (the
+/// temporary file and its directory), the log socket, and the descriptor `accept` needs to take
+/// a connection over the maximum and close it. They come to about ten; 64 leaves room for
+/// whatever a library opens behind our back. Running out would make accepts fail with EMFILE
+/// (clients left waiting in the queue) instead of refusing the extra ones cleanly. The listeners
+/// (up to 64) are counted on top of this.
+pub const RESERVE: u64 = 64;
+
+/// The derived maximum is never below this, however low the limit: a server that can hold
+/// nobody is no use (accepts beyond the limit then fail and are retried).
+pub const FLOOR: usize = 16;
+
+/// Nor above this (the largest explicit `--max-connections`), e.g. with an unlimited soft limit.
+pub const CEILING: usize = 1_000_000;
+
+/// The open-files limit in force after [`raise`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The soft limit: what counts.
+    pub soft: u64,
+    pub hard: u64,
+    /// The soft limit before, when [`raise`] changed it.
+    pub raised_from: Option<u64>,
+}
+
+/// Raises the soft open-files limit to the hard one (to `fs.nr_open` when the hard limit is
+/// unlimited). `Err` says why it could not be read or raised; the second element is then the
+/// limit that stays in force, if it could be read.
+pub fn raise() -> Result<Limit, (String, Option<Limit>)> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| (format!("cannot read the open-files limit: {e}"), None))?;
+    let unchanged = Limit {
+        soft,
+        hard,
+        raised_from: None,
+    };
+    let target = if hard == RLIM_INFINITY {
+        nr_open().unwrap_or(soft)
+    } else {
+        hard
+    };
+    if soft != RLIM_INFINITY && soft < target {
+        // systemd units may forbid setrlimit (SystemCallFilter=~@resources): keep the soft limit.
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(|e| {
+            (
+                format!("cannot raise the open-files limit from {soft} to {target}: {e}"),
+                Some(unchanged),
+            )
+        })?;
+        return Ok(Limit {
+            soft: target,
+            hard,
+            raised_from: Some(soft),
+        });
+    }
+    Ok(unchanged)
+}
+
+/// The kernel's ceiling for any open-files limit.
+fn nr_open() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many connections a soft limit of `soft` allows next to `listeners` listeners.
+pub fn allowed(soft: u64, listeners: usize) -> usize {
+    let room = soft.saturating_sub(RESERVE + listeners as u64);
+    usize::try_from(room)
+        .unwrap_or(CEILING)
+        .clamp(FLOOR, CEILING)
+}
+
+/// The maximum the server runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maximum {
+    pub connections: usize,
+    /// The explicit `--max-connections` that was lowered to `connections`.
+    pub capped_from: Option<usize>,
+}
+
+/// `--max-connections` if given and the limit allows it; else what the limit allows.
+pub fn maximum(explicit: Option<usize>, soft: u64, listeners: usize) -> Maximum {
+    let allowed = allowed(soft, listeners);
+    match explicit {
+        Some(n) if n > allowed => Maximum {
+            connections: allowed,
+            capped_from: Some(n),
+        },
+        Some(n) => Maximum {
+            connections: n,
+            capped_from: None,
+        },
+        None => Maximum {
+            connections: allowed,
+            capped_from: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_from_the_limit_less_the_reserve_and_listeners() {
+        assert_eq!(allowed(12_000, 1), 12_000 - 64 - 1);
+        assert_eq!(allowed(65_536, 2), 65_536 - 64 - 2);
+        assert_eq!(allowed(1024, 1), 1024 - 65);
+    }
+
+    #[test]
+    fn floor_and_ceiling() {
+        assert_eq!(allowed(20, 1), FLOOR);
+        assert_eq!(allowed(0, 64), FLOOR);
+        assert_eq!(allowed(RLIM_INFINITY, 1), CEILING);
+        assert_eq!(allowed(u64::MAX - 1, 1), CEILING);
+    }
+
+    #[test]
+    fn explicit_wins_below_the_limit_and_is_capped_above() {
+        let m = maximum(Some(3), 1024, 1);
+        assert_eq!((m.connections, m.capped_from), (3, None));
+        let m = maximum(Some(5000), 1024, 1);
+        assert_eq!((m.connections, m.capped_from), (1024 - 65, Some(5000)));
+        let m = maximum(None, 1024, 1);
+        assert_eq!((m.connections, m.capped_from), (1024 - 65, None));
+    }
+}
