@@ -27,8 +27,11 @@ pub enum MonitorSpec {
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
-    /// `-V`: print the version and exit.
+    /// `-V` or `--version`: print the version and exit.
     pub version: bool,
+    /// `--help`: print the whole usage and exit (ssh has no long options: it collides with
+    /// nothing).
+    pub help: bool,
     /// `-f`: go to the background.
     pub daemon: bool,
     /// The `-M` value, if given (the last one wins).
@@ -61,6 +64,7 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let mut cli = Cli {
         version: false,
+        help: false,
         daemon: false,
         monitor: None,
         ssh_args: Vec::with_capacity(args.len()),
@@ -97,6 +101,17 @@ where
             }
             continue;
         }
+        match arg {
+            b"--help" => {
+                cli.help = true;
+                continue;
+            }
+            b"--version" => {
+                cli.version = true;
+                continue;
+            }
+            _ => {}
+        }
         let (kept, next_arg) = split_cluster(arg, &mut cli, args.get(i))?;
         if let Some(kept) = kept {
             cli.ssh_args.push(kept);
@@ -110,7 +125,7 @@ where
             }
         }
     }
-    if !cli.version && !seen_destination {
+    if !cli.version && !cli.help && !seen_destination {
         return Err(usage(format!("no destination host given; {USAGE}")));
     }
     Ok(cli)
@@ -349,6 +364,17 @@ mod tests {
     #[test]
     fn version_needs_no_destination() {
         assert!(parse(["-V"]).unwrap().version);
+        assert!(parse(["--version"]).unwrap().version);
+    }
+
+    #[test]
+    fn help_is_ours_among_options_and_the_commands_after() {
+        assert!(parse(["--help"]).unwrap().help);
+        assert!(parse(["-M", "0", "host", "--help"]).unwrap().help);
+        let cli = parse(["host", "ls", "--help", "--version"]).unwrap();
+        assert!(!cli.help && !cli.version);
+        assert_eq!(ssh(&["host", "ls", "--help"]), ["host", "ls", "--help"]);
+        assert_eq!(ssh(&["-L", "--help", "h"]), ["-L", "--help", "h"]);
     }
 
     #[test]

@@ -180,8 +180,15 @@ pub fn command() -> Command {
         .arg(
             Arg::new("version")
                 .short('V')
+                .long("version")
                 .help("Print the version and exit")
                 .action(ArgAction::Version),
+        )
+        .arg(
+            Arg::new("help")
+                .long("help")
+                .help("Print the usage (every option and variable) and exit")
+                .action(ArgAction::Help),
         )
         .arg(
             Arg::new("ssh_options")

@@ -24,3 +24,4 @@ pub mod ssh_opts;
 pub mod ssh_process;
 pub mod supervisor;
 pub mod timers;
+pub mod usage;

@@ -1,6 +1,8 @@
 //! autossh: parse, set up logging, run, and map errors to exit codes in one place.
 
-use autossh::{cli, config, logging, run};
+use autossh::{cli, config, logging, run, usage};
+use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,12 +18,23 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> autossh::error::Result<i32> {
-    let cli = cli::parse(std::env::args_os().skip(1))?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        // As 1.4g: the whole usage on stderr, exit 1.
+        let _ = std::io::stderr().write_all(usage::text().as_bytes());
+        return Ok(1);
+    }
+    let cli = cli::parse(args)?;
+    if cli.help {
+        let _ = std::io::stdout().write_all(usage::text().as_bytes());
+        return Ok(0);
+    }
     if cli.version {
-        println!(
-            "autossh {} (Rust reimplementation of autossh 1.4g)",
+        let version = format!(
+            "autossh {} (Rust reimplementation of autossh 1.4g)\n",
             env!("CARGO_PKG_VERSION")
         );
+        let _ = std::io::stdout().write_all(version.as_bytes());
         return Ok(0);
     }
     let settings = config::from_env(cli, |k| std::env::var_os(k))?;
