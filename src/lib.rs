@@ -20,6 +20,7 @@ pub mod report;
 pub mod run;
 pub mod sd_notify;
 pub mod ssh_argv;
+pub mod ssh_g;
 pub mod ssh_opts;
 pub mod ssh_process;
 pub mod supervisor;

@@ -1,16 +1,16 @@
 //! Cheap reachability checks of the server between ssh handshakes: a non-blocking TCP
 //! connect to the address and port ssh would use. The address comes from `ssh -G <the
-//! user's arguments>` (so ssh_config aliases, `HostName` and `Port` count), worked out once
-//! in a helper thread so a slow resolver never blocks the event loop.
+//! user's arguments>` ([`crate::ssh_g`]), worked out once in a helper thread so a slow
+//! resolver never blocks the event loop.
 
+use crate::ssh_g::Lookup;
 use crate::supervisor::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::ffi::OsString;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::net::SocketAddr;
+use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 /// Tokens of checks in flight: `REACH_FIRST + slot`.
@@ -18,13 +18,11 @@ pub const REACH_FIRST: usize = 8;
 const SLOTS: usize = 4;
 /// A check that has not connected by then counts as "unreachable".
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-/// `ssh -G` must answer within this.
-const SSH_G_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the server is, as far as we know.
 enum Target {
     NotResolved,
-    Resolving(Receiver<Option<Vec<SocketAddr>>>),
+    Resolving(Lookup),
     Known(Vec<SocketAddr>),
     Unknown,
 }
@@ -62,15 +60,8 @@ impl Reach {
     /// a failure does not wait for `ssh -G`.
     pub fn prepare(&mut self) {
         if let Target::NotResolved = self.target {
-            let (tx, rx) = mpsc::channel();
-            let (path, args) = (self.ssh_path.clone(), self.ssh_args.clone());
-            let spawned = std::thread::Builder::new()
-                .name("resolve".into())
-                .spawn(move || {
-                    let _ = tx.send(resolve(&path, &args));
-                });
-            self.target = match spawned {
-                Ok(_) => Target::Resolving(rx),
+            self.target = match Lookup::start(self.ssh_path.clone(), self.ssh_args.clone()) {
+                Ok(lookup) => Target::Resolving(lookup),
                 Err(_) => Target::Unknown,
             };
         }
@@ -79,8 +70,8 @@ impl Reach {
     /// Starts one check; returns an event when the answer is known at once.
     pub fn check(&mut self, registry: &Registry) -> Option<Event> {
         self.prepare();
-        if let Target::Resolving(rx) = &self.target {
-            self.target = match rx.try_recv() {
+        if let Target::Resolving(lookup) = &self.target {
+            self.target = match lookup.try_result() {
                 Ok(Some(addrs)) if !addrs.is_empty() => {
                     log::info!("checking the server at {} between handshakes", addrs[0]);
                     Target::Known(addrs)
@@ -168,89 +159,13 @@ impl Reach {
             self.close(registry, slot);
         }
     }
-}
 
-/// Asks `ssh -G` where the user's arguments lead; `None` through a proxy or on failure.
-fn resolve(ssh: &OsString, args: &[OsString]) -> Option<Vec<SocketAddr>> {
-    let mut child = Command::new(ssh)
-        .arg("-G")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() < SSH_G_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+    /// autossh is exiting: stops the checks, and kills and reaps an `ssh -G` still running.
+    pub fn shutdown(&mut self, registry: &Registry) {
+        self.stop(registry);
+        if let Target::Resolving(lookup) = &self.target {
+            lookup.cancel();
+            self.target = Target::Unknown;
         }
-    }
-    let mut text = String::new();
-    io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
-    let (host, port) = parse_ssh_g(&text)?;
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .map(|a| a.collect())
-}
-
-/// `hostname` and `port` from `ssh -G` output; `None` when a proxy is configured.
-fn parse_ssh_g(text: &str) -> Option<(String, u16)> {
-    let mut host = None;
-    let mut port = 22;
-    for line in text.lines() {
-        let (key, value) = line.split_once(' ')?;
-        match key {
-            "hostname" => host = Some(value.to_string()),
-            "port" => port = value.parse().ok()?,
-            "proxycommand" | "proxyjump" if value != "none" => return None,
-            _ => {}
-        }
-    }
-    host.map(|h| (h, port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssh_g_output_gives_host_and_port() {
-        let out = "user root\nhostname 10.0.0.7\nport 2222\nproxycommand none\n";
-        assert_eq!(parse_ssh_g(out), Some(("10.0.0.7".into(), 2222)));
-        let proxied = "hostname h\nport 22\nproxyjump bastion\n";
-        assert_eq!(parse_ssh_g(proxied), None);
-        assert_eq!(parse_ssh_g("port 22\n"), None);
-    }
-
-    #[test]
-    fn real_ssh_g_honours_port_and_hostname() {
-        let ssh = OsString::from("/usr/bin/ssh");
-        if !std::path::Path::new(&ssh).exists() {
-            return;
-        }
-        let args: Vec<OsString> = [
-            "-F",
-            "/dev/null",
-            "-p",
-            "2299",
-            "-o",
-            "HostName=127.0.0.9",
-            "alias",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        let addrs = resolve(&ssh, &args).expect("ssh -G answers");
-        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 9], 2299))]);
     }
 }

@@ -700,11 +700,12 @@ impl Runner {
         self.suspended_offset = offset;
     }
 
-    /// Last line of defence: never leave ssh behind.
+    /// Last line of defence: never leave ssh, or an `ssh -G` look-up, behind.
     fn cleanup(&mut self) {
         if let Some(m) = self.monitor.as_mut() {
             m.drop_probe(self.poll.registry());
         }
+        self.reach.shutdown(self.poll.registry());
         if let Some(mut ssh) = self.ssh.take() {
             ssh.signal(Signal::SIGKILL);
             for _ in 0..500 {

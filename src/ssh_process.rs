@@ -27,23 +27,7 @@ impl SshProcess {
         if background {
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
         }
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                #[cfg(target_os = "linux")]
-                {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // autossh died between fork and prctl: do not outlive it.
-                    if libc::getppid() != parent {
-                        return Err(io::Error::other("autossh exited while starting ssh"));
-                    }
-                }
-                Ok(())
-            });
-        }
+        die_with_autossh(&mut cmd, libc::SIGTERM);
         let mut child = cmd.spawn()?;
         let stderr = child.stderr.take();
         if let Some(e) = &stderr {
@@ -132,7 +116,30 @@ fn clean(line: &[u8]) -> String {
         .to_string()
 }
 
-fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
+/// Makes the child `cmd` starts get `sig` when autossh dies (a parent-death signal), even by
+/// SIGKILL. Linux sends it when the *thread* that started the child ends: start it from a
+/// thread that outlives it.
+pub fn die_with_autossh(cmd: &mut Command, sig: libc::c_int) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // autossh died between fork and prctl: do not outlive it.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other("autossh exited while starting the child"));
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+pub fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);

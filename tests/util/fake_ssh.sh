@@ -32,9 +32,16 @@
 #   stdout TEXT         print TEXT and a newline on stdout.
 #   real-ssh [PATH]     exec the real ssh (default /usr/bin/ssh) with the same
 #                       arguments (same pid; the run is still recorded).
+#   fork-hang           start a background copy of this script (a subshell,
+#                       same command line) that blocks until killed, as a
+#                       command run by ssh_config's "Match exec" would; its
+#                       pid is appended to <state>/forked.
 # Example: "stderr Permission denied (publickey). ; exit 255"
 #
-# `ssh -G ...` is answered with a proxied configuration and not recorded as a run.
+# `ssh -G ...` is answered with a proxied configuration and not recorded as a
+# run; when <state>/g-plan exists, its first line is followed instead (a slow
+# look-up: "sleep 30 ; stdout hostname 127.0.0.1"), and the pid is appended
+# to <state>/g.pids first.
 #
 # Waiting never forks: "read -t" on a FIFO opened read-write is a builtin, so
 # killing the script (TERM or KILL) leaves no orphaned sleep behind, and the
@@ -44,9 +51,92 @@
 state=${0%/*}
 runs=$state/runs
 
+# block SECS: wait without forking a child.
+block() {
+    if [[ -p $state/block ]]; then
+        read -r -t "$1" -u 9 _ 9<> "$state/block"
+    else
+        read -r -t "$1" _ <> <(:)
+    fi
+}
+
+hang() {
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        block 1
+    done
+    exit 124
+}
+
+run_step() {
+    local step=$1 cmd arg secs more
+    shift
+    cmd=${step%% *}
+    arg=${step#"$cmd"}
+    arg=${arg# }
+    case $cmd in
+        "") ;;
+        exit) exit "${arg:-0}" ;;
+        sleep)
+            secs=${arg%% *}
+            more=${arg#"$secs"}
+            more=${more# }
+            block "${secs:-0}"
+            [[ -z $more ]] || run_step "$more" "$@"
+            ;;
+        hang) hang ;;
+        hang-exit)
+            trap "exit ${arg:-255}" TERM INT HUP
+            hang
+            ;;
+        hang-ignore-term)
+            trap '' TERM
+            hang
+            ;;
+        fork-hang)
+            ( hang ) &
+            printf '%s\n' "$!" >> "$state/forked"
+            ;;
+        kill-self)
+            kill -s "${arg:-TERM}" "$$"
+            block 5
+            exit 99
+            ;;
+        stderr) printf '%s\n' "$arg" >&2 ;;
+        stdout) printf '%s\n' "$arg" ;;
+        real-ssh) exec "${arg:-/usr/bin/ssh}" "$@" ;;
+        *)
+            echo "fake_ssh: unknown plan step: $step" >&2
+            exit 96
+            ;;
+    esac
+}
+
+# run_line LINE ARGS...: the steps of one plan line, in order.
+run_line() {
+    local rest=$1 step steps
+    shift
+    for ((steps = 0; steps < 1000 && ${#rest} > 0; steps++)); do
+        if [[ $rest == *" ; "* ]]; then
+            step=${rest%%" ; "*}
+            rest=${rest#*" ; "}
+        else
+            step=$rest
+            rest=
+        fi
+        run_step "$step" "$@"
+    done
+}
+
 # `ssh -G ...` (autossh asks where the server is): answer like a ProxyCommand setup would,
-# so autossh paces by backoff alone, and do not count it as a run.
+# so autossh paces by backoff alone, and do not count it as a run; or follow g-plan.
 if [[ ${1-} == -G ]]; then
+    if [[ -f $state/g-plan ]]; then
+        printf '%s\n' "$$" >> "$state/g.pids"
+        IFS= read -r gline < "$state/g-plan"
+        run_line "${gline%$'\r'}" "$@"
+        exit 0
+    fi
     printf 'hostname fake\nport 22\nproxycommand fake\n'
     exit 0
 fi
@@ -96,72 +186,5 @@ line=${line%$'\r'}
 [[ $line == hang-ignore-term* ]] && trap '' TERM
 printf '%s\n' "$$" > "$runs/$n.pid"
 
-# block SECS: wait without forking a child.
-block() {
-    if [[ -p $state/block ]]; then
-        read -r -t "$1" -u 9 _ 9<> "$state/block"
-    else
-        read -r -t "$1" _ <> <(:)
-    fi
-}
-
-hang() {
-    local i
-    for ((i = 0; i < 1000; i++)); do
-        block 1
-    done
-    exit 124
-}
-
-run_step() {
-    local step=$1 cmd arg secs more
-    shift
-    cmd=${step%% *}
-    arg=${step#"$cmd"}
-    arg=${arg# }
-    case $cmd in
-        "") ;;
-        exit) exit "${arg:-0}" ;;
-        sleep)
-            secs=${arg%% *}
-            more=${arg#"$secs"}
-            more=${more# }
-            block "${secs:-0}"
-            [[ -z $more ]] || run_step "$more" "$@"
-            ;;
-        hang) hang ;;
-        hang-exit)
-            trap "exit ${arg:-255}" TERM INT HUP
-            hang
-            ;;
-        hang-ignore-term)
-            trap '' TERM
-            hang
-            ;;
-        kill-self)
-            kill -s "${arg:-TERM}" "$$"
-            block 5
-            exit 99
-            ;;
-        stderr) printf '%s\n' "$arg" >&2 ;;
-        stdout) printf '%s\n' "$arg" ;;
-        real-ssh) exec "${arg:-/usr/bin/ssh}" "$@" ;;
-        *)
-            echo "fake_ssh: unknown plan step: $step" >&2
-            exit 96
-            ;;
-    esac
-}
-
-rest=$line
-for ((steps = 0; steps < 1000 && ${#rest} > 0; steps++)); do
-    if [[ $rest == *" ; "* ]]; then
-        step=${rest%%" ; "*}
-        rest=${rest#*" ; "}
-    else
-        step=$rest
-        rest=
-    fi
-    run_step "$step" "$@"
-done
+run_line "$line" "$@"
 exit 0

@@ -1536,6 +1536,25 @@ impl FakeSsh {
         fs::rename(&tmp, self.dir.join("plan")).unwrap_or_else(|e| panic!("rename plan: {e}"));
     }
 
+    /// Makes every later `ssh -G` follow `line` (plan syntax) instead of answering at once.
+    pub fn set_g_plan(&self, line: &str) {
+        assert!(!line.contains('\n'), "g-plan with a newline: {line:?}");
+        let tmp = self.dir.join("g-plan.tmp");
+        fs::write(&tmp, format!("{line}\n"))
+            .unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        fs::rename(&tmp, self.dir.join("g-plan")).unwrap_or_else(|e| panic!("rename g-plan: {e}"));
+    }
+
+    /// Pids of the `ssh -G` invocations that followed the g-plan, in order.
+    pub fn g_pids(&self) -> Vec<i32> {
+        pid_lines(&self.dir.join("g.pids"))
+    }
+
+    /// Pids of the background copies started by `fork-hang` steps, in order.
+    pub fn forked_pids(&self) -> Vec<i32> {
+        pid_lines(&self.dir.join("forked"))
+    }
+
     fn run_file(&self, n: usize, ext: &str) -> PathBuf {
         self.dir.join("runs").join(format!("{n}.{ext}"))
     }
@@ -1646,10 +1665,25 @@ impl FakeSsh {
     }
 }
 
+/// The complete lines of `path` that are pids.
+fn pid_lines(path: &Path) -> Vec<i32> {
+    let text = read_lossy(path);
+    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+    complete
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 impl Drop for FakeSsh {
     fn drop(&mut self) {
         let script = self.path().to_string_lossy().into_owned();
-        for pid in self.pids() {
+        let all = self
+            .pids()
+            .into_iter()
+            .chain(self.g_pids())
+            .chain(self.forked_pids());
+        for pid in all {
             if cmdline(pid).iter().any(|a| a == &script) {
                 signal_pid(pid, Signal::SIGCONT);
                 signal_pid(pid, Signal::SIGKILL);

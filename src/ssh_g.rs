@@ -1,0 +1,234 @@
+//! `ssh -G <the user's arguments>`: where ssh would connect (ssh_config aliases, `HostName`,
+//! `Port` count), asked in a helper thread so a slow resolver never blocks the event loop.
+//!
+//! The look-up runs in a process group of its own (ssh_config's `Match exec` commands run in
+//! it too). The group is killed with SIGKILL and its leader reaped when the look-up ends, when
+//! it is late, and when autossh exits ([`Lookup::cancel`], also on drop): nothing it started
+//! outlives autossh. A parent-death signal covers the leader even when autossh is SIGKILLed.
+
+use crate::ssh_process::{die_with_autossh, set_nonblocking};
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// `ssh -G` must answer within this.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the helper thread looks whether `ssh -G` has exited.
+const POLL: Duration = Duration::from_millis(20);
+
+/// What the helper thread and the event loop share.
+#[derive(Default)]
+struct Shared {
+    /// The running `ssh -G`, not reaped yet (so its pid is still its group's id).
+    child: Option<Child>,
+    /// Set by [`Lookup::cancel`]: start nothing more.
+    cancelled: bool,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A look-up in progress.
+pub struct Lookup {
+    rx: Receiver<Option<Vec<SocketAddr>>>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Lookup {
+    /// Starts `ssh -G args...` from a helper thread.
+    pub fn start(ssh: OsString, args: Vec<OsString>) -> io::Result<Lookup> {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let theirs = shared.clone();
+        std::thread::Builder::new()
+            .name("ssh-G".into())
+            .spawn(move || {
+                let _ = tx.send(resolve(&ssh, &args, &theirs));
+            })?;
+        Ok(Lookup { rx, shared })
+    }
+
+    /// The addresses once known; `Ok(None)`: through a proxy, or the look-up failed.
+    pub fn try_result(&self) -> Result<Option<Vec<SocketAddr>>, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Kills the look-up's process group and reaps `ssh -G`; one not started yet never starts.
+    pub fn cancel(&self) {
+        let mut shared = lock(&self.shared);
+        shared.cancelled = true;
+        if let Some(mut child) = shared.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// SIGKILL to the child's process group, then reap it.
+fn kill_and_reap(child: &mut Child) {
+    // Not reaped yet: its pid cannot have been reused, so the group is still its own.
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// True once `pid` has exited; it is left unreaped (a zombie) so its group can still be killed.
+fn has_exited(pid: u32) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(
+        waitid(Id::Pid(Pid::from_raw(pid as i32)), flags),
+        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
+    )
+}
+
+fn spawn(ssh: &OsString, args: &[OsString]) -> io::Result<Child> {
+    let mut cmd = Command::new(ssh);
+    cmd.arg("-G")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // This thread waits for the child until it is reaped, so the signal is not sent early.
+    die_with_autossh(&mut cmd, libc::SIGKILL);
+    cmd.spawn()
+}
+
+/// Runs `ssh -G` (in the helper thread); `None` through a proxy, late, cancelled or on failure.
+fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<Vec<SocketAddr>> {
+    let pid = {
+        let mut s = lock(shared);
+        if s.cancelled {
+            return None;
+        }
+        let child = spawn(ssh, args).ok()?;
+        let pid = child.id();
+        s.child = Some(child);
+        pid
+    };
+    let started = Instant::now();
+    let stdout = loop {
+        {
+            let mut s = lock(shared);
+            // Gone: cancelled, and already killed and reaped.
+            let child = s.child.as_mut()?;
+            let exited = has_exited(pid);
+            if exited || started.elapsed() >= TIMEOUT {
+                let stdout = child.stdout.take();
+                // Whatever it left running in its group goes too.
+                kill_and_reap(child);
+                s.child = None;
+                if !exited {
+                    return None;
+                }
+                break stdout?;
+            }
+        }
+        std::thread::sleep(POLL);
+    };
+    let (host, port) = parse(&read_available(stdout)?)?;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .map(|a| a.collect())
+}
+
+/// What an exited `ssh -G` wrote: all of it is in the pipe. Non-blocking, so a process outside
+/// its group still holding the pipe cannot stall us.
+fn read_available(mut stdout: ChildStdout) -> Option<String> {
+    set_nonblocking(stdout.as_raw_fd()).ok()?;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: ssh -G writes a few KiB; a pipe holds at most 1 MiB by default.
+    for _ in 0..1024 {
+        match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// `hostname` and `port` from `ssh -G` output; `None` when a proxy is configured.
+fn parse(text: &str) -> Option<(String, u16)> {
+    let mut host = None;
+    let mut port = 22;
+    for line in text.lines() {
+        let (key, value) = line.split_once(' ')?;
+        match key {
+            "hostname" => host = Some(value.to_string()),
+            "port" => port = value.parse().ok()?,
+            "proxycommand" | "proxyjump" if value != "none" => return None,
+            _ => {}
+        }
+    }
+    host.map(|h| (h, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_g_output_gives_host_and_port() {
+        let out = "user root\nhostname 10.0.0.7\nport 2222\nproxycommand none\n";
+        assert_eq!(parse(out), Some(("10.0.0.7".into(), 2222)));
+        let proxied = "hostname h\nport 22\nproxyjump bastion\n";
+        assert_eq!(parse(proxied), None);
+        assert_eq!(parse("port 22\n"), None);
+    }
+
+    /// Waits (bounded) for the look-up's answer.
+    fn answer(l: &Lookup) -> Option<Vec<SocketAddr>> {
+        for _ in 0..500 {
+            match l.try_result() {
+                Ok(a) => return a,
+                Err(TryRecvError::Empty) => std::thread::sleep(POLL),
+                Err(TryRecvError::Disconnected) => return None,
+            }
+        }
+        panic!("no answer from ssh -G within 10 s");
+    }
+
+    #[test]
+    fn real_ssh_g_honours_port_and_hostname() {
+        let ssh = OsString::from("/usr/bin/ssh");
+        if !std::path::Path::new(&ssh).exists() {
+            return;
+        }
+        let args: Vec<OsString> = [
+            "-F",
+            "/dev/null",
+            "-p",
+            "2299",
+            "-o",
+            "HostName=127.0.0.9",
+            "alias",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let lookup = Lookup::start(ssh, args).unwrap();
+        let addrs = answer(&lookup).expect("ssh -G answers");
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 9], 2299))]);
+    }
+}
