@@ -122,6 +122,13 @@ fn maxstart_limits_the_starts() {
     );
     assert_eq!((code, runs), (0, 3), "{err}");
     assert!(err.contains("count 3 of 3"), "{err}");
+    // After the third start nothing announces a restart; the exit follows at once.
+    let third = err.find("count 3 of 3").unwrap();
+    assert!(!err[third..].contains("restarting ssh in"), "{err}");
+    assert!(
+        err[third..].contains("max start count reached; exiting"),
+        "{err}"
+    );
     let (code, runs, _) = outcome(&["hang"], &[("AUTOSSH_MAXSTART", "0")]);
     assert_eq!((code, runs), (0, 0));
 }

@@ -247,6 +247,9 @@ pub struct Supervisor {
     remote_monitor_port: Option<u16>,
     /// When the tunnel was last seen failing: to tell how long an outage lasted.
     down_since: Option<Time>,
+    /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
+    /// on ssh's connection. An outage is counted from here, not from when it was noticed.
+    last_proof: Option<Time>,
     /// Why the last confirmation probe failed, for the log when confirmation times out.
     last_failure: Option<String>,
     /// What the current ssh said about failing (config or network trouble).
@@ -293,6 +296,7 @@ impl Supervisor {
             relocations: 0,
             remote_monitor_port: None,
             down_since: None,
+            last_proof: None,
             last_failure: None,
             complaint: None,
             server_silent: false,
@@ -705,6 +709,9 @@ impl Supervisor {
         if self.state != (State::Running { phase: Phase::Up }) {
             return;
         }
+        if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
+            self.last_proof = Some(self.last_proof.map_or(heard, |p| p.max(heard)));
+        }
         let again = if t.server_owes() {
             WATCH_OWED
         } else if t.active(ACTIVE_WITHIN) {
@@ -781,7 +788,20 @@ impl Supervisor {
     /// Notes when a proven tunnel went down (not a start-up that never came up).
     fn mark_down(&mut self, now: Time) {
         if self.state == (State::Running { phase: Phase::Up }) {
-            self.down_since.get_or_insert(now);
+            let since = self.last_proof.map_or(now, |p| p.min(now));
+            self.down_since.get_or_insert(since);
+        }
+    }
+
+    /// "tunnel up, ... (down for N s)": N from the last proof before the outage.
+    fn log_up(&mut self, what: &str, rtt: Duration, now: Time) {
+        match self.down_since.take() {
+            Some(down) => info!(
+                "tunnel up, {what} rtt {} ms (down for {:.1} s)",
+                ms(rtt),
+                now.since(down).as_secs_f64()
+            ),
+            None => info!("tunnel up, {what} rtt {} ms", ms(rtt)),
         }
     }
 
@@ -831,6 +851,7 @@ impl Supervisor {
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
         let rtt = now.since(p.sent);
+        self.last_proof = Some(now);
         self.rtt.sample(rtt);
         self.stats.record_rtt(rtt);
         if self.state
@@ -841,7 +862,7 @@ impl Supervisor {
             // The session probe answered: from now on the tunnel is watched by probes.
             match self.stats.up_since {
                 Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
-                None => info!("tunnel up, session probe rtt {} ms", ms(rtt)),
+                None => self.log_up("session probe", rtt, now),
             }
             self.down_since = None;
             self.state = State::Running { phase: Phase::Up };
@@ -852,14 +873,7 @@ impl Supervisor {
         {
             self.timers.clear(Timer::ConfirmBy);
             self.relocations = 0;
-            match self.down_since.take() {
-                Some(down) => info!(
-                    "tunnel up, probe rtt {} ms (down for {:.1} s)",
-                    ms(rtt),
-                    now.since(down).as_secs_f64()
-                ),
-                None => info!("tunnel up, probe rtt {} ms", ms(rtt)),
-            }
+            self.log_up("probe", rtt, now);
             self.state = State::Running { phase: Phase::Up };
             self.became_up(now, out);
         } else {

@@ -40,6 +40,20 @@ impl Supervisor {
         now: Time,
         out: &mut Vec<Action>,
     ) {
+        if self
+            .cfg
+            .max_start
+            .is_some_and(|max| self.start_count >= max)
+        {
+            // No start is left: say so now rather than announce a restart.
+            match why {
+                Some(why) => info!("{why}; max start count reached; exiting"),
+                None => info!("max start count reached; exiting"),
+            }
+            self.stop_checks(out);
+            self.finish(0, out);
+            return;
+        }
         let cause = self.cause();
         let delay = if paced {
             let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();

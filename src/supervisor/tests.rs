@@ -200,8 +200,8 @@ fn maxstart_counts_starts() {
     });
     assert_eq!(s.ev(Event::Begin), [Action::Spawn]);
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
-    s.exit(SshEnd::Exited(255));
-    assert_eq!(s.settle(), [Action::Exit(0)]);
+    // The last start failed: exit at once, no backoff wait for a start that cannot come.
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Exit(0)]);
     assert_eq!(s.sup.start_count(), 2);
     let mut s = Sim::new(Config {
         max_start: Some(0),
@@ -783,12 +783,16 @@ fn an_unanswered_request_draws_a_probe_whatever_the_poll_and_a_silent_session_re
     s.advance(10.0);
     // 0.3 s unanswered: not yet; 0.5 s with the server silent as long: probe now.
     assert!(s.ev(app_waits(0.3, 0.5)).is_empty());
+    assert!(s.advance(0.2).is_empty());
     let a = s.ev(app_waits(0.5, 0.7));
     assert!(matches!(a[..], [Action::SendProbe { .. }]), "{a:?}");
     // Judged after 0.4 s, not the periodic probe's 1 s: acknowledged and silent is dead.
     assert_eq!(s.advance(0.4), [Action::InspectPath]);
     let a = s.ev(Event::Path(PathState::Quiet));
     assert!(a.contains(&Action::TermSsh), "{a:?}");
+    // The outage counts from the server's last data (0.7 s before the probe left), not
+    // from the verdict.
+    assert_eq!(s.sup.down_since, Some(s.now.before(secs(1.1))));
 }
 
 #[test]
