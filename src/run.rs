@@ -255,6 +255,9 @@ impl Runner {
             seed: random_u64(),
         });
         sup.set_remote_monitor_port(forwards.remote_listen_port());
+        if let Forwards::Loop { local, .. } = forwards {
+            sup.set_local_monitor_port(Some(local));
+        }
         let proxied = settings
             .user_o_keys
             .iter()

@@ -245,6 +245,8 @@ pub struct Supervisor {
     relocations: u32,
     /// The remote port of loop mode's `-R`, as the event loop told us.
     remote_monitor_port: Option<u16>,
+    /// Loop mode's local `-L` port (the remote one starts equal to it, as in 1.4g).
+    local_monitor_port: Option<u16>,
     /// When the tunnel was last seen failing: to tell how long an outage lasted.
     down_since: Option<Time>,
     /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
@@ -295,6 +297,7 @@ impl Supervisor {
             rtt: RttEstimate::default(),
             relocations: 0,
             remote_monitor_port: None,
+            local_monitor_port: None,
             down_since: None,
             last_proof: None,
             last_failure: None,
@@ -331,6 +334,12 @@ impl Supervisor {
     /// recognise ssh's complaint about it). `None` in echo mode or with `-M 0`.
     pub fn set_remote_monitor_port(&mut self, port: Option<u16>) {
         self.remote_monitor_port = port;
+    }
+
+    /// Tells the supervisor loop mode's local `-L` port: a server on this very host sees
+    /// it as busy when the remote port is the same number.
+    pub fn set_local_monitor_port(&mut self, port: Option<u16>) {
+        self.local_monitor_port = port;
     }
 
     /// How long the event loop may sleep before calling [`Supervisor::on_time`].
@@ -1004,9 +1013,14 @@ impl Supervisor {
         }
         self.relocations += 1;
         out.push(Action::RelocateMonitor(Relocation::Busy));
+        let own = if Some(port) == self.local_monitor_port {
+            format!(" (if the server is this host, by our own -L {port})")
+        } else {
+            String::new()
+        };
         self.restart_ssh(
             RestartKind::PortBusy,
-            format!("remote monitor port {port} busy on the server"),
+            format!("remote monitor port {port} busy on the server{own}"),
             false,
             now,
             out,

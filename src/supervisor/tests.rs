@@ -483,6 +483,16 @@ fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
         [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]
     );
     assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
+    assert!(!why.contains("our own"), "{why}");
+    // The same number as our local -L port: a server on this host sees our own forward.
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.sup.set_local_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
+    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
+    assert!(why.contains("by our own -L 20000"), "{why}");
 }
 
 #[test]
