@@ -42,6 +42,8 @@ pub struct Cli {
     pub ssh_o_values: Vec<String>,
     /// `-W host:port` (stdio forwarding: ssh then clears every other forward).
     pub stdio_forward: bool,
+    /// `-S ctl_path`: the user chose connection sharing on the command line.
+    pub control_socket: bool,
 }
 
 /// Where the splitter is in ssh's grammar.
@@ -70,6 +72,7 @@ where
         ssh_args: Vec::with_capacity(args.len()),
         ssh_o_values: Vec::new(),
         stdio_forward: false,
+        control_socket: false,
     };
     let mut place = Place::BeforeDestination;
     let mut seen_destination = false;
@@ -167,6 +170,7 @@ fn split_cluster(
             }
             _ if ssh_opts::kind(c) == OptKind::Value => {
                 cli.stdio_forward |= c == 'W';
+                cli.control_socket |= c == 'S';
                 if c == 'o' {
                     let v = if rest.is_empty() {
                         next.map(|n| n.as_bytes())

@@ -43,6 +43,9 @@ pub struct Settings {
     pub session_probe: bool,
     /// `-W`: ssh forwards stdio and clears every other forward (the session probe's too).
     pub stdio_forward: bool,
+    /// `-S`, or `-o ControlMaster/ControlPath/ControlPersist`: connection sharing asked for
+    /// on autossh's own command line (otherwise it is turned off for the supervised ssh).
+    pub sharing_asked: bool,
 }
 
 impl Settings {
@@ -166,6 +169,11 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         metricsfile,
         session_probe,
         stdio_forward: cli.stdio_forward,
+        sharing_asked: cli.control_socket
+            || cli.ssh_o_values.iter().any(|v| {
+                let k = o_key(v);
+                k == "controlmaster" || k == "controlpath" || k == "controlpersist"
+            }),
         ssh_args: cli.ssh_args,
     })
 }

@@ -42,6 +42,12 @@ const SSH_STDERR: Token = Token(1);
 pub fn run(settings: Settings) -> Result<i32> {
     let (forwards, listener) = prepare_monitor(&settings)?;
     let (forwards, session_socket) = prepare_session_probe(&settings, forwards);
+    if !settings.sharing_asked {
+        info!(
+            "ssh runs with ControlMaster=no and ControlPath=none: the supervised ssh holds the \
+             session itself (set either on autossh's command line to share a connection)"
+        );
+    }
     let mut pidfile = settings.pidfile.as_deref().map(Pidfile::lock).transpose()?;
     let notifier = if settings.daemon {
         let n = daemon::detach()?;

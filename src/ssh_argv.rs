@@ -70,6 +70,14 @@ pub fn build(s: &Settings, fwd: &Forwards) -> Vec<OsString> {
         push("-o".into());
         push("ExitOnForwardFailure=yes".into());
     }
+    if !s.sharing_asked {
+        // The supervised ssh must hold the session itself: not hand it to a background
+        // master (ControlPersist) nor ride on someone else's (ssh_config's ControlMaster).
+        push("-o".into());
+        push("ControlMaster=no".into());
+        push("-o".into());
+        push("ControlPath=none".into());
+    }
     v.extend(s.ssh_args.iter().cloned());
     v
 }
@@ -108,6 +116,10 @@ mod tests {
                 "20000:127.0.0.1:20001",
                 "-o",
                 "ExitOnForwardFailure=yes",
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
                 "-N",
                 "h"
             ]
@@ -147,6 +159,24 @@ mod tests {
         assert!(!a.iter().any(|x| x.starts_with("ServerAlive")));
         let a = argv(&["-oExitOnForwardFailure=no", "h"], Forwards::Off);
         assert!(!a.contains(&"ExitOnForwardFailure=yes".to_string()));
+    }
+
+    #[test]
+    fn connection_sharing_is_off_unless_asked_for_on_the_command_line() {
+        let off = [
+            "ControlMaster=no".to_string(),
+            "ControlPath=none".to_string(),
+        ];
+        let a = argv(&["h"], Forwards::Off);
+        assert!(off.iter().all(|o| a.contains(o)), "{a:?}");
+        for asked in [
+            &["-S", "/tmp/cm", "h"][..],
+            &["-o", "ControlMaster=auto", "h"],
+            &["-oControlPersist=yes", "h"],
+        ] {
+            let a = argv(asked, Forwards::Off);
+            assert!(!off.iter().any(|o| a.contains(o)), "{a:?}");
+        }
     }
 
     #[test]

@@ -654,8 +654,9 @@ proptest! {
 
 const T: Duration = Duration::from_secs(10);
 
-/// What autossh puts before the user's arguments with `-M 0`, given the user's `-o` values.
-fn keepalive_prefix(o_values: &[String]) -> Vec<OsString> {
+/// What autossh puts before the user's arguments with `-M 0`, given the user's `-o` values
+/// and whether they gave `-S` (after the session probe's `-L`, see [`session_probe_split`]).
+fn keepalive_prefix(o_values: &[String], control_socket: bool) -> Vec<OsString> {
     let keys: Vec<String> = o_values
         .iter()
         .map(|v| {
@@ -682,7 +683,23 @@ fn keepalive_prefix(o_values: &[String]) -> Vec<OsString> {
     if !set("exitonforwardfailure") {
         v.extend(["-o", "ExitOnForwardFailure=yes"].map(os));
     }
+    if !control_socket && !set("controlmaster") && !set("controlpath") && !set("controlpersist") {
+        v.extend(["-o", "ControlMaster=no", "-o", "ControlPath=none"].map(os));
+    }
     v
+}
+
+/// Takes `-M 0`'s session probe forward off the front of ssh's argv; whether it was there.
+fn session_probe_split(argv: &mut Vec<OsString>) -> bool {
+    let there = argv.len() >= 2
+        && argv[0] == "-L"
+        && argv[1]
+            .as_bytes()
+            .ends_with(b":/dev/null/autossh-session-probe");
+    if there {
+        argv.drain(..2);
+    }
+    there
 }
 
 /// The raw argv of fake ssh run `n` (1-based), bytes exact.
@@ -723,9 +740,17 @@ proptest! {
         prop_assert!(st.is_some(), "autossh did not exit\n{}", story());
         prop_assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", story());
         prop_assert_eq!(fake.run_count(), 1, "{}", story());
-        let mut want = keepalive_prefix(&line.o_values());
+        let cli = cli::parse(line.input()).expect("a safe line parses");
+        let mut want = keepalive_prefix(&line.o_values(), cli.control_socket);
         want.extend(line.to_ssh());
-        prop_assert_eq!(raw_run_argv(&fake, 1), want, "{}", story());
+        let mut got = raw_run_argv(&fake, 1);
+        let probe_expected = !cli.stdio_forward
+            && !line
+                .o_values()
+                .iter()
+                .any(|v| v.trim_start().to_ascii_lowercase().starts_with("clearallforwardings"));
+        prop_assert_eq!(session_probe_split(&mut got), probe_expected, "{}", story());
+        prop_assert_eq!(got, want, "{}", story());
         let marker = dir.marker();
         drop(p);
         drop(fake);

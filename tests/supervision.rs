@@ -341,13 +341,17 @@ fn m0_has_the_session_probe_unless_stdio_forwarding_or_turned_off() {
     );
 }
 
-const KEEPALIVE: [&str; 6] = [
+const KEEPALIVE: [&str; 10] = [
     "-o",
     "ServerAliveInterval=60",
     "-o",
     "ServerAliveCountMax=3",
     "-o",
     "ExitOnForwardFailure=yes",
+    "-o",
+    "ControlMaster=no",
+    "-o",
+    "ControlPath=none",
 ];
 
 fn with_keepalive(rest: &[&str]) -> Vec<String> {
@@ -399,6 +403,10 @@ fn loop_mode_adds_the_monitor_forwards() {
             format!("{n}:127.0.0.1:{}", n + 1),
             "-o".into(),
             "ExitOnForwardFailure=yes".into(),
+            "-o".into(),
+            "ControlMaster=no".into(),
+            "-o".into(),
+            "ControlPath=none".into(),
             "-N".into(),
             "host".into(),
         ]
@@ -413,6 +421,10 @@ fn echo_mode_and_user_keepalive_settings() {
         [
             "-L",
             "40000:127.0.0.1:7",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
             "-o",
             "ExitOnForwardFailure=no",
             "host"
