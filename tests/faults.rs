@@ -99,6 +99,7 @@ const NS_SCENARIOS: &[(&str, Scenario)] = &[
     ("black_hole_5s", scenario_black_hole_5s),
     ("black_hole_60s", scenario_black_hole_60s),
     ("m0_black_hole_30s", scenario_m0_black_hole_30s),
+    ("m0_plain_black_hole_20s", scenario_m0_plain_black_hole_20s),
     ("server_down_60s", scenario_server_down_60s),
     ("loss_20pct_no_restart", scenario_loss),
     ("latency_300ms_no_restart", scenario_latency),
@@ -513,12 +514,13 @@ fn wait_out(
 /// A black hole of `length` over a settled tunnel (loop mode at POLL=4, or
 /// `-M 0` when `m0`), used through the tunnel once as it begins; `must_detect`:
 /// a restart must be logged within POLL + net timeout.
-fn black_hole(notes: &Notes, name: &str, length: Duration, m0: bool, must_detect: bool) {
-    let rig = if m0 {
+fn black_hole(notes: &Notes, name: &str, length: Duration, m0: Option<&str>, must_detect: bool) {
+    let m0_probe = m0.map(|p| ("AUTOSSH_SESSION_PROBE", p));
+    let rig = if let Some(probe) = m0_probe {
         NsRig::start(
             name,
             "0",
-            &[("AUTOSSH_GATETIME", "0"), ("AUTOSSH_LOGLEVEL", "7")],
+            &[("AUTOSSH_GATETIME", "0"), ("AUTOSSH_LOGLEVEL", "7"), probe],
         )
     } else {
         NsRig::start_loop(name)
@@ -538,7 +540,7 @@ fn black_hole(notes: &Notes, name: &str, length: Duration, m0: bool, must_detect
     // (up to 4 MiB), so that after the lift only the kernel's backed-off
     // retries would move it.
     let (ready_tx, ready_rx) = mpsc::channel();
-    let uploads: Vec<_> = (0..if m0 { 4 } else { 0 })
+    let uploads: Vec<_> = (0..if m0.is_some() { 4 } else { 0 })
         .map(|_| {
             let (cli, ready, (go, go_rx)) =
                 (rig.cli().to_string(), ready_tx.clone(), mpsc::channel());
@@ -668,20 +670,14 @@ fn upload_in(ns: &str, port: u16, ready: mpsc::Sender<bool>, go: mpsc::Receiver<
 }
 
 fn scenario_black_hole_5s(notes: &Notes) {
-    black_hole(notes, "black_hole_5s", Duration::from_secs(5), false, false);
+    black_hole(notes, "black_hole_5s", Duration::from_secs(5), None, false);
 }
 
 fn scenario_black_hole_60s(notes: &Notes) {
-    black_hole(
-        notes,
-        "black_hole_60s",
-        Duration::from_secs(60),
-        false,
-        true,
-    );
+    black_hole(notes, "black_hole_60s", Duration::from_secs(60), None, true);
 }
 
-/// `-M 0`: no probes, ServerAlive only after 60 s. The black hole drops in
+/// `-M 0` with the session probe (the default). The black hole drops in
 /// the client's own OUTPUT chain, so what ssh writes during it is never sent
 /// at all (nothing unacknowledged); once uploads have filled ssh's socket
 /// buffer, the kernel alone retries it, at backed-off zero-window probe times
@@ -692,7 +688,21 @@ fn scenario_m0_black_hole_30s(notes: &Notes) {
         notes,
         "m0_black_hole_30s",
         Duration::from_secs(30),
-        true,
+        Some("yes"),
+        false,
+    );
+}
+
+/// `-M 0` without the session probe (1.4g's `-M 0`: ServerAlive and the stall
+/// watch only). The ssh that dies during the fault must not be replaced blind
+/// by one that sits in SYN retries when the fault lifts: checks run, and the
+/// server's answer starts (or replaces) ssh at once.
+fn scenario_m0_plain_black_hole_20s(notes: &Notes) {
+    black_hole(
+        notes,
+        "m0_plain_black_hole_20s",
+        Duration::from_secs(20),
+        Some("no"),
         false,
     );
 }
@@ -710,6 +720,11 @@ fn black_hole_60s() {
 #[test]
 fn m0_black_hole_30s() {
     run_ns("m0_black_hole_30s");
+}
+
+#[test]
+fn m0_plain_black_hole_20s() {
+    run_ns("m0_plain_black_hole_20s");
 }
 
 // ---------------------------------------------------------------------------

@@ -26,7 +26,9 @@ impl Supervisor {
         match self.complaint {
             Some(Complaint::Config(_)) => Cause::Config,
             Some(Complaint::Network(_)) => Cause::Network,
-            _ if self.server_silent => Cause::Network,
+            // A probe went unanswered, or the server failed a check and has not answered
+            // one since (a stalled ssh in a black hole): the network, whatever ssh said.
+            _ if self.server_silent || self.unreachable_since.is_some() => Cause::Network,
             _ => Cause::Other,
         }
     }

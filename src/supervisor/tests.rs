@@ -711,6 +711,27 @@ fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
 }
 
 #[test]
+fn an_ssh_that_dies_stalled_in_a_black_hole_is_not_replaced_blind() {
+    let mut s = Sim::new(gate0());
+    s.auto_stall = false;
+    s.ev(Event::Begin);
+    // A long-lived ssh: its end would be retried at once (no backoff).
+    s.advance(120.0);
+    s.ev(Event::Stall(true));
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    s.ev(Event::Reachable(false));
+    // ssh gives up by itself (ServerAlive, say nothing of the cause): no ssh into the
+    // hole at once; the checks go on and the server's answer starts it.
+    let a = s.exit(SshEnd::Exited(255));
+    assert!(!a.contains(&Action::Spawn), "{a:?}");
+    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    let a = s.advance(0.25);
+    assert!(a.contains(&Action::CheckReach), "{a:?}");
+    let a = s.ev(Event::Reachable(true));
+    assert!(a.contains(&Action::Spawn), "{a:?}");
+}
+
+#[test]
 fn a_stall_with_the_server_answering_all_along_is_left_alone() {
     let mut s = Sim::new(gate0());
     s.auto_stall = false;
