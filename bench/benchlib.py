@@ -430,3 +430,22 @@ def write_json(path, obj):
 def die(msg):
     log("ERROR: " + msg)
     sys.exit(1)
+
+
+def collect(workers, end, keys, results, report_one):
+    """Waits for each (spec, process) worker until `end` (CLOCK_MONOTONIC), stops it, and
+    appends its JSON result (spec["out"]), or a record of `keys` from spec with an error."""
+    for spec, p in workers:
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        stop(p, grace=3)
+        try:
+            with open(spec["out"]) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            r = {k: spec[k] for k in keys}
+            r["error"] = f"worker gave no result (exit {p.returncode}); see {spec['dir']}/worker.log"
+        results.append(r)
+        report_one(r)

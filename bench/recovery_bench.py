@@ -836,20 +836,7 @@ def run_phase(bench, scenarios, seq):
             longest = max(s[5]["offset"] + s[5]["window"] + s[5]["transfer_extra"] for s in scenarios) + 60
         B.log(f"{bench}: {up}/{len(workers)} tunnels up; faults start in 2 s; at most {longest:.0f} s")
         end = t0 + longest
-        for spec, p in workers:
-            try:
-                p.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            B.stop(p, grace=3)
-            try:
-                with open(spec["out"]) as f:
-                    r = json.load(f)
-            except (OSError, ValueError):
-                r = {k: spec[k] for k in ("bench", "scenario", "prog", "mode", "kind", "tag")}
-                r["error"] = f"worker gave no result (exit {p.returncode}); see {spec['dir']}/worker.log"
-            results.append(r)
-            report_one(r)
+        B.collect(workers, end, ("bench", "scenario", "prog", "mode", "kind", "tag"), results, report_one)
     finally:
         for pair in pairs:
             pair.destroy()

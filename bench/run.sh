@@ -3,6 +3,8 @@
 # epoll echo server and socat. Run as root on Debian:   bash bench/run.sh
 # The recovery benchmarks (outages, loss, latency, a saturated link; network namespaces joined
 # by veth pairs) are opt-in:                              bash bench/run.sh recovery
+# So is the application benchmark (psycopg2 writing to PostgreSQL through the tunnel while the
+# server side fails):                                     bash bench/run.sh app
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -10,9 +12,11 @@
 #                      "recovery" may be added to the list
 #   BENCH_RECOVERY_QUICK=1   recovery with short outages and windows (a smoke test, ~2 min)
 #   BENCH_KEEP=1       keep the work directory (logs, JSON) under /tmp
+#   APP_BENCH_REPEAT, APP_BENCH_GIVEUP, APP_BENCH_QUICK, APP_BENCH_ONLY: see bench/README.md (5.)
 #
-# Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md);
-# per-run autossh logs go to bench/logs/ (recovery: bench/logs/recovery/).
+# Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
+# bench/results-app.md); per-run autossh logs go to bench/logs/ (recovery: bench/logs/recovery/,
+# app: bench/logs/app/).
 # Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
 # network namespaces are deleted too.
 set -euo pipefail
@@ -25,13 +29,16 @@ ONLY=${BENCH_ONLY:-cost freeze echo}
 case ${1:-} in
   '') ;;
   recovery) ONLY=recovery ;;
-  *) printf 'usage: bash bench/run.sh [recovery]\n' >&2; exit 2 ;;
+  app) ONLY=app ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
+APP=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
+    app) APP=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -62,9 +69,11 @@ descendants() {
     done
   done
 }
+RC_ADDED=0 # 1 while the policy-rc.d this script wrote (see "tools") is in place
 cleanup() {
   local rc=$? pids=() all=() p
   trap - EXIT INT TERM
+  [ "$RC_ADDED" = 0 ] || rm -f /usr/sbin/policy-rc.d
   for p in $(cat "$BENCH_WORK/frozen" 2>/dev/null); do
     kill -CONT "$p" 2>/dev/null || true
     kill -KILL "$p" 2>/dev/null || true
@@ -114,11 +123,24 @@ if [ "$RECOVERY" = 1 ]; then
   command -v iptables >/dev/null || missing+=(iptables)
   command -v tc >/dev/null || missing+=(iproute2)
 fi
+if [ "$APP" = 1 ]; then
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v runuser >/dev/null || missing+=(util-linux)
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  # Debian's psycopg2 is importable by /usr/bin/python3 (pyenv's python3 may come first on PATH)
+  /usr/bin/python3 -c 'import psycopg2' 2>/dev/null || missing+=(python3-psycopg2)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   info "installing: ${missing[*]}"
   apt-get update -qq || fail "apt-get update failed"
+  # policy-rc.d: the postgresql and openssh-server packages must not start their system
+  # services (the benchmarks run private ones); removed again right after
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && RC_ADDED=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
     fail "apt-get install ${missing[*]} failed"
+  [ "$RC_ADDED" = 0 ] || { rm -f /usr/sbin/policy-rc.d; RC_ADDED=0; }
 fi
 mkdir -p /run/sshd
 PY=python3
@@ -155,9 +177,10 @@ info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(uli
 # logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
 if [ "$CLASSIC" = 1 ]; then
-  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery -exec rm -rf {} +
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app -exec rm -rf {} +
 fi
 [ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
+[ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -204,7 +227,16 @@ for b in $ONLY; do
       [ -z "${BENCH_RECOVERY_QUICK:-}" ] || qa=(--quick)
       run_step "4. recovery: outages at default settings, faults at POLL=4, ours vs 1.4g (~6 min)" 660 \
         $PY recovery_bench.py run --out "$BENCH_WORK/recovery.json" "${qa[@]}" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery)" ;;
+    app)
+      # not in a private namespace: it makes its own (two per run, joined by a veth pair).
+      # /usr/bin/python3: Debian's python3-psycopg2 is installed for it
+      a_rep=${APP_BENCH_REPEAT:-1}
+      a_give=${APP_BENCH_GIVEUP:-60}
+      case $a_rep in '' | *[!0-9]* | 0) fail "APP_BENCH_REPEAT must be a positive integer" ;; esac
+      case $a_give in '' | *[!0-9]* | 0) fail "APP_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
+      run_step "5. application: psycopg2 through the tunnel, freeze / sshd restart / black hole, ours vs 1.4g, R=$a_rep (~5-7 min)" \
+        $((a_rep * 6 * (a_give + 110) + 120)) /usr/bin/python3 app_bench.py run --out "$BENCH_WORK/app.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app)" ;;
   esac
 done
 
@@ -243,6 +275,12 @@ if [ "$RECOVERY" = 1 ]; then
     --md "$BENCH_DIR/results-recovery.md" || fail "recovery report failed"
   mkdir -p "$BENCH_DIR/logs/recovery"
   cp "$BENCH_WORK/recovery.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/recovery/" 2>/dev/null || true
+fi
+if [ "$APP" = 1 ]; then
+  /usr/bin/python3 app_bench.py report --json "$BENCH_WORK/app.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-app.md" || fail "app report failed"
+  mkdir -p "$BENCH_DIR/logs/app"
+  cp "$BENCH_WORK/app.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/app/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
