@@ -11,6 +11,7 @@ pub mod error;
 pub mod exit_rules;
 pub mod logging;
 pub mod monitor;
+pub mod netwatch;
 pub mod path;
 pub mod pidfile;
 pub mod probe;

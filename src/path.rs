@@ -254,6 +254,16 @@ impl Transport {
         }
     }
 
+    /// ssh's connection to the server: (local, peer) addresses.
+    pub fn endpoints(&mut self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.info()?;
+        let dup = Dup::take(self.pidfd.as_ref()?.as_raw_fd(), self.fd?)?;
+        let sock = socket2::SockRef::from(&dup.0);
+        let local = sock.local_addr().ok()?.as_socket()?;
+        let peer = sock.peer_addr().ok()?.as_socket()?;
+        Some((local, peer))
+    }
+
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
     pub fn has_tcp_info(&mut self) -> bool {
         self.info().is_some()

@@ -17,7 +17,7 @@ use crate::sd_notify::SdNotify;
 use crate::ssh_argv::{self, Forwards};
 use crate::ssh_process::SshProcess;
 use crate::supervisor::{
-    Action, Config, Event, PathState, Relocation, Sig, Supervisor, Traffic, Waiting,
+    Action, Config, Event, NetPath, PathState, Relocation, Sig, Supervisor, Traffic, Waiting,
 };
 use log::{debug, info, warn};
 use mio::unix::SourceFd;
@@ -37,6 +37,8 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 const SIGNALS: Token = Token(0);
 /// Token of ssh's stderr pipe.
 const SSH_STDERR: Token = Token(1);
+/// Token of the rtnetlink socket (address, route and link changes).
+const NETLINK: Token = Token(4);
 
 /// Runs autossh to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
@@ -204,6 +206,8 @@ struct Runner {
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
     sd: Option<SdNotify>,
+    /// Address and route changes (none where rtnetlink cannot be opened).
+    netwatch: Option<crate::netwatch::NetWatch>,
     /// The session probe's socket directory (`-M 0`), removed when autossh ends.
     session_socket: Option<crate::probe_conn::SessionSocket>,
     /// What the last report said and when it was written.
@@ -281,7 +285,17 @@ impl Runner {
             .as_ref()
             .and_then(|s| s.watchdog_every)
             .map(|_| Instant::now());
+        let netwatch = match crate::netwatch::NetWatch::open()
+            .and_then(|w| w.register(poll.registry(), NETLINK).map(|_| w))
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                debug!("no rtnetlink ({e}): address and route changes are not watched");
+                None
+            }
+        };
         Ok(Runner {
+            netwatch,
             sd,
             session_socket: None,
             last_report: None,
@@ -333,6 +347,11 @@ impl Runner {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
                     SSH_STDERR => self.on_stderr(),
+                    NETLINK => {
+                        if self.netwatch.as_ref().is_some_and(|w| w.drain()) {
+                            self.queue.push_back(Event::NetworkChanged);
+                        }
+                    }
                     t if Monitor::owns(t) => {
                         let registry = self.poll.registry();
                         if let Some(e) = self.monitor.as_mut().and_then(|m| m.ready(registry, t)) {
@@ -508,6 +527,16 @@ impl Runner {
             }
             Action::StopReach => self.reach.stop(self.poll.registry()),
             Action::InspectStall => self.watch_ssh(),
+            Action::CheckNetPath => {
+                let verdict = match self.transport.as_mut() {
+                    Some(t) if !self.proxied => match t.endpoints() {
+                        Some((local, peer)) => crate::netwatch::judge_path(local, peer),
+                        None => NetPath::Unknown,
+                    },
+                    _ => NetPath::Unknown,
+                };
+                self.queue.push_back(Event::NetPath(verdict));
+            }
             Action::Exit(code) => {
                 if code != 0 {
                     if let Some(n) = self.notifier.as_mut() {

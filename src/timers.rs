@@ -26,9 +26,11 @@ pub enum Timer {
     Watch,
     /// `-M 0`: ssh has lived past the gate; the tunnel counts as up.
     Settled,
+    /// The kernel's addresses or routes changed a moment ago: look at ssh's path.
+    NetCheck,
 }
 
-const ALL: [Timer; 10] = [
+const ALL: [Timer; 11] = [
     Timer::Restart,
     Timer::KillEscalation,
     Timer::MaxLifetime,
@@ -39,6 +41,7 @@ const ALL: [Timer; 10] = [
     Timer::ReachCheck,
     Timer::Watch,
     Timer::Settled,
+    Timer::NetCheck,
 ];
 
 /// The deadline table.

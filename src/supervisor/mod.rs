@@ -29,6 +29,8 @@ const SESSION_RETRY_MAX_GAP: Duration = Duration::from_secs(30);
 const DRAWN_PATIENCE_FLOOR: Duration = Duration::from_millis(400);
 /// A probe late on a full link (the server keeps sending) is given up after this long.
 const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
+/// An address or route change is looked at this long after the first message of a burst.
+const NET_SETTLE: Duration = Duration::from_millis(200);
 /// How often ssh's connection is looked at for a stall, and for unanswered requests.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// ... while data moved on it within [`ACTIVE_WITHIN`].
@@ -143,6 +145,24 @@ pub enum Event {
     Connected(bool),
     /// The machine was suspended and has resumed.
     Resumed,
+    /// The kernel's addresses, routes or links changed (rtnetlink).
+    NetworkChanged,
+    /// Answer to [`Action::CheckNetPath`].
+    NetPath(NetPath),
+}
+
+/// What an address or route change did to ssh's connection to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetPath {
+    /// Its local address is gone from the machine: the connection is dead.
+    Gone(String),
+    /// The kernel would now reach the server another way (another source address, or no
+    /// route): the connection may be dead.
+    Moved(String),
+    /// Same address, same way to the server: nothing to do.
+    Same,
+    /// Cannot be told (no connection seen, a proxy).
+    Unknown,
 }
 
 /// What the event loop must do.
@@ -168,6 +188,9 @@ pub enum Action {
     StopReach,
     /// Look whether ssh's server connection is stalled; answer with [`Event::Stall`].
     InspectStall,
+    /// Look at ssh's connection after an address or route change; answer with
+    /// [`Event::NetPath`].
+    CheckNetPath,
     /// The tunnel is proven for the first time (systemd `READY=1`).
     Ready,
     /// Exit autossh with this code (ssh is already gone).
@@ -392,6 +415,13 @@ impl Supervisor {
                 }
             }
             Event::Resumed => self.on_resumed(now),
+            Event::NetworkChanged => {
+                // Changes come in bursts (an address, then routes): look once it settled.
+                if self.timers.get(Timer::NetCheck).is_none() {
+                    self.timers.set(Timer::NetCheck, now + NET_SETTLE);
+                }
+            }
+            Event::NetPath(p) => self.on_net_path(p, now, &mut out),
         }
         out
     }
@@ -410,6 +440,12 @@ impl Supervisor {
                 _ => {}
             },
             Timer::ReachCheck => self.on_reach_tick(now, out),
+            Timer::NetCheck => match self.state {
+                State::Running { .. } => out.push(Action::CheckNetPath),
+                // No ssh: the server may be reachable now (another network): check at once.
+                State::WaitingForServer => self.timers.set(Timer::ReachCheck, now),
+                _ => {}
+            },
             Timer::Settled => {
                 if self.state
                     == (State::Running {
@@ -710,6 +746,30 @@ impl Supervisor {
             unanswered::FLOOR,
             self.cfg.net_timeout.max(unanswered::FLOOR),
         )
+    }
+
+    /// An address or route change reached ssh's connection: a vanished local address
+    /// means a dead connection (restart now); another way to the server means a probe now.
+    fn on_net_path(&mut self, p: NetPath, now: Time, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Running { .. }) {
+            return;
+        }
+        match p {
+            NetPath::Gone(what) => {
+                self.restart_ssh(RestartKind::Network, what, false, now, out);
+                // Its connection cannot send a byte: SIGTERM would only wait out the grace.
+                out.push(Action::KillSsh);
+            }
+            NetPath::Moved(what) => {
+                if self.state == (State::Running { phase: Phase::Up }) && self.in_flight.is_none() {
+                    info!("{what}; probing the tunnel now");
+                    self.send_probe(now, true, out);
+                } else {
+                    debug!("{what}");
+                }
+            }
+            NetPath::Same | NetPath::Unknown => debug!("network change: ssh's path unchanged"),
+        }
     }
 
     /// A look at ssh's sockets: look again sooner while the tunnel carries traffic, and

@@ -23,16 +23,19 @@ pub enum RestartKind {
     PortBusy,
     /// ssh's connection stalled and the server answered again.
     Stall,
+    /// The client's address under ssh's connection went away.
+    Network,
 }
 
 impl RestartKind {
-    pub const ALL: [RestartKind; 6] = [
+    pub const ALL: [RestartKind; 7] = [
         RestartKind::Probe,
         RestartKind::Unconfirmed,
         RestartKind::SshExit,
         RestartKind::Signal,
         RestartKind::PortBusy,
         RestartKind::Stall,
+        RestartKind::Network,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl RestartKind {
             RestartKind::Signal => "signal",
             RestartKind::PortBusy => "port_busy",
             RestartKind::Stall => "stall",
+            RestartKind::Network => "network",
         }
     }
 }

@@ -732,6 +732,31 @@ fn an_ssh_that_dies_stalled_in_a_black_hole_is_not_replaced_blind() {
 }
 
 #[test]
+fn network_changes_are_looked_at_once_settled_and_acted_on() {
+    let mut s = up(600.0);
+    s.advance(5.0);
+    // A burst of rtnetlink messages: one look, 200 ms after the first.
+    s.ev(Event::NetworkChanged);
+    s.advance(0.1);
+    s.ev(Event::NetworkChanged);
+    assert_eq!(s.advance(0.1), [Action::CheckNetPath]);
+    assert!(s.advance(1.0).is_empty());
+    // Untouched path: nothing.
+    assert!(s.ev(Event::NetPath(NetPath::Same)).is_empty());
+    // Another way to the server: probe now, whatever the poll.
+    let a = s.ev(Event::NetPath(NetPath::Moved("moved".into())));
+    assert!(matches!(a[..], [Action::SendProbe { .. }]), "{a:?}");
+    s.echo_all(&a, 0.001);
+    // The local address is gone: restart now, without waiting for SIGTERM's grace.
+    let a = s.ev(Event::NetPath(NetPath::Gone("gone".into())));
+    assert!(
+        a.contains(&Action::TermSsh) && a.contains(&Action::KillSsh),
+        "{a:?}"
+    );
+    assert!(s.exit(SshEnd::Signaled(9)).contains(&Action::Spawn));
+}
+
+#[test]
 fn a_stall_with_the_server_answering_all_along_is_left_alone() {
     let mut s = Sim::new(gate0());
     s.auto_stall = false;
