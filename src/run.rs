@@ -43,13 +43,6 @@ const NETLINK: Token = Token(4);
 /// Runs autossh to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
     let (forwards, listener) = prepare_monitor(&settings)?;
-    let (forwards, session_socket) = prepare_session_probe(&settings, forwards);
-    if !settings.sharing_asked {
-        info!(
-            "ssh runs with ControlMaster=no and ControlPath=none: the supervised ssh holds the \
-             session itself (set either on autossh's command line to share a connection)"
-        );
-    }
     let mut pidfile = settings.pidfile.as_deref().map(Pidfile::lock).transpose()?;
     let notifier = if settings.daemon {
         let n = daemon::detach()?;
@@ -62,6 +55,14 @@ pub fn run(settings: Settings) -> Result<i32> {
     };
     if let Some(p) = pidfile.as_mut() {
         p.write_pid()?;
+    }
+    // Started for good (past the checks, detached): what is said now goes to the log.
+    let (forwards, session_socket) = prepare_session_probe(&settings, forwards);
+    if !settings.sharing_asked {
+        info!(
+            "ssh runs with ControlMaster=no and ControlPath=none: the supervised ssh holds the \
+             session itself (set either on autossh's command line to share a connection)"
+        );
     }
     let mut runner = Runner::new(settings, forwards, listener, notifier)?;
     runner.session_socket = session_socket;
@@ -347,10 +348,8 @@ impl Runner {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
                     SSH_STDERR => self.on_stderr(),
-                    NETLINK => {
-                        if self.netwatch.as_ref().is_some_and(|w| w.drain()) {
-                            self.queue.push_back(Event::NetworkChanged);
-                        }
+                    NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
+                        self.queue.push_back(Event::NetworkChanged);
                     }
                     t if Monitor::owns(t) => {
                         let registry = self.poll.registry();
