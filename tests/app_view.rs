@@ -261,7 +261,7 @@ impl Rig {
             ]
             .map(String::from)
             .to_vec(),
-            Monitor::Loop => vec!["-M".into(), free_port_pair().to_string(), "-N".into()],
+            Monitor::Loop => vec!["-M".into(), free_loop_ports().to_string(), "-N".into()],
             Monitor::Echo => {
                 let e = free_port();
                 let p = Cmd::new(echo_bin())

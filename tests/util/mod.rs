@@ -274,6 +274,12 @@ pub fn free_port_pair() -> u16 {
     free_ports(2)
 }
 
+/// A port N where N to N+3 are free: loop mode's pair, and room for its first move of the
+/// remote port (N+2) when the server is this host and sees N as taken by our own `-L N`.
+pub fn free_loop_ports() -> u16 {
+    free_ports(4)
+}
+
 fn free_ports(count: u16) -> u16 {
     for _ in 0..2000 {
         let n = candidate_port();
