@@ -297,7 +297,10 @@ impl Monitor {
             Some(cur) if matches!(cur.state, OutState::Sent { .. }) => {
                 compare(&cur.bytes, &inbound.got)
             }
-            // Nothing sent yet: anything here is not ours.
+            // ssh forwards the connection as soon as ours is accepted, so it can be here
+            // before our connect was seen complete: empty, it may still carry the probe.
+            Some(_) if inbound.got.is_empty() && !closed => Echo::Partial,
+            // Bytes before we sent any: not ours.
             _ => Echo::Wrong,
         };
         match verdict {
