@@ -5,6 +5,8 @@
 # by veth pairs) are opt-in:                              bash bench/run.sh recovery
 # So is the application benchmark (psycopg2 writing to PostgreSQL through the tunnel while the
 # server side fails):                                     bash bench/run.sh app
+# And the field cases (jump host, connection sharing, -M 0 black hole, the client's address
+# changing; default settings):                            bash bench/run.sh field
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -13,10 +15,11 @@
 #   BENCH_RECOVERY_QUICK=1   recovery with short outages and windows (a smoke test, ~2 min)
 #   BENCH_KEEP=1       keep the work directory (logs, JSON) under /tmp
 #   APP_BENCH_REPEAT, APP_BENCH_GIVEUP, APP_BENCH_QUICK, APP_BENCH_ONLY: see bench/README.md (5.)
+#   FIELD_BENCH_QUICK, FIELD_BENCH_REPEAT, FIELD_BENCH_GIVEUP, FIELD_BENCH_ONLY: bench/README.md (6.)
 #
 # Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
-# bench/results-app.md); per-run autossh logs go to bench/logs/ (recovery: bench/logs/recovery/,
-# app: bench/logs/app/).
+# bench/results-app.md, field: bench/results-field.md); per-run autossh logs go to bench/logs/
+# (recovery: bench/logs/recovery/, app: bench/logs/app/, field: bench/logs/field/).
 # Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
 # network namespaces are deleted too.
 set -euo pipefail
@@ -30,15 +33,18 @@ case ${1:-} in
   '') ;;
   recovery) ONLY=recovery ;;
   app) ONLY=app ;;
-  *) printf 'usage: bash bench/run.sh [recovery|app]\n' >&2; exit 2 ;;
+  field) ONLY=field ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app|field]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
 APP=0
+FIELD=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
     app) APP=1 ;;
+    field) FIELD=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -123,6 +129,9 @@ if [ "$RECOVERY" = 1 ]; then
   command -v iptables >/dev/null || missing+=(iptables)
   command -v tc >/dev/null || missing+=(iproute2)
 fi
+if [ "$FIELD" = 1 ]; then
+  command -v iptables >/dev/null || missing+=(iptables)
+fi
 if [ "$APP" = 1 ]; then
   command -v iptables >/dev/null || missing+=(iptables)
   command -v runuser >/dev/null || missing+=(util-linux)
@@ -177,10 +186,11 @@ info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(uli
 # logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
 if [ "$CLASSIC" = 1 ]; then
-  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app -exec rm -rf {} +
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field -exec rm -rf {} +
 fi
 [ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
 [ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
+[ "$FIELD" = 0 ] || rm -rf "$BENCH_DIR/logs/field"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -236,7 +246,15 @@ for b in $ONLY; do
       case $a_give in '' | *[!0-9]* | 0) fail "APP_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
       run_step "5. application: psycopg2 through the tunnel, freeze / sshd restart / black hole, ours vs 1.4g, R=$a_rep (~5-7 min)" \
         $((a_rep * 6 * (a_give + 110) + 120)) /usr/bin/python3 app_bench.py run --out "$BENCH_WORK/app.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app)" ;;
+    field)
+      # not in a private namespace: it makes its own (two per run, joined by a veth pair)
+      f_rep=${FIELD_BENCH_REPEAT:-1}
+      f_give=${FIELD_BENCH_GIVEUP:-60}
+      case $f_rep in '' | *[!0-9]* | 0) fail "FIELD_BENCH_REPEAT must be a positive integer" ;; esac
+      case $f_give in '' | *[!0-9]* | 0) fail "FIELD_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
+      run_step "6. field: jump host, connection sharing, -M 0 black hole, address change; ours vs 1.4g, R=$f_rep (~3-4 min)" \
+        $((f_rep * (4 * f_give + 320) + 120)) $PY field_bench.py run --out "$BENCH_WORK/field.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field)" ;;
   esac
 done
 
@@ -281,6 +299,12 @@ if [ "$APP" = 1 ]; then
     --md "$BENCH_DIR/results-app.md" || fail "app report failed"
   mkdir -p "$BENCH_DIR/logs/app"
   cp "$BENCH_WORK/app.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/app/" 2>/dev/null || true
+fi
+if [ "$FIELD" = 1 ]; then
+  $PY field_bench.py report --json "$BENCH_WORK/field.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-field.md" || fail "field report failed"
+  mkdir -p "$BENCH_DIR/logs/field"
+  cp "$BENCH_WORK/field.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/field/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
