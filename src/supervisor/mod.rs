@@ -590,8 +590,11 @@ impl Supervisor {
                 Then::Exit(code) => self.finish(code, out),
                 Then::Restart { paced } => self.after_exit(paced, None, now, out),
             },
-            State::Running { .. } => {
-                self.mark_down(now);
+            State::Running { phase } => {
+                // `self.state` is already replaced: the phase tells whether it was up.
+                if phase == Phase::Up {
+                    self.note_down(now);
+                }
                 let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
                 let facts = RunFacts {
                     start_count: self.start_count,
@@ -857,9 +860,14 @@ impl Supervisor {
     /// Notes when a proven tunnel went down (not a start-up that never came up).
     fn mark_down(&mut self, now: Time) {
         if self.state == (State::Running { phase: Phase::Up }) {
-            let since = self.last_proof.map_or(now, |p| p.min(now));
-            self.down_since.get_or_insert(since);
+            self.note_down(now);
         }
+    }
+
+    /// The tunnel went down: counted from the last proof that it worked.
+    fn note_down(&mut self, now: Time) {
+        let since = self.last_proof.map_or(now, |p| p.min(now));
+        self.down_since.get_or_insert(since);
     }
 
     /// "tunnel up, ... (down for N s)": N from the last proof before the outage.

@@ -929,3 +929,12 @@ fn a_blind_ssh_that_connects_stops_the_checks() {
     assert_eq!(s.ev(Event::Connected(true)), [Action::StopReach]);
     assert!(s.ev(Event::Reachable(true)).is_empty());
 }
+
+#[test]
+fn an_ssh_that_ends_by_itself_counts_the_outage_from_the_last_proof() {
+    let mut s = up(600.0);
+    s.advance(5.0);
+    // ssh exits by itself (the server closed the session), 5 s after the last echo.
+    s.exit(SshEnd::Exited(255));
+    assert_eq!(s.sup.down_since, Some(s.now.before(secs(5.0))));
+}
