@@ -1,5 +1,12 @@
 //! What ssh's stderr says about why it failed: configuration errors that retrying will not
-//! fix, network trouble that will pass, and the monitor port being busy on the server.
+//! fix, network trouble that will pass, the monitor port being busy on the server, and,
+//! through a jump host or a proxy command, a target that the proxy cannot reach.
+//!
+//! [`classify`] gives the class of one line; a [`Story`] gathers the lines of one ssh and
+//! tells the [`Reason`] it failed: later lines are often consequences of earlier ones
+//! (through a jump host "stdio forwarding failed" is followed by
+//! "kex_exchange_identification: Connection closed by remote host"), so a line that says
+//! why wins over one that only says the connection ended.
 
 /// A stderr line autossh acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,8 +15,16 @@ pub enum Complaint {
     Config(String),
     /// Refused, timed out, unreachable...: the server or the network is away for now.
     Network(String),
+    /// The connection ended ("Connection closed by ...", "Connection reset by ...",
+    /// "kex_exchange_identification: ..."): network trouble, but not why.
+    Ended(String),
     /// "remote port forwarding failed for listen port N".
     RemoteForwardFailed(u16),
+    /// "channel N: open failed: <why>": the server refused a channel (a forward's, or a
+    /// jump host's `-W` channel to the target). The line is kept whole.
+    ChannelRefused(String),
+    /// "stdio forwarding failed": `ssh -W` (a jump host's) could not open its channel.
+    StdioForwardFailed,
 }
 
 const CONFIG: &[&str] = &[
@@ -39,6 +54,13 @@ const NETWORK: &[&str] = &[
     "kex_exchange_identification",
 ];
 
+/// Lines that say the connection ended, not why: what precedes them says more.
+const ENDED: &[&str] = &["Connection closed by ", "Connection reset by "];
+
+/// Lines that say no SSH server answered at all: the stream ended (or stayed silent)
+/// before the server's identification banner.
+const NO_BANNER: &[&str] = &["kex_exchange_identification:", "during banner exchange"];
+
 /// Classifies one stderr line.
 pub fn classify(line: &str) -> Option<Complaint> {
     const FWD: &str = "remote port forwarding failed for listen port ";
@@ -48,6 +70,15 @@ pub fn classify(line: &str) -> Option<Complaint> {
             .take_while(|c| c.is_ascii_digit())
             .collect();
         return digits.parse().ok().map(Complaint::RemoteForwardFailed);
+    }
+    if line.trim_end() == "stdio forwarding failed" {
+        return Some(Complaint::StdioForwardFailed);
+    }
+    if channel_refusal(line).is_some() {
+        return Some(Complaint::ChannelRefused(line.to_string()));
+    }
+    if ENDED.iter().any(|k| line.starts_with(k)) || NO_BANNER.iter().any(|k| line.contains(k)) {
+        return Some(Complaint::Ended(line.to_string()));
     }
     // "Could not resolve hostname h: Temporary failure..." is network trouble (a booting
     // machine); "...: Name or service not known" is a typo. Network wins ties.
@@ -60,21 +91,137 @@ pub fn classify(line: &str) -> Option<Complaint> {
     None
 }
 
+/// What follows "channel N: open failed: " in ssh's line about a channel the server
+/// refused, e.g. "connect failed: Connection refused".
+fn channel_refusal(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("channel ")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    rest[digits..].strip_prefix(": open failed: ")
+}
+
 /// ssh's message when the server refused a channel and said no more than "open failed":
 /// what the session probe's channel (to a path that cannot exist) draws, whether the server
 /// tried the path ("connect failed") or forbids such forwards ("administratively
 /// prohibited"). A user's own TCP forward that fails says why ("Connection refused").
 pub fn is_session_probe_refusal(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("channel ") else {
-        return false;
-    };
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    digits > 0
-        && matches!(
-            &rest[digits..],
-            ": open failed: connect failed: open failed"
-                | ": open failed: administratively prohibited: open failed"
-        )
+    matches!(
+        channel_refusal(line),
+        Some("connect failed: open failed" | "administratively prohibited: open failed")
+    )
+}
+
+/// Why an ssh failed, from all it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A person has to fix something (also when said by a jump host).
+    Config(String),
+    /// The server, or the first hop to it (the jump host, the proxy's own connection), is
+    /// away for now.
+    Network(String),
+    /// Through a proxy: the proxy answered (a jump host let us in), the server behind it
+    /// did not. Only a handshake through the proxy can tell when it is back.
+    TargetUnreachable {
+        /// Said by a jump host (`ssh -W`: "stdio forwarding failed"); otherwise the proxy
+        /// command ended before any SSH server spoke.
+        jump: bool,
+        /// The line that says why, e.g. "channel 0: open failed: connect failed:
+        /// Connection refused".
+        why: String,
+    },
+}
+
+/// The lines of one ssh that matter for why it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Story {
+    /// The first configuration error.
+    config: Option<String>,
+    /// The last line that says what went wrong with the network.
+    network: Option<String>,
+    /// The last line that only says the connection ended.
+    ended: Option<String>,
+    /// The stream ended before any SSH server's banner.
+    no_banner: bool,
+    /// The last channel the server refused.
+    refused: Option<String>,
+    /// "stdio forwarding failed", with the refusal just before it.
+    stdio_failed: Option<String>,
+}
+
+impl Story {
+    /// Takes one classified line in.
+    pub fn hear(&mut self, c: &Complaint) {
+        match c {
+            Complaint::Config(l) => {
+                self.config.get_or_insert_with(|| l.clone());
+            }
+            Complaint::Network(l) => self.network = Some(l.clone()),
+            Complaint::Ended(l) => {
+                self.no_banner |= NO_BANNER.iter().any(|k| l.contains(k));
+                self.ended = Some(l.clone());
+            }
+            Complaint::ChannelRefused(l) => self.refused = Some(l.clone()),
+            Complaint::StdioForwardFailed => {
+                let why = self
+                    .refused
+                    .take()
+                    .unwrap_or_else(|| "stdio forwarding failed".into());
+                self.stdio_failed = Some(why);
+            }
+            Complaint::RemoteForwardFailed(_) => {}
+        }
+    }
+
+    /// Why the ssh failed; `proxied`: it went through a jump host or a proxy command.
+    ///
+    /// A configuration error wins. Then a jump host's failed `-W`: the target is
+    /// unreachable from the jump host (or, when the jump host says why in configuration
+    /// terms, a configuration error). Then, through a proxy, a stream that ended before any
+    /// SSH banner while nothing said that the first hop failed (ssh's own "connect to host"
+    /// or "Could not resolve hostname"): the proxy ran, what is behind it did not answer.
+    /// Else the network line that says the most.
+    pub fn reason(&self, proxied: bool) -> Option<Reason> {
+        if let Some(l) = &self.config {
+            return Some(Reason::Config(l.clone()));
+        }
+        if let Some(why) = &self.stdio_failed {
+            let refusal = channel_refusal(why).unwrap_or(why);
+            let config = refusal.starts_with("administratively prohibited")
+                || CONFIG.iter().any(|k| refusal.contains(k));
+            return Some(if config {
+                Reason::Config(format!("the jump host cannot open the target: {why}"))
+            } else {
+                Reason::TargetUnreachable {
+                    jump: true,
+                    why: why.clone(),
+                }
+            });
+        }
+        let first_hop_down = self.network.as_deref().is_some_and(is_first_hop);
+        if proxied && self.no_banner && !first_hop_down {
+            let why = self.network.as_ref().or(self.ended.as_ref());
+            return why.map(|w| Reason::TargetUnreachable {
+                jump: false,
+                why: w.clone(),
+            });
+        }
+        self.network
+            .as_ref()
+            .or(self.ended.as_ref())
+            .map(|l| Reason::Network(l.clone()))
+    }
+}
+
+/// ssh's own line about failing to reach the host it connects to itself (through a jump
+/// host, the jump host): "ssh: connect to host h port 22: ...", "ssh: Could not resolve
+/// hostname h: ...". A proxy command's own lines look otherwise ("nc: connect to h port
+/// 22 (tcp) failed: ...").
+fn is_first_hop(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(_, rest)| {
+        rest.starts_with("connect to host ") || rest.starts_with("Could not resolve hostname ")
+    })
 }
 
 #[cfg(test)]
@@ -85,7 +232,10 @@ mod tests {
         match classify(line) {
             Some(Complaint::Config(_)) => "config",
             Some(Complaint::Network(_)) => "network",
+            Some(Complaint::Ended(_)) => "ended",
             Some(Complaint::RemoteForwardFailed(_)) => "forward",
+            Some(Complaint::ChannelRefused(_)) => "channel",
+            Some(Complaint::StdioForwardFailed) => "stdio",
             None => "-",
         }
     }
@@ -133,6 +283,150 @@ mod tests {
         assert_eq!(
             kind("Warning: Permanently added '[h]:22' (ED25519) to the list"),
             "-"
+        );
+        assert_eq!(
+            kind("kex_exchange_identification: Connection closed by remote host"),
+            "ended"
+        );
+        assert_eq!(kind("Connection closed by UNKNOWN port 65535"), "ended");
+        assert_eq!(kind("Connection reset by 10.0.0.1 port 22"), "ended");
+        assert_eq!(kind("Connection timed out during banner exchange"), "ended");
+        assert_eq!(
+            kind("channel 0: open failed: connect failed: Connection refused"),
+            "channel"
+        );
+        assert_eq!(kind("stdio forwarding failed"), "stdio");
+        assert_eq!(kind("Connection to 10.0.0.1 closed by remote host."), "-");
+    }
+
+    /// The reason one ssh failed, from its stderr lines in order.
+    fn reason(lines: &[&str], proxied: bool) -> Option<Reason> {
+        let mut story = Story::default();
+        for l in lines {
+            if let Some(c) = classify(l) {
+                story.hear(&c);
+            }
+        }
+        story.reason(proxied)
+    }
+
+    fn target(jump: bool, why: &str) -> Option<Reason> {
+        Some(Reason::TargetUnreachable {
+            jump,
+            why: why.into(),
+        })
+    }
+
+    // What OpenSSH 9.2 prints through `-J jump` (or `ProxyCommand ssh -W %h:%p jump`).
+    const KEX_CLOSED: &str = "kex_exchange_identification: Connection closed by remote host";
+    const PROXY_CLOSED: &str = "Connection closed by UNKNOWN port 65535";
+
+    #[test]
+    fn the_target_refusing_the_jump_host_is_not_a_closed_connection() {
+        let refused = "channel 0: open failed: connect failed: Connection refused";
+        let lines = [
+            "Warning: Permanently added '[127.0.0.1]:2201' (ED25519) to the list of known hosts.",
+            refused,
+            "stdio forwarding failed",
+            KEX_CLOSED,
+            PROXY_CLOSED,
+        ];
+        assert_eq!(reason(&lines, true), target(true, refused));
+        // Whether or not autossh knew about the proxy yet.
+        assert_eq!(reason(&lines, false), target(true, refused));
+        // With LogLevel ERROR the jump host's "open failed" line is not printed.
+        assert_eq!(
+            reason(&["stdio forwarding failed", KEX_CLOSED], true),
+            target(true, "stdio forwarding failed")
+        );
+    }
+
+    #[test]
+    fn the_jump_host_down_is_network_trouble_named_by_its_own_line() {
+        let down = "ssh: connect to host 127.0.0.1 port 2201: Connection refused";
+        assert_eq!(
+            reason(&[down, KEX_CLOSED, PROXY_CLOSED], true),
+            Some(Reason::Network(down.into()))
+        );
+        let dns = "ssh: Could not resolve hostname jump: Temporary failure in name resolution";
+        assert_eq!(
+            reason(&[dns, KEX_CLOSED, PROXY_CLOSED], true),
+            Some(Reason::Network(dns.into()))
+        );
+    }
+
+    #[test]
+    fn configuration_errors_win_even_when_said_by_the_jump_host() {
+        let denied = "root@127.0.0.1: Permission denied (publickey).";
+        assert_eq!(
+            reason(&[denied, KEX_CLOSED, PROXY_CLOSED], true),
+            Some(Reason::Config(denied.into()))
+        );
+        for refusal in [
+            "channel 0: open failed: administratively prohibited: open failed",
+            "channel 0: open failed: connect failed: Name or service not known",
+        ] {
+            assert_eq!(
+                reason(&[refusal, "stdio forwarding failed", KEX_CLOSED], true),
+                Some(Reason::Config(format!(
+                    "the jump host cannot open the target: {refusal}"
+                ))),
+            );
+        }
+        // A temporary DNS failure on the jump host passes.
+        let dns = "channel 0: open failed: connect failed: Temporary failure in name resolution";
+        assert_eq!(
+            reason(&[dns, "stdio forwarding failed", KEX_CLOSED], true),
+            target(true, dns)
+        );
+    }
+
+    #[test]
+    fn a_proxy_command_that_cannot_reach_the_target() {
+        // nc-style proxies say why in their own words, then ssh sees no banner.
+        let nc = "nc: connect to 10.0.0.9 port 22 (tcp) failed: Connection refused";
+        assert_eq!(
+            reason(&[nc, KEX_CLOSED, PROXY_CLOSED], true),
+            target(false, nc)
+        );
+        let socat = "2026/11/28 02:54:12 socat[14463] E connect(5, AF=2 10.0.0.9:22, 16): \
+                     Connection refused";
+        assert_eq!(
+            reason(&[socat, KEX_CLOSED, PROXY_CLOSED], true),
+            target(false, socat)
+        );
+        // A proxy that says nothing.
+        assert_eq!(reason(&[KEX_CLOSED], true), target(false, KEX_CLOSED));
+        // Without a proxy the same lines are network trouble, as before.
+        assert_eq!(
+            reason(&[nc, KEX_CLOSED], false),
+            Some(Reason::Network(nc.into()))
+        );
+        assert_eq!(
+            reason(&[KEX_CLOSED], false),
+            Some(Reason::Network(KEX_CLOSED.into()))
+        );
+    }
+
+    #[test]
+    fn a_line_that_says_why_wins_over_one_that_says_the_connection_ended() {
+        let timeout = "Timeout, server 10.0.0.1 not responding.";
+        assert_eq!(
+            reason(&[timeout, "Connection reset by 10.0.0.1 port 22"], false),
+            Some(Reason::Network(timeout.into()))
+        );
+        // A user's forward refused on the way is no reason for the ssh to end.
+        assert_eq!(
+            reason(
+                &["channel 3: open failed: connect failed: Connection refused"],
+                false
+            ),
+            None
+        );
+        // A session that ends mid-way through a jump host: not "unreachable".
+        assert_eq!(
+            reason(&["Connection to 127.0.0.1 closed by remote host."], true),
+            None
         );
     }
 

@@ -6,7 +6,7 @@
 
 use crate::backoff::Backoff;
 use crate::clock::{ms, Time};
-use crate::complaint::Complaint;
+use crate::complaint::{Complaint, Reason, Story};
 use crate::exit_rules::{judge, RunFacts, SshEnd, Verdict};
 use crate::probe::RttEstimate;
 use crate::timers::{Timer, Timers};
@@ -278,7 +278,7 @@ pub struct Supervisor {
     /// Why the last confirmation probe failed, for the log when confirmation times out.
     last_failure: Option<String>,
     /// What the current ssh said about failing (config or network trouble).
-    complaint: Option<Complaint>,
+    story: Story,
     /// The current ssh was stopped because the server stopped answering.
     server_silent: bool,
     /// The server's address cannot be checked.
@@ -324,7 +324,7 @@ impl Supervisor {
             down_since: None,
             last_proof: None,
             last_failure: None,
-            complaint: None,
+            story: Story::default(),
             server_silent: false,
             reach_unknown: false,
             unreachable_since: None,
@@ -402,7 +402,7 @@ impl Supervisor {
             Event::SshSaid(Complaint::RemoteForwardFailed(port)) => {
                 self.on_forward_failed(port, now, &mut out)
             }
-            Event::SshSaid(c) => self.complaint = Some(c),
+            Event::SshSaid(c) => self.story.hear(&c),
             Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
@@ -542,7 +542,7 @@ impl Supervisor {
         self.started_at = Some(now);
         self.ssh_connected = false;
         self.last_failure = None;
-        self.complaint = None;
+        self.story = Story::default();
         self.server_silent = false;
         self.stalled = false;
         self.unanswered.reset();
@@ -603,14 +603,15 @@ impl Supervisor {
                 };
                 match judge(end, facts) {
                     Verdict::Exit { code, why } => {
-                        match (&self.complaint, code) {
+                        match (self.reason(), code) {
                             (_, 0) => info!("{why}"),
-                            (Some(Complaint::Config(line)), _) => {
+                            (Some(Reason::Config(line)), _) => {
                                 log::error!("{why}: configuration error, not retrying: {line}")
                             }
-                            (Some(Complaint::Network(line)), _) => {
+                            (Some(Reason::Network(line)), _) => {
                                 log::error!("{why}: the server could not be reached: {line}")
                             }
+                            (Some(r), _) => log::error!("{why}: {}", self.describe(&r)),
                             _ => log::error!("{why}"),
                         }
                         self.finish(code, out);
@@ -855,6 +856,25 @@ impl Supervisor {
     /// When the current outage began, if the server has been seen unreachable.
     pub fn unreachable_since(&self) -> Option<Time> {
         self.unreachable_since
+    }
+
+    /// Why the current (or last) ssh failed, from what it said.
+    fn reason(&self) -> Option<Reason> {
+        self.story.reason(false)
+    }
+
+    /// A reason in words, for the log.
+    fn describe(&self, r: &Reason) -> String {
+        match r {
+            Reason::Config(l) => format!("configuration error: {l}"),
+            Reason::Network(l) => l.clone(),
+            Reason::TargetUnreachable { jump: true, why } => {
+                format!("the target is unreachable from the jump host ({why})")
+            }
+            Reason::TargetUnreachable { jump: false, why } => {
+                format!("the target does not answer through the proxy ({why})")
+            }
+        }
     }
 
     /// Notes when a proven tunnel went down (not a start-up that never came up).

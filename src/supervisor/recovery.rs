@@ -23,13 +23,13 @@ enum Cause {
 
 impl Supervisor {
     fn cause(&self) -> Cause {
-        match self.complaint {
-            Some(Complaint::Config(_)) => Cause::Config,
-            Some(Complaint::Network(_)) => Cause::Network,
+        match self.reason() {
+            Some(Reason::Config(_)) => Cause::Config,
+            Some(Reason::Network(_) | Reason::TargetUnreachable { .. }) => Cause::Network,
             // A probe went unanswered, or the server failed a check and has not answered
             // one since (a stalled ssh in a black hole): the network, whatever ssh said.
-            _ if self.server_silent || self.unreachable_since.is_some() => Cause::Network,
-            _ => Cause::Other,
+            None if self.server_silent || self.unreachable_since.is_some() => Cause::Network,
+            None => Cause::Other,
         }
     }
 
@@ -63,10 +63,9 @@ impl Supervisor {
         } else {
             Duration::ZERO
         };
-        let detail = match (&self.complaint, cause) {
-            (Some(Complaint::Config(l)), _) => format!(" (configuration error: {l})"),
-            (Some(Complaint::Network(l)), _) => format!(" ({l})"),
-            _ => String::new(),
+        let detail = match self.reason() {
+            Some(r) => format!(" ({})", self.describe(&r)),
+            None => String::new(),
         };
         match why {
             Some(why) => info!(
