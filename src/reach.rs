@@ -1,9 +1,10 @@
 //! Cheap reachability checks of the server between ssh handshakes: a non-blocking TCP
 //! connect to the address and port ssh would use. The address comes from `ssh -G <the
 //! user's arguments>` ([`crate::ssh_g`]), worked out once in a helper thread so a slow
-//! resolver never blocks the event loop.
+//! resolver never blocks the event loop. The same look-up tells whether ssh goes through a
+//! jump host or a proxy command (then there is nothing to check from here).
 
-use crate::ssh_g::Lookup;
+use crate::ssh_g::{Lookup, Route};
 use crate::supervisor::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -24,6 +25,7 @@ enum Target {
     NotResolved,
     Resolving(Lookup),
     Known(Vec<SocketAddr>),
+    /// Behind a proxy, or the look-up failed.
     Unknown,
 }
 
@@ -67,22 +69,38 @@ impl Reach {
         }
     }
 
+    /// Takes the look-up's answer once it is there (cheap; call it often). Returns
+    /// [`Event::Proxied`] when ssh goes through a jump host or a proxy command.
+    pub fn resolve(&mut self) -> Option<Event> {
+        let Target::Resolving(lookup) = &self.target else {
+            return None;
+        };
+        let (target, event) = match lookup.try_result() {
+            Ok(Some(Route::Direct(addrs))) if !addrs.is_empty() => {
+                log::info!("checking the server at {} between handshakes", addrs[0]);
+                (Target::Known(addrs), None)
+            }
+            Ok(Some(Route::Proxied { target })) => (
+                Target::Unknown,
+                Some(Event::Proxied {
+                    target: Some(target),
+                }),
+            ),
+            Ok(_) | Err(TryRecvError::Disconnected) => (Target::Unknown, None),
+            Err(TryRecvError::Empty) => return None,
+        };
+        self.target = target;
+        event
+    }
+
     /// Starts one check; returns an event when the answer is known at once.
     pub fn check(&mut self, registry: &Registry) -> Option<Event> {
         self.prepare();
-        if let Target::Resolving(lookup) = &self.target {
-            self.target = match lookup.try_result() {
-                Ok(Some(addrs)) if !addrs.is_empty() => {
-                    log::info!("checking the server at {} between handshakes", addrs[0]);
-                    Target::Known(addrs)
-                }
-                Ok(_) | Err(TryRecvError::Disconnected) => Target::Unknown,
-                Err(TryRecvError::Empty) => return None,
-            };
-        }
         let addrs = match &self.target {
             Target::Known(a) => a,
-            _ => return Some(Event::ReachUnknown),
+            // Not known yet: the next check will tell.
+            Target::NotResolved | Target::Resolving(_) => return None,
+            Target::Unknown => return Some(Event::ReachUnknown),
         };
         let addr = addrs[self.next_addr % addrs.len()];
         self.next_addr += 1;

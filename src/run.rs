@@ -201,6 +201,7 @@ struct Runner {
     /// When the current probe was sent, ssh's read byte count then, and the probe's size.
     probe_baseline: (std::time::Instant, Option<u64>, u64),
     /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
+    /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
     proxied: bool,
     reach: Reach,
     /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at the last look: it grows across a suspend.
@@ -278,9 +279,8 @@ impl Runner {
                 .iter()
                 .any(|a| a.to_string_lossy().starts_with("-J"));
         let mut reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
-        if !proxied {
-            reach.prepare();
-        }
+        // Also through a proxy: `ssh -G` names the target behind it, for the log.
+        reach.prepare();
         let sd = SdNotify::from_env();
         let next_watchdog = sd
             .as_ref()
@@ -322,6 +322,9 @@ impl Runner {
 
     fn run(&mut self) -> Result<i32> {
         let mut events = Events::with_capacity(64);
+        if self.proxied {
+            self.queue.push_back(Event::Proxied { target: None });
+        }
         self.queue.push_back(Event::Begin);
         loop {
             if let Some(code) = self.drain_queue() {
@@ -344,6 +347,8 @@ impl Runner {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(runtime(format!("poll: {e}"))),
             }
+            // Before ssh's lines and exit: they are judged knowing whether it is proxied.
+            self.learn_route();
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
@@ -377,6 +382,17 @@ impl Runner {
                     return Ok(code);
                 }
             }
+        }
+    }
+
+    /// Takes `ssh -G`'s answer when it is there: through a proxy (ProxyJump or ProxyCommand
+    /// from ssh_config too) the server cannot be checked, nor ssh's connection inspected.
+    fn learn_route(&mut self) {
+        if let Some(e) = self.reach.resolve() {
+            if let Event::Proxied { .. } = e {
+                self.proxied = true;
+            }
+            self.queue.push_back(e);
         }
     }
 

@@ -1,5 +1,6 @@
 //! `ssh -G <the user's arguments>`: where ssh would connect (ssh_config aliases, `HostName`,
-//! `Port` count), asked in a helper thread so a slow resolver never blocks the event loop.
+//! `Port` count), and whether it goes through a jump host or a proxy command, asked in a
+//! helper thread so a slow resolver never blocks the event loop.
 //!
 //! The look-up runs in a process group of its own (ssh_config's `Match exec` commands run in
 //! it too). The group is killed with SIGKILL and its leader reaped when the look-up ends, when
@@ -39,9 +40,19 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where ssh connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to these addresses (the server's ssh port).
+    Direct(Vec<SocketAddr>),
+    /// Through `ProxyJump` or `ProxyCommand`; `target` is the server behind the proxy
+    /// (`host:port`, as ssh names it, not resolved here).
+    Proxied { target: String },
+}
+
 /// A look-up in progress.
 pub struct Lookup {
-    rx: Receiver<Option<Vec<SocketAddr>>>,
+    rx: Receiver<Option<Route>>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -59,8 +70,8 @@ impl Lookup {
         Ok(Lookup { rx, shared })
     }
 
-    /// The addresses once known; `Ok(None)`: through a proxy, or the look-up failed.
-    pub fn try_result(&self) -> Result<Option<Vec<SocketAddr>>, TryRecvError> {
+    /// The route once known; `Ok(None)`: the look-up failed.
+    pub fn try_result(&self) -> Result<Option<Route>, TryRecvError> {
         self.rx.try_recv()
     }
 
@@ -110,8 +121,8 @@ fn spawn(ssh: &OsString, args: &[OsString]) -> io::Result<Child> {
     cmd.spawn()
 }
 
-/// Runs `ssh -G` (in the helper thread); `None` through a proxy, late, cancelled or on failure.
-fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<Vec<SocketAddr>> {
+/// Runs `ssh -G` (in the helper thread); `None` late, cancelled or on failure.
+fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<Route> {
     let pid = {
         let mut s = lock(shared);
         if s.cancelled {
@@ -142,11 +153,19 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
         }
         std::thread::sleep(POLL);
     };
-    let (host, port) = parse(&read_available(stdout)?)?;
-    (host.as_str(), port)
+    let dest = parse(&read_available(stdout)?)?;
+    if dest.proxied {
+        let target = if dest.host.contains(':') {
+            format!("[{}]:{}", dest.host, dest.port)
+        } else {
+            format!("{}:{}", dest.host, dest.port)
+        };
+        return Some(Route::Proxied { target });
+    }
+    (dest.host.as_str(), dest.port)
         .to_socket_addrs()
         .ok()
-        .map(|a| a.collect())
+        .map(|a| Route::Direct(a.collect()))
 }
 
 /// What an exited `ssh -G` wrote: all of it is in the pipe. Non-blocking, so a process outside
@@ -168,20 +187,34 @@ fn read_available(mut stdout: ChildStdout) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// `hostname` and `port` from `ssh -G` output; `None` when a proxy is configured.
-fn parse(text: &str) -> Option<(String, u16)> {
+/// What `ssh -G` says about the destination.
+#[derive(Debug, PartialEq, Eq)]
+struct Dest {
+    host: String,
+    port: u16,
+    /// A `ProxyJump` or `ProxyCommand` is configured.
+    proxied: bool,
+}
+
+/// `hostname`, `port`, `proxyjump` and `proxycommand` from `ssh -G` output.
+fn parse(text: &str) -> Option<Dest> {
     let mut host = None;
     let mut port = 22;
+    let mut proxied = false;
     for line in text.lines() {
         let (key, value) = line.split_once(' ')?;
         match key {
             "hostname" => host = Some(value.to_string()),
             "port" => port = value.parse().ok()?,
-            "proxycommand" | "proxyjump" if value != "none" => return None,
+            "proxycommand" | "proxyjump" if value != "none" => proxied = true,
             _ => {}
         }
     }
-    host.map(|h| (h, port))
+    host.map(|host| Dest {
+        host,
+        port,
+        proxied,
+    })
 }
 
 #[cfg(test)]
@@ -190,15 +223,24 @@ mod tests {
 
     #[test]
     fn ssh_g_output_gives_host_and_port() {
+        let dest = |host: &str, port, proxied| {
+            Some(Dest {
+                host: host.into(),
+                port,
+                proxied,
+            })
+        };
         let out = "user root\nhostname 10.0.0.7\nport 2222\nproxycommand none\n";
-        assert_eq!(parse(out), Some(("10.0.0.7".into(), 2222)));
+        assert_eq!(parse(out), dest("10.0.0.7", 2222, false));
         let proxied = "hostname h\nport 22\nproxyjump bastion\n";
-        assert_eq!(parse(proxied), None);
+        assert_eq!(parse(proxied), dest("h", 22, true));
+        let command = "hostname h\nport 2200\nproxycommand nc %h %p\n";
+        assert_eq!(parse(command), dest("h", 2200, true));
         assert_eq!(parse("port 22\n"), None);
     }
 
     /// Waits (bounded) for the look-up's answer.
-    fn answer(l: &Lookup) -> Option<Vec<SocketAddr>> {
+    fn answer(l: &Lookup) -> Option<Route> {
         for _ in 0..500 {
             match l.try_result() {
                 Ok(a) => return a,
@@ -228,7 +270,37 @@ mod tests {
         .map(OsString::from)
         .collect();
         let lookup = Lookup::start(ssh, args).unwrap();
-        let addrs = answer(&lookup).expect("ssh -G answers");
-        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 9], 2299))]);
+        let route = answer(&lookup).expect("ssh -G answers");
+        assert_eq!(
+            route,
+            Route::Direct(vec![SocketAddr::from(([127, 0, 0, 9], 2299))])
+        );
+    }
+
+    #[test]
+    fn real_ssh_g_tells_a_jump_host_and_names_the_target() {
+        let ssh = OsString::from("/usr/bin/ssh");
+        if !std::path::Path::new(&ssh).exists() {
+            return;
+        }
+        let args: Vec<OsString> = [
+            "-F",
+            "/dev/null",
+            "-J",
+            "jump",
+            "-p",
+            "2299",
+            "target.invalid",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let lookup = Lookup::start(ssh, args).unwrap();
+        assert_eq!(
+            answer(&lookup),
+            Some(Route::Proxied {
+                target: "target.invalid:2299".into()
+            })
+        );
     }
 }

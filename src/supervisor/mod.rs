@@ -135,6 +135,9 @@ pub enum Event {
     Reachable(bool),
     /// The server's address cannot be checked (proxy, `ssh -G` failed): backoff alone.
     ReachUnknown,
+    /// ssh goes through a jump host or a proxy command (command line or ssh_config);
+    /// `target`: the server behind it, as `ssh -G` names it (`host:port`), when known.
+    Proxied { target: Option<String> },
     /// Answer to [`Action::InspectStall`]: ssh's server connection is stuck retransmitting.
     Stall(bool),
     /// Also after [`Action::InspectStall`]: the traffic on ssh's sockets, and how long
@@ -279,6 +282,10 @@ pub struct Supervisor {
     last_failure: Option<String>,
     /// What the current ssh said about failing (config or network trouble).
     story: Story,
+    /// ssh goes through a jump host or a proxy command.
+    proxied: bool,
+    /// The server behind the proxy (`host:port`), for the log.
+    target: Option<String>,
     /// The current ssh was stopped because the server stopped answering.
     server_silent: bool,
     /// The server's address cannot be checked.
@@ -325,6 +332,8 @@ impl Supervisor {
             last_proof: None,
             last_failure: None,
             story: Story::default(),
+            proxied: false,
+            target: None,
             server_silent: false,
             reach_unknown: false,
             unreachable_since: None,
@@ -405,6 +414,7 @@ impl Supervisor {
             Event::SshSaid(c) => self.story.hear(&c),
             Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
+            Event::Proxied { target } => self.on_proxied(target),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
             Event::Traffic(t) => self.on_traffic(t, now, &mut out),
             Event::Connected(c) => {
@@ -860,19 +870,23 @@ impl Supervisor {
 
     /// Why the current (or last) ssh failed, from what it said.
     fn reason(&self) -> Option<Reason> {
-        self.story.reason(false)
+        self.story.reason(self.proxied)
     }
 
     /// A reason in words, for the log.
     fn describe(&self, r: &Reason) -> String {
+        let target = match &self.target {
+            Some(t) => format!("the target {t}"),
+            None => "the target".to_string(),
+        };
         match r {
             Reason::Config(l) => format!("configuration error: {l}"),
             Reason::Network(l) => l.clone(),
             Reason::TargetUnreachable { jump: true, why } => {
-                format!("the target is unreachable from the jump host ({why})")
+                format!("{target} is unreachable from the jump host ({why})")
             }
             Reason::TargetUnreachable { jump: false, why } => {
-                format!("the target does not answer through the proxy ({why})")
+                format!("{target} does not answer through the proxy ({why})")
             }
         }
     }

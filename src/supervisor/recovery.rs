@@ -33,6 +33,24 @@ impl Supervisor {
         }
     }
 
+    /// ssh goes through a proxy: the server cannot be checked from here.
+    pub(super) fn on_proxied(&mut self, target: Option<String>) {
+        if !self.proxied {
+            debug!(
+                "ssh goes through a proxy{}: handshakes are the only check of the server",
+                target
+                    .as_deref()
+                    .map(|t| format!(" to {t}"))
+                    .unwrap_or_default()
+            );
+        }
+        self.proxied = true;
+        self.reach_unknown = true;
+        if target.is_some() {
+            self.target = target;
+        }
+    }
+
     /// ssh is gone and will be restarted: now, after the backoff, or when the server answers.
     /// `why` is logged when the reason was not logged already (an exit we did not cause).
     pub(super) fn after_exit(

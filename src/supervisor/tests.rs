@@ -938,3 +938,23 @@ fn an_ssh_that_ends_by_itself_counts_the_outage_from_the_last_proof() {
     s.exit(SshEnd::Exited(255));
     assert_eq!(s.sup.down_since, Some(s.now.before(secs(5.0))));
 }
+
+#[test]
+fn through_a_proxy_no_reachability_check_is_asked_for() {
+    let mut s = Sim::new(gate0());
+    s.ev(Event::Proxied {
+        target: Some("10.0.0.9:22".into()),
+    });
+    s.ev(Event::Begin);
+    let jump_down = || {
+        Event::SshSaid(Complaint::Network(
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused".into(),
+        ))
+    };
+    s.ev(jump_down());
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    s.ev(jump_down());
+    assert!(s.exit(SshEnd::Exited(255)).is_empty());
+    assert_eq!(*s.sup.state(), State::BackingOff);
+    assert_eq!(s.sup.timers.get(Timer::ReachCheck), None);
+}
