@@ -27,6 +27,22 @@ pub enum Complaint {
     StdioForwardFailed,
 }
 
+impl Complaint {
+    /// Whether the line is one a failed handshake says while the server, or the target
+    /// behind a proxy, is away (network trouble, a refused channel, the end of the
+    /// connection): while an outage already logged is retried, such lines are not news. A
+    /// configuration error, or any line not classified, is.
+    pub fn repeats_an_outage(&self) -> bool {
+        matches!(
+            self,
+            Complaint::Network(_)
+                | Complaint::Ended(_)
+                | Complaint::ChannelRefused(_)
+                | Complaint::StdioForwardFailed
+        )
+    }
+}
+
 const CONFIG: &[&str] = &[
     "Permission denied",
     "Host key verification failed",
@@ -297,6 +313,22 @@ mod tests {
         );
         assert_eq!(kind("stdio forwarding failed"), "stdio");
         assert_eq!(kind("Connection to 10.0.0.1 closed by remote host."), "-");
+    }
+
+    #[test]
+    fn lines_that_only_repeat_an_outage() {
+        let repeats = |l: &str| classify(l).is_some_and(|c| c.repeats_an_outage());
+        assert!(repeats(
+            "channel 0: open failed: connect failed: Connection refused"
+        ));
+        assert!(repeats("stdio forwarding failed"));
+        assert!(repeats(KEX_CLOSED));
+        assert!(repeats(PROXY_CLOSED));
+        assert!(repeats(
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused"
+        ));
+        assert!(!repeats("root@10.0.0.9: Permission denied (publickey)."));
+        assert!(!repeats("bind [127.0.0.1]:8022: Address already in use"));
     }
 
     /// The reason one ssh failed, from its stderr lines in order.

@@ -455,14 +455,22 @@ impl Runner {
             .monitor
             .as_ref()
             .is_some_and(|m| m.session_probe_recent());
+        // Retrying through a proxy in an outage already logged: one line per outage, the
+        // lines that say it again go to debug (anything else ssh says is still news).
+        let quiet = self.sup.quiet();
         for line in lines {
             if session_probe && crate::complaint::is_session_probe_refusal(&line) {
                 // The server refusing the session probe's channel: the answer we wanted.
                 debug!("ssh: {line}");
                 continue;
             }
-            info!("ssh: {line}");
-            if let Some(c) = classify(&line) {
+            let class = classify(&line);
+            if quiet && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
+                debug!("ssh: {line}");
+            } else {
+                info!("ssh: {line}");
+            }
+            if let Some(c) = class {
                 self.queue.push_back(Event::SshSaid(c));
             }
         }
@@ -614,7 +622,11 @@ impl Runner {
         );
         match SshProcess::spawn(&self.settings.ssh_path, &argv, self.settings.daemon) {
             Ok(ssh) => {
-                info!("ssh child pid is {}", ssh.pid());
+                if self.sup.quiet() {
+                    debug!("ssh child pid is {}", ssh.pid());
+                } else {
+                    info!("ssh child pid is {}", ssh.pid());
+                }
                 if let Some(fd) = ssh.stderr_fd() {
                     if let Err(e) = self.poll.registry().register(
                         &mut SourceFd(&fd),

@@ -286,6 +286,9 @@ pub struct Supervisor {
     proxied: bool,
     /// The server behind the proxy (`host:port`), for the log.
     target: Option<String>,
+    /// Through a proxy, since when the target has not answered (handshakes through the
+    /// proxy are retried at a steady pace meanwhile, see `recovery.rs`).
+    target_away_since: Option<Time>,
     /// The current ssh was stopped because the server stopped answering.
     server_silent: bool,
     /// The server's address cannot be checked.
@@ -334,6 +337,7 @@ impl Supervisor {
             story: Story::default(),
             proxied: false,
             target: None,
+            target_away_since: None,
             server_silent: false,
             reach_unknown: false,
             unreachable_since: None,
@@ -462,6 +466,12 @@ impl Supervisor {
                         phase: Phase::Unmonitored,
                     })
                 {
+                    if let Some(since) = self.target_away_since {
+                        info!(
+                            "ssh runs: the target answers again (unreachable for {:.1} s)",
+                            now.since(since).as_secs_f64()
+                        );
+                    }
                     self.became_up(now, out);
                 }
             }
@@ -545,9 +555,15 @@ impl Supervisor {
             }
         }
         self.start_count += 1;
+        // One line per outage: handshakes retried through a proxy are not logged each.
+        let level = if self.quiet() {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
         match self.cfg.max_start {
-            Some(max) => info!("starting ssh (count {} of {max})", self.start_count),
-            None => info!("starting ssh (count {})", self.start_count),
+            Some(max) => log::log!(level, "starting ssh (count {} of {max})", self.start_count),
+            None => log::log!(level, "starting ssh (count {})", self.start_count),
         }
         self.started_at = Some(now);
         self.ssh_connected = false;
@@ -827,6 +843,7 @@ impl Supervisor {
     /// The tunnel is proven (a probe came back, or ssh lived past the gate with `-M 0`).
     fn became_up(&mut self, now: Time, out: &mut Vec<Action>) {
         self.stats.up_since = Some(now);
+        self.target_away_since = None;
         if !self.ready_sent {
             self.ready_sent = true;
             out.push(Action::Ready);
@@ -852,6 +869,7 @@ impl Supervisor {
             State::Running { .. } if self.in_flight.is_some() => "probing",
             State::Running { .. } => "up",
             State::WaitingForServer => "reconnecting",
+            State::BackingOff if self.target_away_since.is_some() => "reconnecting",
             State::BackingOff => "backing-off",
             State::Stopping { .. } => "stopping",
             State::Done => "stopped",
@@ -863,9 +881,17 @@ impl Supervisor {
         matches!(self.state, State::Running { .. }) && self.stats.up_since.is_some()
     }
 
-    /// When the current outage began, if the server has been seen unreachable.
+    /// When the current outage began, if the server has been seen unreachable (by checks,
+    /// or through a proxy by handshakes).
     pub fn unreachable_since(&self) -> Option<Time> {
-        self.unreachable_since
+        self.unreachable_since.or(self.target_away_since)
+    }
+
+    /// Handshakes are being retried through a proxy in an outage already logged: the event
+    /// loop logs the ssh lines that say so again at debug level, so an outage is one line
+    /// in the log.
+    pub fn quiet(&self) -> bool {
+        self.target_away_since.is_some()
     }
 
     /// Why the current (or last) ssh failed, from what it said.

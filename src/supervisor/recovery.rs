@@ -3,11 +3,23 @@
 //! transition from unreachable to reachable starts ssh at once. The same checks run while a
 //! live ssh's connection is stalled, so a black hole that lifts is noticed at once instead
 //! of at TCP's next retransmission.
+//!
+//! Through a jump host or a proxy command the server's address cannot be checked from here.
+//! When the jump host answers and the target behind it does not ("stdio forwarding failed"),
+//! the handshake through the jump host is the only check there is: it is retried at a
+//! steady pace instead of the growing backoff, so the target's return is seen within
+//! [`THROUGH_PROXY_EVERY`] however long the outage, at a bounded cost to the jump host.
 
 use super::*;
 
 /// While the server does not answer checks, handshakes are still tried this often at least.
 const BLIND_RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// While the target does not answer through a proxy that does, a handshake starts this
+/// long after the previous one started (or at once when that one took longer). Each costs
+/// the jump host one connection and one authentication (about 30 ms of its CPU; the `-W`
+/// channel fails at once), so the rate is bounded to 40 a minute, and the tunnel is back
+/// within this plus one handshake of the target's return.
+pub const THROUGH_PROXY_EVERY: Duration = Duration::from_millis(1500);
 /// Reachability checks run this often while the server is away.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 
@@ -18,6 +30,8 @@ enum Cause {
     Config,
     /// The server or the network did not answer.
     Network,
+    /// Through a proxy that answered, the target did not.
+    Target,
     Other,
 }
 
@@ -25,7 +39,8 @@ impl Supervisor {
     fn cause(&self) -> Cause {
         match self.reason() {
             Some(Reason::Config(_)) => Cause::Config,
-            Some(Reason::Network(_) | Reason::TargetUnreachable { .. }) => Cause::Network,
+            Some(Reason::Network(_)) => Cause::Network,
+            Some(Reason::TargetUnreachable { .. }) => Cause::Target,
             // A probe went unanswered, or the server failed a check and has not answered
             // one since (a stalled ssh in a black hole): the network, whatever ssh said.
             None if self.server_silent || self.unreachable_since.is_some() => Cause::Network,
@@ -75,6 +90,12 @@ impl Supervisor {
             return;
         }
         let cause = self.cause();
+        if cause == Cause::Target && paced {
+            self.retry_through_proxy(why, now);
+            return;
+        }
+        // Whatever ended this ssh, it was not the target missing behind the proxy.
+        self.target_away_since = None;
         let delay = if paced {
             let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
             self.backoff.next_delay(lived, cause == Cause::Config)
@@ -127,6 +148,38 @@ impl Supervisor {
             self.timers.set(Timer::Restart, now + delay);
             self.state = State::BackingOff;
         }
+    }
+
+    /// The target did not answer through a proxy that did: the next handshake at a steady
+    /// pace ([`THROUGH_PROXY_EVERY`] after the last one started), the outage logged once.
+    fn retry_through_proxy(&mut self, why: Option<String>, now: Time) {
+        // The quick deaths are still counted: the backoff goes on from there if the
+        // failure changes.
+        let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+        self.backoff.next_delay(lived, false);
+        let at = self
+            .started_at
+            .map_or(now, |s| s + THROUGH_PROXY_EVERY)
+            .max(now);
+        let what = self.reason().map(|r| self.describe(&r)).unwrap_or_default();
+        if self.target_away_since.is_none() {
+            self.target_away_since = Some(now);
+            let why = why.map(|w| format!("{w}: ")).unwrap_or_default();
+            info!(
+                "{why}{what}; retrying the handshake every {:.1} s until it answers",
+                THROUGH_PROXY_EVERY.as_secs_f64()
+            );
+        } else {
+            debug!(
+                "{}{what}; next handshake in {:.1} s",
+                why.map(|w| format!("{w}: ")).unwrap_or_default(),
+                at.since(now).as_secs_f64()
+            );
+        }
+        self.quick_retry = false;
+        self.backoff_until = at;
+        self.timers.set(Timer::Restart, at);
+        self.state = State::BackingOff;
     }
 
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
