@@ -16,7 +16,7 @@ use super::*;
 const BLIND_RETRY_FLOOR: Duration = Duration::from_secs(1);
 /// While the target does not answer through a proxy that does, a handshake starts this
 /// long after the previous one started (or at once when that one took longer). Each costs
-/// the jump host one connection and one authentication (about 30 ms of its CPU; the `-W`
+/// the jump host one connection and one authentication (about 25 ms of its CPU; the `-W`
 /// channel fails at once), so the rate is bounded to 40 a minute, and the tunnel is back
 /// within this plus one handshake of the target's return.
 pub const THROUGH_PROXY_EVERY: Duration = Duration::from_millis(1500);
