@@ -588,10 +588,11 @@ impl Runner {
             return;
         }
         let threshold = self.sup.unanswered_threshold();
-        // An application's request reaches the server: ssh's last send is no older than
-        // its last receive (on loopback both fall in the same millisecond).
+        // The server has said nothing for the threshold (the last thing it said may be the
+        // answer to our own probe: a request made before it can still be waiting). Looking
+        // is cheap and is not repeated while ssh sends the server nothing new.
         let server_quiet = match look {
-            Some(l) => l.sent_ago <= l.recv_ago && l.recv_ago >= threshold,
+            Some(l) => l.recv_ago >= threshold,
             None => self.proxied,
         };
         let waiting = if server_quiet {
