@@ -1,0 +1,294 @@
+//! Probes: when they are sent (the poll, unanswered requests, network changes), how a late one is judged, and what a failed one does.
+
+use super::*;
+
+impl Supervisor {
+    /// Whether unanswered requests are watched now (a tunnel proven by a probe).
+    pub fn watching_requests(&self) -> bool {
+        self.state == (State::Running { phase: Phase::Up })
+    }
+
+    /// How long an application's request must go unanswered, with the server silent as
+    /// long, before it draws a probe: `max(500 ms, 2·srtt + 4·rttvar)` of the probes' RTT.
+    pub fn unanswered_threshold(&self) -> Duration {
+        self.rtt.patience(
+            unanswered::FLOOR,
+            self.cfg.net_timeout.max(unanswered::FLOOR),
+        )
+    }
+
+    /// An address or route change reached ssh's connection: a vanished local address
+    /// means a dead connection (restart now); another way to the server means a probe now.
+    pub(super) fn on_net_path(&mut self, p: NetPath, now: Time, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Running { .. }) {
+            return;
+        }
+        match p {
+            NetPath::Gone(what) => {
+                self.restart_ssh(RestartKind::Network, what, false, now, out);
+                // Its connection cannot send a byte: SIGTERM would only wait out the grace.
+                out.push(Action::KillSsh);
+            }
+            NetPath::Moved(what) => {
+                if self.state == (State::Running { phase: Phase::Up }) && self.in_flight.is_none() {
+                    info!("{what}; probing the tunnel now");
+                    self.send_probe(now, true, out);
+                } else {
+                    debug!("{what}");
+                }
+            }
+            NetPath::Same | NetPath::Unknown => debug!("network change: ssh's path unchanged"),
+        }
+    }
+
+    /// A look at ssh's sockets: look again sooner while the tunnel carries traffic, and
+    /// probe now when an application's request has gone unanswered (whatever the poll).
+    pub(super) fn on_traffic(&mut self, t: Traffic, now: Time, out: &mut Vec<Action>) {
+        if self.state != (State::Running { phase: Phase::Up }) {
+            return;
+        }
+        if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
+            self.last_proof = Some(self.last_proof.map_or(heard, |p| p.max(heard)));
+        }
+        let again = if t.server_owes() {
+            WATCH_OWED
+        } else if t.active(ACTIVE_WITHIN) {
+            WATCH_ACTIVE
+        } else {
+            WATCH_EVERY
+        };
+        if self
+            .timers
+            .get(Timer::Watch)
+            .is_some_and(|at| now + again < at)
+        {
+            self.timers.set(Timer::Watch, now + again);
+        }
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.unanswered.look(&t, self.unanswered_threshold(), now) {
+            if let Waiting::For { waited: w, .. } = t.waiting {
+                debug!(
+                    "a request through the tunnel unanswered for {} ms, the server silent: \
+                     probing now",
+                    ms(w)
+                );
+            }
+            self.send_probe(now, true, out);
+        }
+    }
+
+    pub(super) fn send_probe(&mut self, now: Time, drawn: bool, out: &mut Vec<Action>) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight = Some(InFlight {
+            seq,
+            sent: now,
+            drawn,
+        });
+        let confirming = self.state != (State::Running { phase: Phase::Up });
+        let hard = self.cfg.net_timeout;
+        if !confirming {
+            let floor = if drawn {
+                DRAWN_PATIENCE_FLOOR
+            } else {
+                PATIENCE_FLOOR
+            };
+            let soft = self.rtt.patience(floor.min(hard), hard);
+            if soft < hard {
+                self.timers.set(Timer::ProbeSoft, now + soft);
+            }
+        }
+        self.timers.set(Timer::ProbeHard, now + hard);
+        out.push(Action::SendProbe { seq });
+    }
+
+    pub(super) fn clear_probe(&mut self, out: &mut Vec<Action>) {
+        self.hard_look = false;
+        self.timers.clear(Timer::Probe);
+        self.timers.clear(Timer::ProbeSoft);
+        self.timers.clear(Timer::ProbeHard);
+        if self.in_flight.take().is_some() {
+            out.push(Action::DropProbe);
+        }
+    }
+
+    pub(super) fn on_echo(&mut self, seq: u64, now: Time, out: &mut Vec<Action>) {
+        let Some(p) = self.in_flight.filter(|p| p.seq == seq) else {
+            return;
+        };
+        self.in_flight = None;
+        self.timers.clear(Timer::ProbeSoft);
+        self.timers.clear(Timer::ProbeHard);
+        let rtt = now.since(p.sent);
+        self.last_proof = Some(now);
+        self.rtt.sample(rtt);
+        self.stats.record_rtt(rtt);
+        if self.state
+            == (State::Running {
+                phase: Phase::Unmonitored,
+            })
+        {
+            // The session probe answered: from now on the tunnel is watched by probes.
+            match self.stats.up_since {
+                Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
+                None => self.log_up("session probe", rtt, now),
+            }
+            self.down_since = None;
+            self.state = State::Running { phase: Phase::Up };
+            self.became_up(now, out);
+        } else if let State::Running {
+            phase: Phase::Confirming { .. },
+        } = self.state
+        {
+            self.timers.clear(Timer::ConfirmBy);
+            self.relocations = 0;
+            self.log_up("probe", rtt, now);
+            self.state = State::Running { phase: Phase::Up };
+            self.became_up(now, out);
+        } else {
+            debug!("probe {seq} ok, rtt {} ms", ms(rtt));
+        }
+        let next = (p.sent + self.cfg.poll).max(now);
+        self.timers.set(Timer::Probe, next);
+    }
+
+    pub(super) fn on_path(&mut self, path: PathState, now: Time, out: &mut Vec<Action>) {
+        let Some(p) = self.in_flight else { return };
+        let waited = now.since(p.sent);
+        if std::mem::take(&mut self.hard_look) {
+            if matches!(path, PathState::Alive | PathState::Lossy) && waited < MAX_PROBE_WAIT {
+                debug!(
+                    "probe {} late after {:.1} s, path {path:?}: the link is alive, waiting",
+                    p.seq,
+                    waited.as_secs_f64()
+                );
+                self.timers
+                    .set(Timer::ProbeHard, now + self.cfg.net_timeout);
+            } else {
+                let why = match path {
+                    PathState::Alive => "the server sends, but not the echo",
+                    PathState::Lossy => "lossy link, no echo",
+                    PathState::Quiet => "server acknowledged it, session silent",
+                    PathState::Busy => "nothing from the server",
+                    PathState::Unknown => "path unknown",
+                };
+                self.probe_failed(
+                    format!(
+                        "probe timed out after {:.1} s ({why})",
+                        waited.as_secs_f64()
+                    ),
+                    now,
+                    out,
+                );
+            }
+            return;
+        }
+        match path {
+            PathState::Quiet => {
+                let waited = now.since(p.sent);
+                let drawn = if p.drawn {
+                    "; a request through the tunnel went unanswered"
+                } else {
+                    ""
+                };
+                self.probe_failed(
+                    format!(
+                        "probe timed out after {:.1} s (server acknowledged it, session \
+                         silent{drawn})",
+                        waited.as_secs_f64()
+                    ),
+                    now,
+                    out,
+                );
+            }
+            PathState::Busy | PathState::Alive | PathState::Lossy | PathState::Unknown => {
+                debug!(
+                    "probe {} late; path {path:?}: waiting for the net timeout",
+                    p.seq
+                )
+            }
+        }
+    }
+
+    pub(super) fn probe_failed(&mut self, why: String, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::Running {
+                phase: Phase::Confirming { attempt },
+            } => {
+                debug!("tunnel not up yet: {why}");
+                self.last_failure = Some(why);
+                self.clear_probe(out);
+                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(attempt + 1))
+                    .min(CONFIRM_MAX_GAP)
+                    .min(self.cfg.poll);
+                self.timers.set(Timer::Probe, now + gap);
+                self.state = State::Running {
+                    phase: Phase::Confirming {
+                        attempt: attempt + 1,
+                    },
+                };
+            }
+            State::Running { phase: Phase::Up } => {
+                if self.remote_monitor_port.is_some() {
+                    out.push(Action::RelocateMonitor(Relocation::AfterFailure));
+                }
+                self.stats.probe_failures += 1;
+                self.restart_ssh(RestartKind::Probe, why, true, now, out);
+                self.server_silent = true;
+            }
+            State::Running {
+                phase: Phase::Unmonitored,
+            } => {
+                // The session probe's socket is not there yet (ssh still authenticating),
+                // or the session does not answer: ServerAlive is still watching; retry, at
+                // most once a second early on, then every 30 s.
+                debug!("session probe: {why}");
+                self.clear_probe(out);
+                let early = self
+                    .started_at
+                    .is_some_and(|s| now.since(s) < CONFIRM_FLOOR);
+                let cap = if early {
+                    CONFIRM_MAX_GAP
+                } else {
+                    SESSION_RETRY_MAX_GAP
+                };
+                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(self.session_tries)).min(cap);
+                self.session_tries += 1;
+                self.timers.set(Timer::Probe, now + gap);
+            }
+            _ => self.clear_probe(out),
+        }
+    }
+
+    pub(super) fn on_forward_failed(&mut self, port: u16, now: Time, out: &mut Vec<Action>) {
+        if Some(port) != self.remote_monitor_port || !matches!(self.state, State::Running { .. }) {
+            return;
+        }
+        if self.relocations >= MAX_RELOCATIONS {
+            warn!(
+                "remote monitor port {port} busy on the server, and {MAX_RELOCATIONS} others \
+                 before it; keeping this ssh (is remote forwarding allowed?)"
+            );
+            return;
+        }
+        self.relocations += 1;
+        out.push(Action::RelocateMonitor(Relocation::Busy));
+        let own = if Some(port) == self.local_monitor_port {
+            format!(" (if the server is this host, by our own -L {port})")
+        } else {
+            String::new()
+        };
+        self.restart_ssh(
+            RestartKind::PortBusy,
+            format!("remote monitor port {port} busy on the server{own}"),
+            false,
+            now,
+            out,
+        );
+    }
+}

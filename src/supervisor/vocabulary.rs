@@ -1,0 +1,217 @@
+//! The supervisor's vocabulary: its settings, the events it is fed, the actions it returns, and its states.
+
+use super::*;
+
+/// The supervisor's fixed settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gate_time: Duration,
+    pub max_start: Option<u32>,
+    pub max_lifetime: Option<Duration>,
+    pub poll: Duration,
+    pub first_poll: Duration,
+    pub net_timeout: Duration,
+    /// Whether probes run through monitor ports (false with `-M 0`).
+    pub monitored: bool,
+    /// `-M 0` with the session probe: ServerAlive as without it, and once a probe has come
+    /// back through the session, watched like a monitored tunnel.
+    pub session_probe: bool,
+    /// Seed for the backoff's jitter.
+    pub seed: u64,
+}
+
+/// Signals to autossh, by meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0.
+    Terminate(i32),
+    /// SIGUSR1: kill ssh and start a new one now.
+    Restart,
+    /// SIGHUP: skip a backoff wait; when running, probe now.
+    Retry,
+    /// SIGUSR2: wake up only.
+    Wake,
+}
+
+/// Why a probe failed, as seen by the monitor's sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// Could not connect to the monitor port.
+    Refused(String),
+    /// ssh closed the connection before the echo came back.
+    Closed,
+    /// Bytes came back that are not the probe.
+    WrongBytes,
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeFailure::Refused(e) => write!(f, "monitor connection failed: {e}"),
+            ProbeFailure::Closed => f.write_str("monitor connection closed before the echo"),
+            ProbeFailure::WrongBytes => f.write_str("wrong bytes came back on the monitor"),
+        }
+    }
+}
+
+/// What the transport under ssh shows while a probe is late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// ssh's TCP connection is idle and all our bytes were acknowledged: the server's
+    /// kernel has the probe, the session does not answer.
+    Quiet,
+    /// Data is unacknowledged, being retransmitted, or the path is slow: cannot tell yet.
+    Busy,
+    /// The server sent data within the last moments: its session is alive and the link is
+    /// merely full (a bulk transfer through the tunnel). A late probe waits longer.
+    Alive,
+    /// Segments were retransmitted lately and acknowledgements still come: a lossy link,
+    /// where a late echo is likely being resent. A late probe waits longer.
+    Lossy,
+    /// No TCP connection of ssh's found (ProxyCommand...): cannot tell.
+    Unknown,
+}
+
+/// What happened, reported by the event loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// autossh is ready: start the first ssh.
+    Begin,
+    /// The `Spawn` action failed.
+    SpawnFailed(String),
+    /// ssh ended.
+    SshExited(SshEnd),
+    /// A signal arrived.
+    Signal(Sig),
+    /// The echo of probe `seq` came back intact.
+    ProbeEchoed { seq: u64 },
+    /// Probe `seq` failed.
+    ProbeFailed { seq: u64, why: ProbeFailure },
+    /// Answer to [`Action::InspectPath`].
+    Path(PathState),
+    /// ssh said something autossh acts on (stderr).
+    SshSaid(Complaint),
+    /// Answer to one [`Action::CheckReach`]: the server's ssh port accepted a TCP connect.
+    Reachable(bool),
+    /// The server's address cannot be checked (proxy, `ssh -G` failed): backoff alone.
+    ReachUnknown,
+    /// ssh goes through a jump host or a proxy command (command line or ssh_config);
+    /// `target`: the server behind it, as `ssh -G` names it (`host:port`), when known.
+    Proxied { target: Option<String> },
+    /// Answer to [`Action::InspectStall`]: ssh's server connection is stuck retransmitting.
+    Stall(bool),
+    /// Also after [`Action::InspectStall`]: the traffic on ssh's sockets, and how long
+    /// applications have waited for answers (see [`Supervisor::unanswered_threshold`]).
+    Traffic(Traffic),
+    /// Also after [`Action::InspectStall`]: whether ssh has an established connection to
+    /// the server (false while it is still connecting).
+    Connected(bool),
+    /// The machine was suspended and has resumed.
+    Resumed,
+    /// The kernel's addresses, routes or links changed (rtnetlink).
+    NetworkChanged,
+    /// Answer to [`Action::CheckNetPath`].
+    NetPath(NetPath),
+}
+
+/// What an address or route change did to ssh's connection to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetPath {
+    /// Its local address is gone from the machine: the connection is dead.
+    Gone(String),
+    /// The kernel would now reach the server another way (another source address, or no
+    /// route): the connection may be dead.
+    Moved(String),
+    /// Same address, same way to the server: nothing to do.
+    Same,
+    /// Cannot be told (no connection seen, a proxy).
+    Unknown,
+}
+
+/// What the event loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start ssh.
+    Spawn,
+    /// Send SIGTERM to ssh.
+    TermSsh,
+    /// Send SIGKILL to ssh.
+    KillSsh,
+    /// Open a monitor connection and send probe `seq`.
+    SendProbe { seq: u64 },
+    /// Abandon the probe in flight (close its sockets).
+    DropProbe,
+    /// Look at ssh's transport and answer with [`Event::Path`].
+    InspectPath,
+    /// Move loop mode's remote monitor port for the next ssh.
+    RelocateMonitor(Relocation),
+    /// Start one cheap reachability check of the server (TCP connect to its ssh port).
+    CheckReach,
+    /// Abandon reachability checks in flight.
+    StopReach,
+    /// Look whether ssh's server connection is stalled; answer with [`Event::Stall`].
+    InspectStall,
+    /// Look at ssh's connection after an address or route change; answer with
+    /// [`Event::NetPath`].
+    CheckNetPath,
+    /// The tunnel is proven for the first time (systemd `READY=1`).
+    Ready,
+    /// Exit autossh with this code (ssh is already gone).
+    Exit(i32),
+}
+
+/// Why the remote monitor port moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relocation {
+    /// ssh said the server holds it.
+    Busy,
+    /// The tunnel just failed: the dead session may still hold the port on the server
+    /// for a while, so the next ssh asks for another one instead of failing on it.
+    AfterFailure,
+}
+
+/// Where the monitor of the current ssh stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No monitor ports (`-M 0`): ServerAlive only, until a session probe (if on) answers.
+    Unmonitored,
+    /// Started, not yet proven: probes come quickly; failures are retried.
+    Confirming { attempt: u32 },
+    /// Proven: probes every POLL; a failure restarts ssh.
+    Up,
+}
+
+/// What comes after ssh has exited when we stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Restart; `paced: false` skips the backoff (signal, port move).
+    Restart {
+        paced: bool,
+    },
+    Exit(i32),
+}
+
+/// The supervisor's states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Before the first start.
+    Idle,
+    /// ssh runs.
+    Running { phase: Phase },
+    /// We asked ssh to go; waiting for it to exit.
+    Stopping { then: Then },
+    /// ssh is not running; waiting out the backoff.
+    BackingOff,
+    /// ssh is not running; the server did not answer: checking it until it does.
+    WaitingForServer,
+    /// autossh is exiting.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    pub(super) seq: u64,
+    pub(super) sent: Time,
+    /// Sent because a request through the tunnel went unanswered.
+    pub(super) drawn: bool,
+}
