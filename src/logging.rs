@@ -1,4 +1,5 @@
-//! Log lines in autossh 1.4g's format, to stderr, a log file or syslog.
+//! Log lines in autossh 1.4g's format, to stderr, a log file or syslog; under systemd, stderr
+//! lines carry journald's `<N>` priority instead of our timestamp and ident.
 //!
 //! A small `log::Log` of our own rather than simplelog: the file format must be exactly
 //! 1.4g's (`YYYY/MM/DD HH:MM:SS autossh[pid]: msg`) so existing log parsers keep working,
@@ -25,6 +26,8 @@ struct Logger {
     sink: Mutex<Sink>,
     /// AUTOSSH_DEBUG: copy every line to stderr as well.
     copy_to_stderr: bool,
+    /// stderr is systemd's journal stream ([`crate::journal`]): `<N>msg` lines there.
+    journal: bool,
 }
 
 static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
@@ -53,6 +56,7 @@ pub fn init(syslog_level: u8, debug: bool, logfile: Option<&Path>) -> std::io::R
     let logger = LOGGER.get_or_init(|| Logger {
         sink: Mutex::new(sink),
         copy_to_stderr: debug,
+        journal: crate::journal::stderr_is_journal(),
     });
     // A second init (tests) keeps the first logger.
     let _ = log::set_logger(logger);
@@ -138,10 +142,20 @@ impl Log for Logger {
             std::process::id(),
             record.args()
         );
+        // journald adds its own time and `autossh[pid]:`; the message text stays as is.
+        let stderr_line = if self.journal {
+            format!(
+                "{}{}\n",
+                crate::journal::prefix(record.level()),
+                record.args()
+            )
+        } else {
+            line.clone()
+        };
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *sink {
             Sink::Stderr => {
-                let _ = std::io::stderr().write_all(line.as_bytes());
+                let _ = std::io::stderr().write_all(stderr_line.as_bytes());
                 return;
             }
             Sink::File(f) => {
@@ -153,7 +167,7 @@ impl Log for Logger {
             Sink::Discard => {}
         }
         if self.copy_to_stderr {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            let _ = std::io::stderr().write_all(stderr_line.as_bytes());
         }
     }
 

@@ -11,7 +11,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, whatever the offending value held.
             let msg = e.to_string().replace('\n', "\\n").replace('\r', "\\r");
-            eprintln!("autossh: {msg}");
+            // Under systemd, journald files it as an error (`journalctl -p err`).
+            let prio = if autossh::journal::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{prio}autossh: {msg}");
             ExitCode::from(e.exit_code() as u8)
         }
     }

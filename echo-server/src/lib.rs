@@ -7,6 +7,7 @@ pub mod conn;
 pub mod error;
 pub mod fdlimit;
 pub mod idle;
+pub mod journal;
 pub mod probe;
 pub mod report;
 pub mod server;

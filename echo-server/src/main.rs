@@ -1,6 +1,6 @@
 //! autossh-echo: parse, set up logging, run, and map errors to exit codes in one place.
 
-use autossh_echo::{cli, error};
+use autossh_echo::{cli, error, journal};
 use log::LevelFilter;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use std::io::IsTerminal;
@@ -10,7 +10,13 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("autossh-echo: {e}");
+            // Under systemd, journald files it as an error (`journalctl -p err`).
+            let prio = if journal::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{prio}autossh-echo: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -26,8 +32,12 @@ fn real_main() -> error::Result<()> {
     autossh_echo::run(config)
 }
 
-/// Logs to stderr (journald adds its own timestamps under systemd; ours are UTC).
+/// Logs to stderr: `<N>message` for journald under systemd, else timestamped (UTC) lines.
 fn init_logging(level: LevelFilter) {
+    if journal::stderr_is_journal() {
+        journal::init(level);
+        return;
+    }
     let config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)

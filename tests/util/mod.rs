@@ -551,6 +551,7 @@ pub struct Cmd {
     env_remove: Vec<OsString>,
     cwd: Option<PathBuf>,
     name: Option<String>,
+    stderr_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -562,6 +563,7 @@ impl Cmd {
             env_remove: Vec::new(),
             cwd: None,
             name: None,
+            stderr_file: None,
         }
     }
 
@@ -609,6 +611,13 @@ impl Cmd {
         self
     }
 
+    /// Stderr goes to this existing file (appended) instead of a new one: a test that must
+    /// know the file before the spawn (its device and inode for `JOURNAL_STREAM`).
+    pub fn stderr_file(mut self, path: impl AsRef<Path>) -> Cmd {
+        self.stderr_file = Some(path.as_ref().to_path_buf());
+        self
+    }
+
     /// The command line, shell-quoted (for messages).
     pub fn command_line(&self) -> String {
         std::iter::once(&self.program)
@@ -627,11 +636,17 @@ impl Cmd {
         });
         let seq = next_seq();
         let stdout_path = dir.join(format!("{label}.{seq}.stdout"));
-        let stderr_path = dir.join(format!("{label}.{seq}.stderr"));
+        let stderr_path = self
+            .stderr_file
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("{label}.{seq}.stderr")));
         let out = fs::File::create(&stdout_path)
             .unwrap_or_else(|e| panic!("create {}: {e}", stdout_path.display()));
-        let err = fs::File::create(&stderr_path)
-            .unwrap_or_else(|e| panic!("create {}: {e}", stderr_path.display()));
+        let err = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", stderr_path.display()));
         let cwd = self.cwd.clone().unwrap_or_else(|| dir.path().to_path_buf());
 
         let mut cmd = Command::new(&self.program);
