@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod exit_rules;
+pub mod hygiene;
 pub mod journal;
 pub mod logging;
 pub mod monitor;

@@ -279,7 +279,8 @@ impl Runner {
                 .iter()
                 .any(|a| a.to_string_lossy().starts_with("-J"));
         let mut reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
-        // Also through a proxy: `ssh -G` names the target behind it, for the log.
+        // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
+        // answer is checked for key hygiene.
         reach.prepare();
         let sd = SdNotify::from_env();
         let next_watchdog = sd

@@ -1,6 +1,7 @@
 //! `ssh -G <the user's arguments>`: where ssh would connect (ssh_config aliases, `HostName`,
 //! `Port` count), and whether it goes through a jump host or a proxy command, asked in a
-//! helper thread so a slow resolver never blocks the event loop.
+//! helper thread so a slow resolver never blocks the event loop. The same answer is looked at
+//! once for key hygiene ([`crate::hygiene`]).
 //!
 //! The look-up runs in a process group of its own (ssh_config's `Match exec` commands run in
 //! it too). The group is killed with SIGKILL and its leader reaped when the look-up ends, when
@@ -153,7 +154,10 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
         }
         std::thread::sleep(POLL);
     };
-    let dest = parse(&read_available(stdout)?)?;
+    let text = read_available(stdout)?;
+    // Before the address is resolved: a slow resolver does not hold the warnings back.
+    crate::hygiene::warn(&text);
+    let dest = parse(&text)?;
     if dest.proxied {
         let target = if dest.host.contains(':') {
             format!("[{}]:{}", dest.host, dest.port)
