@@ -197,8 +197,10 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Writes `text` to `path` atomically (temp file in the same directory, then rename).
+/// Writes `text` to `path` atomically (temp file in the same directory, then rename). Mode
+/// 0644 whatever the umask (a unit's `UMask=0077`): node_exporter reads it as another user.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -206,6 +208,7 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     f.write_all(text.as_bytes())?;
     f.sync_data().ok();
     drop(f);

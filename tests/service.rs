@@ -231,3 +231,32 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
     drop(sshd);
     let _ = no_process_left(&marker);
 }
+
+#[test]
+fn status_and_metrics_files_are_readable_by_others_under_umask_0077() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new();
+    let fake = FakeSsh::new(&dir, &["hang"]);
+    let status = dir.join("status.json");
+    let metrics = dir.join("autossh.prom");
+    // As under the units' UMask=0077: node_exporter (another user) must still read the metrics.
+    let p = Cmd::new("/bin/sh")
+        .args(["-c", "umask 0077 && exec \"$0\" \"$@\""])
+        .arg(autossh_bin())
+        .args(["-M", "0", "h"])
+        .env("AUTOSSH_PATH", fake.path())
+        .env("AUTOSSH_STATUSFILE", &status)
+        .env("AUTOSSH_METRICSFILE", &metrics)
+        .spawn(&dir);
+    assert!(
+        wait_until(T, || status.exists() && metrics.exists()),
+        "{}",
+        p.describe()
+    );
+    for f in [&status, &metrics] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{} has mode {mode:o}", f.display());
+    }
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
+}

@@ -190,8 +190,10 @@ pub fn metrics_text(s: &Snapshot) -> String {
 }
 
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory, then
-/// rename, so readers see the old file or the new one, never a partial one.
+/// rename, so readers see the old file or the new one, never a partial one. Mode 0644 whatever
+/// the umask (a unit's `UMask=0077`): node_exporter reads it as another user.
 pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -205,6 +207,7 @@ pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.write_all(contents.as_bytes())?;
         f.flush()?;
         drop(f);

@@ -223,3 +223,27 @@ fn json_parser_used_by_these_tests_accepts_and_rejects() {
         assert!(json::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn report_files_are_readable_by_others_under_umask_0077() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json");
+    let metrics = dir.path().join("autossh_echo.prom");
+    // As under a unit's UMask=0077: node_exporter (another user) must still read the metrics.
+    let _echo = Echo::start_with_umask(
+        0o077,
+        &[
+            "--status-file",
+            status.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(10), || status.exists()
+        && metrics.exists()));
+    for f in [&status, &metrics] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{} has mode {mode:o}", f.display());
+    }
+}

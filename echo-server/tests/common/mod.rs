@@ -71,6 +71,19 @@ impl Echo {
         Echo::spawn(cmd, args)
     }
 
+    /// [`Echo::start`] under umask `mask` (set between fork and exec, as a unit's `UMask=`).
+    pub fn start_with_umask(mask: libc::mode_t, args: &[&str]) -> Echo {
+        let mut cmd = Command::new(bin());
+        // SAFETY: only umask, async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask);
+                Ok(())
+            });
+        }
+        Echo::spawn(cmd, args)
+    }
+
     fn spawn(mut cmd: Command, args: &[&str]) -> Echo {
         let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.contains(&"--listen") {
