@@ -533,7 +533,8 @@ fn server_row<'a>(rows: &'a [TcpRow], inodes: &[(u32, u64)]) -> Option<(u32, &'a
 /// Every TCP socket of this network namespace.
 fn tcp_rows() -> Vec<TcpRow> {
     let mut rows = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    // /proc/self/net: also there under systemd's ProcSubset=pid, which hides /proc/net.
+    for file in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         if let Ok(text) = fs::read_to_string(file) {
             rows.extend(text.lines().skip(1).filter_map(parse_row));
         }
