@@ -38,7 +38,8 @@ for f in \
   usr/share/fish/vendor_completions.d/autossh-echo.fish \
   usr/lib/systemd/system/autossh.service \
   usr/lib/systemd/system/autossh@.service \
-  usr/lib/systemd/system/autossh-echo.service; do
+  usr/lib/systemd/system/autossh-echo.service \
+  usr/share/doc/autossh-rs/examples/autossh-echo-port7.conf; do
   if ! printf '%s\n' "$listing" | grep -q -- " \./$f\$"; then
     echo "package: $deb lacks /$f" >&2
     missing=1
@@ -53,6 +54,16 @@ for field in Package:autossh-rs Conflicts:autossh Replaces:autossh Provides:auto
 done
 dpkg-deb -f "$deb" Depends | grep -q openssh-client \
   || { echo "package: Depends lacks openssh-client" >&2; exit 1; }
+
+# The maintainer scripts that make (and keep) the tunnel account are in.
+ctrl=$(mktemp -d)
+dpkg-deb -e "$deb" "$ctrl"
+for script in postinst postrm; do
+  [ -x "$ctrl/$script" ] || { rm -rf "$ctrl"; echo "package: no $script" >&2; exit 1; }
+done
+grep -q 'useradd --system' "$ctrl/postinst" \
+  || { rm -rf "$ctrl"; echo "package: postinst does not make the autossh user" >&2; exit 1; }
+rm -rf "$ctrl"
 
 # The packaged binaries run.
 tmp=$(mktemp -d)
