@@ -1,31 +1,15 @@
 //! autossh: keeps SSH tunnels alive by supervising an OpenSSH client and probing its tunnel.
+//!
+//! - [`core`]: the rules, with no I/O: the supervisor (a state machine fed `(event, now)`
+//!   that returns actions), its deadlines, backoff, ssh's exit table, the probe line and RTT,
+//!   the reading of ssh's stderr. Unit-tested with a fake clock.
+//! - [`shell`]: the I/O that performs the core's actions: the mio event loop, the monitor's
+//!   sockets, ssh's process and TCP connection, reachability checks, network changes, status.
+//! - [`setup`]: from the command line and environment to a started process: options,
+//!   settings, ssh's argv, daemon, pid file, logging.
+//! - [`error`]: errors and their exit codes.
 
-pub mod backoff;
-pub mod cli;
-pub mod cli_doc;
-pub mod clock;
-pub mod complaint;
-pub mod config;
-pub mod daemon;
+pub mod core;
 pub mod error;
-pub mod exit_rules;
-pub mod hygiene;
-pub mod journal;
-pub mod logging;
-pub mod monitor;
-pub mod netwatch;
-pub mod path;
-pub mod pidfile;
-pub mod probe;
-pub mod probe_conn;
-pub mod reach;
-pub mod report;
-pub mod run;
-pub mod sd_notify;
-pub mod ssh_argv;
-pub mod ssh_g;
-pub mod ssh_opts;
-pub mod ssh_process;
-pub mod supervisor;
-pub mod timers;
-pub mod usage;
+pub mod setup;
+pub mod shell;

@@ -1,6 +1,7 @@
 //! autossh: parse, set up logging, run, and map errors to exit codes in one place.
 
-use autossh::{cli, config, logging, run, usage};
+use autossh::setup::{cli, config, logging, usage};
+use autossh::shell::event_loop as run;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ fn main() -> ExitCode {
             // One line, whatever the offending value held.
             let msg = e.to_string().replace('\n', "\\n").replace('\r', "\\r");
             // Under systemd, journald files it as an error (`journalctl -p err`).
-            let prio = if autossh::journal::stderr_is_journal() {
+            let prio = if autossh::setup::journal::stderr_is_journal() {
                 "<3>"
             } else {
                 ""

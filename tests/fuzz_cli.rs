@@ -10,9 +10,9 @@
 
 mod util;
 
-use autossh::cli::{self, Cli, MonitorSpec};
-use autossh::config::{self, Settings};
-use autossh::ssh_argv::{self, Forwards};
+use autossh::setup::cli::{self, Cli, MonitorSpec};
+use autossh::setup::config::{self, Settings};
+use autossh::setup::ssh_argv::{self, Forwards};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, FileFailurePersistence};
 use std::collections::HashMap;

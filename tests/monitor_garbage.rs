@@ -646,8 +646,8 @@ fn loop_mode_a_mebibyte_from_a_stranger_is_ignored() {
 /// probe) with `strangers` connections queued right behind it, as happens when a local
 /// process floods N+1 while autossh waits for the CPU. True if the echo was recognised.
 fn real_probe_survives_strangers_behind_it(strangers: usize) -> bool {
-    use autossh::monitor::{Mode, Monitor};
-    use autossh::supervisor::Event;
+    use autossh::core::supervisor::Event;
+    use autossh::shell::monitor::{Mode, Monitor};
     let port = free_port_pair();
     let ssh_l = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
     let mon_l = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).unwrap();

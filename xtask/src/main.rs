@@ -86,7 +86,7 @@ pub fn generate(outdir: &Path) -> io::Result<Vec<PathBuf>> {
         let dir = outdir.join("completions").join(dir);
         fs::create_dir_all(&dir)?;
         for (bin, mut cmd) in [
-            ("autossh", autossh::cli_doc::command()),
+            ("autossh", autossh::setup::cli_doc::command()),
             ("autossh-echo", autossh_echo::cli::command()),
         ] {
             let mut buf = Vec::new();
@@ -144,8 +144,8 @@ fn dedup_preamble(page: Vec<u8>) -> Vec<u8> {
 
 /// autossh(1): the clap description plus ENVIRONMENT, SIGNALS and EXIT STATUS.
 fn autossh_man() -> io::Result<Vec<u8>> {
-    use autossh::cli_doc::{ENVIRONMENT, EXIT_STATUS, SIGNALS};
-    let man = Man::new(autossh::cli_doc::command()).title("AUTOSSH");
+    use autossh::setup::cli_doc::{ENVIRONMENT, EXIT_STATUS, SIGNALS};
+    let man = Man::new(autossh::setup::cli_doc::command()).title("AUTOSSH");
     let mut out = Vec::new();
     standard_sections(&man, &mut out)?;
 
@@ -239,13 +239,13 @@ mod tests {
             assert!(autossh.contains(f), "autossh.1 lacks {f}");
         }
         assert_eq!(
-            flags(&autossh::cli_doc::command())
+            flags(&autossh::setup::cli_doc::command())
                 .iter()
                 .filter(|f| !autossh.contains(f.as_str()))
                 .count(),
             0
         );
-        for (name, _, _) in autossh::cli_doc::ENVIRONMENT {
+        for (name, _, _) in autossh::setup::cli_doc::ENVIRONMENT {
             assert!(autossh.contains(name), "autossh.1 lacks {name}");
         }
         for s in [

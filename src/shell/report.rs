@@ -1,8 +1,8 @@
 //! The status file (JSON) and the metrics file (Prometheus text for node_exporter's textfile
 //! collector), both written atomically: a temp file in the same directory, then rename.
 
-use crate::clock::Time;
-use crate::supervisor::{RestartKind, Supervisor};
+use crate::core::clock::Time;
+use crate::core::supervisor::{RestartKind, Supervisor};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Figures the supervisor keeps for logs, the status file, metrics and systemd.
 
-use crate::clock::Time;
+use crate::core::clock::Time;
 use std::collections::VecDeque;
 use std::time::Duration;
 

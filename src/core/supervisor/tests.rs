@@ -1,7 +1,7 @@
 //! Unit tests of the supervisor with a fake clock: no processes, no sockets.
 
 use super::*;
-use crate::complaint::Complaint;
+use crate::core::ssh_stderr::Complaint;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)

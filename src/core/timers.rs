@@ -1,6 +1,6 @@
 //! A small table of deadlines keyed by an enum; the poll timeout is the nearest one.
 
-use crate::clock::Time;
+use crate::core::clock::Time;
 use std::time::Duration;
 
 /// Every kind of deadline the supervisor keeps. At most one of each is armed.

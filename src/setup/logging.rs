@@ -26,7 +26,7 @@ struct Logger {
     sink: Mutex<Sink>,
     /// AUTOSSH_DEBUG: copy every line to stderr as well.
     copy_to_stderr: bool,
-    /// stderr is systemd's journal stream ([`crate::journal`]): `<N>msg` lines there.
+    /// stderr is systemd's journal stream ([`crate::setup::journal`]): `<N>msg` lines there.
     journal: bool,
 }
 
@@ -56,7 +56,7 @@ pub fn init(syslog_level: u8, debug: bool, logfile: Option<&Path>) -> std::io::R
     let logger = LOGGER.get_or_init(|| Logger {
         sink: Mutex::new(sink),
         copy_to_stderr: debug,
-        journal: crate::journal::stderr_is_journal(),
+        journal: crate::setup::journal::stderr_is_journal(),
     });
     // A second init (tests) keeps the first logger.
     let _ = log::set_logger(logger);
@@ -146,7 +146,7 @@ impl Log for Logger {
         let stderr_line = if self.journal {
             format!(
                 "{}{}\n",
-                crate::journal::prefix(record.level()),
+                crate::setup::journal::prefix(record.level()),
                 record.args()
             )
         } else {

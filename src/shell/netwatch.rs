@@ -3,7 +3,7 @@
 //! (its local address left the machine), moved (the server is now reached another way) or
 //! untouched (another interface came up).
 
-use crate::supervisor::NetPath;
+use crate::core::supervisor::NetPath;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::io;

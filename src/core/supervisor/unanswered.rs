@@ -2,7 +2,7 @@
 //! the server's session says nothing either. Decides when that silence is worth a probe, and
 //! keeps such probes to a bounded rate for as long as the request stays unanswered.
 
-use crate::clock::Time;
+use crate::core::clock::Time;
 use std::time::Duration;
 
 /// A request must wait at least this long (and the server be silent as long) to draw a probe:

@@ -6,7 +6,7 @@
 //! clusters like `-fN`, attached `-M20000`, `--` and `host ls -l` all reach ssh intact.
 
 use crate::error::{usage, Result};
-use crate::ssh_opts::{self, OptKind};
+use crate::setup::ssh_opts::{self, OptKind};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 

@@ -1,7 +1,7 @@
 //! autossh's command line described with clap, for documentation only (man page, shell
 //! completions, `xtask gen`).
 //!
-//! The real parser is [`crate::cli`]: it follows ssh's own grammar, which clap cannot express
+//! The real parser is [`crate::setup::cli`]: it follows ssh's own grammar, which clap cannot express
 //! (options after the destination, clusters like `-fN`, a remote command with options). This
 //! definition must describe the same command line; the environment table below is checked
 //! against README.md by a test, so the two cannot drift.
@@ -140,7 +140,7 @@ pub fn after_long_help() -> String {
     s
 }
 
-/// autossh's command line, for documentation only: the real parser is [`crate::cli::parse`].
+/// autossh's command line, for documentation only: the real parser is [`crate::setup::cli::parse`].
 pub fn command() -> Command {
     Command::new("autossh")
         .version(env!("CARGO_PKG_VERSION"))
@@ -210,7 +210,7 @@ pub fn command() -> Command {
 mod tests {
     use super::*;
 
-    const README: &str = include_str!("../README.md");
+    const README: &str = include_str!("../../README.md");
 
     /// The variable names in the first column of README.md's "Environment" table.
     fn readme_variables() -> Vec<&'static str> {

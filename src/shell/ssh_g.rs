@@ -1,14 +1,14 @@
 //! `ssh -G <the user's arguments>`: where ssh would connect (ssh_config aliases, `HostName`,
 //! `Port` count), and whether it goes through a jump host or a proxy command, asked in a
 //! helper thread so a slow resolver never blocks the event loop. The same answer is looked at
-//! once for key hygiene ([`crate::hygiene`]).
+//! once for key hygiene ([`crate::shell::hygiene`]).
 //!
 //! The look-up runs in a process group of its own (ssh_config's `Match exec` commands run in
 //! it too). The group is killed with SIGKILL and its leader reaped when the look-up ends, when
 //! it is late, and when autossh exits ([`Lookup::cancel`], also on drop): nothing it started
 //! outlives autossh. A parent-death signal covers the leader even when autossh is SIGKILLed.
 
-use crate::ssh_process::{die_with_autossh, set_nonblocking};
+use crate::shell::ssh_process::{die_with_autossh, set_nonblocking};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -156,7 +156,7 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
     };
     let text = read_available(stdout)?;
     // Before the address is resolved: a slow resolver does not hold the warnings back.
-    crate::hygiene::warn(&text);
+    crate::shell::hygiene::warn(&text);
     let dest = parse(&text)?;
     if dest.proxied {
         let target = if dest.host.contains(':') {

@@ -1,6 +1,6 @@
 //! Key hygiene, looked at once per run from `ssh -G`'s answer: an identity file ssh would use
 //! that group or others can read, and host key checking turned off, are each logged once as a
-//! warning saying what to do. It runs in the `ssh -G` helper thread ([`crate::ssh_g`]) and only
+//! warning saying what to do. It runs in the `ssh -G` helper thread ([`crate::shell::ssh_g`]) and only
 //! logs: it never delays nor fails the start.
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! The `AUTOSSH_*` environment variables, validated into [`Settings`] before anything starts.
 
-use crate::cli::{parse_c_number, parse_monitor, Cli, MonitorSpec};
 use crate::error::{usage, Result};
+use crate::setup::cli::{parse_c_number, parse_monitor, Cli, MonitorSpec};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -232,7 +232,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
-        let cli = crate::cli::parse(args.iter().copied()).unwrap();
+        let cli = crate::setup::cli::parse(args.iter().copied()).unwrap();
         from_env(cli, |k| map.get(k).cloned())
     }
 

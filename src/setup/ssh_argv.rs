@@ -1,6 +1,6 @@
 //! Builds ssh's argument list: monitor forwards and keepalive options before the user's own.
 
-use crate::config::Settings;
+use crate::setup::config::Settings;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -87,8 +87,8 @@ mod tests {
     use super::*;
 
     fn settings(args: &[&str]) -> Settings {
-        let cli = crate::cli::parse(args.iter().copied()).unwrap();
-        crate::config::from_env(cli, |_| None).unwrap()
+        let cli = crate::setup::cli::parse(args.iter().copied()).unwrap();
+        crate::setup::config::from_env(cli, |_| None).unwrap()
     }
 
     fn argv(args: &[&str], fwd: Forwards) -> Vec<String> {

@@ -4,12 +4,12 @@
 //! schedule. It never touches a process, a socket or a clock: the event loop performs the
 //! [`Action`]s it returns and reports back with [`Event`]s. See `docs/architecture.md`.
 
-use crate::backoff::Backoff;
-use crate::clock::{ms, Time};
-use crate::complaint::{Complaint, Reason, Story};
-use crate::exit_rules::{judge, RunFacts, SshEnd, Verdict};
-use crate::probe::RttEstimate;
-use crate::timers::{Timer, Timers};
+use crate::core::backoff::Backoff;
+use crate::core::clock::{ms, Time};
+use crate::core::exit_rules::{judge, RunFacts, SshEnd, Verdict};
+use crate::core::probe::RttEstimate;
+use crate::core::ssh_stderr::{Complaint, Reason, Story};
+use crate::core::timers::{Timer, Timers};
 use log::{debug, info, warn};
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The running ssh child: spawning it, signalling it, reaping it, and reading its stderr.
 
-use crate::exit_rules::SshEnd;
+use crate::core::exit_rules::SshEnd;
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;

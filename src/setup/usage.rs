@@ -1,9 +1,9 @@
 //! The whole usage text: every option and every `AUTOSSH_*` variable with its default, from
-//! [`crate::cli_doc`]. Printed on stderr with exit status 1 when autossh runs without arguments
+//! [`crate::setup::cli_doc`]. Printed on stderr with exit status 1 when autossh runs without arguments
 //! (as 1.4g does), and on stdout with exit status 0 for `--help`.
 
-use crate::cli::USAGE;
-use crate::cli_doc;
+use crate::setup::cli::USAGE;
+use crate::setup::cli_doc;
 
 /// Lines are wrapped to this width.
 const WIDTH: usize = 80;

@@ -1,11 +1,11 @@
 //! Cheap reachability checks of the server between ssh handshakes: a non-blocking TCP
 //! connect to the address and port ssh would use. The address comes from `ssh -G <the
-//! user's arguments>` ([`crate::ssh_g`]), worked out once in a helper thread so a slow
+//! user's arguments>` ([`crate::shell::ssh_g`]), worked out once in a helper thread so a slow
 //! resolver never blocks the event loop. The same look-up tells whether ssh goes through a
 //! jump host or a proxy command (then there is nothing to check from here).
 
-use crate::ssh_g::{Lookup, Route};
-use crate::supervisor::Event;
+use crate::core::supervisor::Event;
+use crate::shell::ssh_g::{Lookup, Route};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::ffi::OsString;

@@ -3,9 +3,9 @@
 //! connection to the session probe's unix-socket forward. Non-blocking, driven by the event
 //! loop; outcomes are reported to the supervisor as events.
 
-use crate::probe::{compare, Echo};
-use crate::probe_conn::{ProbeConn, Target};
-use crate::supervisor::{Event, ProbeFailure};
+use crate::core::probe::{compare, Echo};
+use crate::core::supervisor::{Event, ProbeFailure};
+use crate::shell::probe_conn::{ProbeConn, Target};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};

@@ -1,0 +1,13 @@
+//! The I/O around the core: it performs the supervisor's actions and reports what happens.
+
+pub mod event_loop;
+pub mod hygiene;
+pub mod monitor;
+pub mod netwatch;
+pub mod probe_conn;
+pub mod reach;
+pub mod report;
+pub mod sd_notify;
+pub mod ssh_g;
+pub mod ssh_process;
+pub mod transport;

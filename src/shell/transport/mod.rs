@@ -1,0 +1,210 @@
+//! Looks at ssh's TCP connection to the server (from /proc) while a probe is late, to tell a
+//! silent server session from a slow or lossy network.
+
+use crate::core::supervisor::{PathState, Waiting};
+use std::collections::HashSet;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Snapshot used to notice traffic between two looks: bytes ssh has read so far.
+pub fn ssh_read_bytes(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// ssh's connection to the server: found once per ssh (a scan of /proc), then read with
+/// `TCP_INFO` through `pidfd_getfd`, a few syscalls however many sockets the host has.
+pub struct Transport {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    fd: Option<u32>,
+    scans: u32,
+    retransmissions: Retransmissions,
+    /// When ssh last sent to the server, as of the last look at the applications that found
+    /// none waiting: until ssh sends again, no new request can be waiting.
+    nothing_waiting_after: Option<std::time::Instant>,
+}
+
+/// A connection not found after this many scans is not looked for again (a proxy).
+const MAX_SCANS: u32 = 10;
+
+impl Transport {
+    pub fn new(pid: u32) -> Transport {
+        // SAFETY: pidfd_open returns a new descriptor or -1.
+        let pidfd = unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as RawFd))
+        };
+        Transport {
+            pid,
+            pidfd,
+            fd: None,
+            scans: 0,
+            retransmissions: Retransmissions::default(),
+            nothing_waiting_after: None,
+        }
+    }
+
+    /// The server connection's `TCP_INFO`, locating it first if needed.
+    fn info(&mut self) -> Option<libc::tcp_info> {
+        let pidfd = self.pidfd.as_ref()?.as_raw_fd();
+        if self.fd.is_none() && self.scans < MAX_SCANS {
+            self.scans += 1;
+            let inodes = socket_inodes(self.pid)?;
+            self.fd = server_fd(pidfd, &inodes);
+        }
+        let info = tcp_info_of(pidfd, self.fd?);
+        let Some(i) = info.filter(|i| i.tcpi_state == 1) else {
+            // Closed or replaced: look again next time.
+            self.fd = None;
+            return None;
+        };
+        self.retransmissions.update(
+            i.tcpi_total_retrans,
+            i.tcpi_dsack_dups,
+            std::time::Instant::now(),
+        );
+        Some(i)
+    }
+
+    /// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
+    /// `read_before`: ssh's read byte count when the probe was sent; `probe_len`: the
+    /// probe's size (ssh reads it once from our socket).
+    pub fn inspect(
+        &mut self,
+        waited: Duration,
+        read_before: Option<u64>,
+        probe_len: u64,
+    ) -> PathState {
+        if let Some(info) = self.info() {
+            let sent = std::time::Instant::now() - waited;
+            let r = &self.retransmissions;
+            let lossy = r.seen(sent, Some(LOSSY_IGNORE_RECENT)) || r.reverse_loss_seen(sent);
+            let judged = judge_tcp_info(&info, waited, lossy);
+            log::debug!(
+                "ssh's connection after {} ms: unacked {}, notsent {} B, retransmits {} \
+                 (total {}, {} D-SACKed), last ack {} ms, last data in {} ms / out {} ms, \
+                 rtt {} us",
+                waited.as_millis(),
+                info.tcpi_unacked,
+                info.tcpi_notsent_bytes,
+                info.tcpi_retransmits,
+                info.tcpi_total_retrans,
+                info.tcpi_dsack_dups,
+                info.tcpi_last_ack_recv,
+                info.tcpi_last_data_recv,
+                info.tcpi_last_data_sent,
+                info.tcpi_rtt
+            );
+            // Any retransmission lately (loss may just have begun): not silent yet, wait for
+            // the net timeout; only history before the probe makes the link lossy.
+            let recent = r.seen(sent, None);
+            return if judged == PathState::Quiet && recent {
+                PathState::Busy
+            } else {
+                judged
+            };
+        }
+        let Some(inodes) = socket_inodes(self.pid) else {
+            return PathState::Unknown;
+        };
+        classify(
+            &tcp_rows(),
+            &inodes,
+            read_before,
+            ssh_read_bytes(self.pid),
+            probe_len,
+        )
+    }
+
+    /// One `TCP_INFO` read of the server connection: whether it is stuck (unacknowledged
+    /// data and its retransmission timer fired `STALL_RETRANSMITS` times in a row, about 6 s
+    /// without an acknowledgement at the minimum RTO; see [`is_stalled`]) and when data last
+    /// moved each way. `None` while ssh has no established connection to the server.
+    pub fn watch(&mut self) -> Option<Look> {
+        let i = self.info()?;
+        Some(Look {
+            stalled: is_stalled(&i),
+            sent_ago: Duration::from_millis(i.tcpi_last_data_sent.into()),
+            recv_ago: Duration::from_millis(i.tcpi_last_data_recv.into()),
+        })
+    }
+
+    /// How long the applications using ssh's `-L`/`-D` forwards have been waiting for an
+    /// answer: on every connection ssh accepted on one of its listeners (but the monitor's
+    /// own port `skip`), the age of the application's latest bytes when ssh has delivered
+    /// nothing to it since; the longest such wait. A connection on which nothing has moved
+    /// yet counts from its accept (a protocol where the server speaks first). Reads ssh's
+    /// descriptor table, so the caller does it only when the server has gone quiet, and it
+    /// is not read again while ssh has sent the server nothing new (`server_sent`: since
+    /// ssh last sent to the server, when known).
+    pub fn app_waiting(&mut self, skip: Option<u16>, server_sent: Option<Duration>) -> Waiting {
+        let Some(pidfd) = self.pidfd.as_ref().map(|p| p.as_raw_fd()) else {
+            return Waiting::NotLooked;
+        };
+        let last_send = server_sent.and_then(|a| std::time::Instant::now().checked_sub(a));
+        let same = |a: std::time::Instant, b: std::time::Instant| {
+            a.max(b).duration_since(a.min(b)) < Duration::from_millis(20)
+        };
+        if let (Some(seen), Some(last)) = (self.nothing_waiting_after, last_send) {
+            if same(seen, last) {
+                return Waiting::Nothing;
+            }
+        }
+        let Some(sockets) = socket_inodes(self.pid) else {
+            return Waiting::NotLooked;
+        };
+        let (listening, established) = tcp_sockets(pidfd, &sockets);
+        // The longest wait we are sure of, else the longest we are not.
+        let longest = established
+            .iter()
+            .filter(|(_, port, _)| listening.contains(port) && Some(*port) != skip)
+            .filter_map(|(_, _, i)| app_wait(i))
+            .max_by_key(|&(waited, sure)| (sure, waited));
+        match longest {
+            Some((waited, sure)) => Waiting::For { waited, sure },
+            None => {
+                self.nothing_waiting_after = last_send;
+                Waiting::Nothing
+            }
+        }
+    }
+
+    /// ssh's connection to the server: (local, peer) addresses.
+    pub fn endpoints(&mut self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.info()?;
+        let dup = Dup::take(self.pidfd.as_ref()?.as_raw_fd(), self.fd?)?;
+        let sock = socket2::SockRef::from(&dup.0);
+        let local = sock.local_addr().ok()?.as_socket()?;
+        let peer = sock.peer_addr().ok()?.as_socket()?;
+        Some((local, peer))
+    }
+
+    /// Whether `TCP_INFO` can be read (then /proc is never needed).
+    pub fn has_tcp_info(&mut self) -> bool {
+        self.info().is_some()
+    }
+}
+
+/// What one look at the server connection shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    pub stalled: bool,
+    /// Since ssh last sent data to the server.
+    pub sent_ago: Duration,
+    /// Since ssh last received data from the server.
+    pub recv_ago: Duration,
+}
+
+mod fd_peek;
+mod procfs;
+mod verdict;
+use fd_peek::*;
+use procfs::*;
+use verdict::*;
+
+#[cfg(test)]
+mod tests;
