@@ -1,0 +1,318 @@
+//! Unit tests: confirmation, the poll, late probes and their verdicts, port moves, unanswered requests.
+
+use super::*;
+
+#[test]
+fn confirmation_retries_quickly_until_the_tunnel_answers() {
+    let mut s = Sim::new(monitored(600.0));
+    s.ev(Event::Begin);
+    let a = s.advance(0.2);
+    assert_eq!(a, [Action::SendProbe { seq: 1 }]);
+    let r = s.ev(Event::ProbeFailed {
+        seq: 1,
+        why: ProbeFailure::Refused("refused".into()),
+    });
+    assert_eq!(r, [Action::DropProbe]);
+    // Next attempt 0.4 s later, not a whole poll.
+    assert!(s.advance(0.39).is_empty());
+    let a = s.advance(0.01);
+    assert_eq!(a, [Action::SendProbe { seq: 2 }]);
+    s.echo_all(&a, 0.003);
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(0.003)));
+}
+
+#[test]
+fn unconfirmed_tunnel_is_restarted_after_first_poll_plus_net_timeout_at_least_15_s() {
+    let mut s = Sim::new(monitored(4.0));
+    s.ev(Event::Begin);
+    let mut restarted = false;
+    for _ in 0..300 {
+        let acts = s.advance(0.1);
+        for a in &acts {
+            if let Action::SendProbe { seq } = a {
+                let seq = *seq;
+                s.ev(Event::ProbeFailed {
+                    seq,
+                    why: ProbeFailure::Closed,
+                });
+            }
+        }
+        if acts.contains(&Action::TermSsh) {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted);
+    // first_poll 4 + net timeout 2 is under the 15 s floor a handshake gets.
+    assert_eq!(s.now.since(Time::from_origin(secs(1000.0))), secs(15.0));
+}
+
+#[test]
+fn probes_run_every_poll_once_up() {
+    let mut s = up(4.0);
+    for _ in 0..5 {
+        let a = s.advance(4.0);
+        assert_eq!(a.len(), 1, "{a:?}");
+        s.echo_all(&a, 0.001);
+    }
+    assert_eq!(s.sup.stats().restarts, 0);
+}
+
+#[test]
+fn silent_server_is_detected_at_the_patience_floor() {
+    let mut s = up(4.0);
+    let a = s.advance(4.0);
+    assert!(matches!(a[..], [Action::SendProbe { .. }]));
+    // No echo. After one second (the floor) the loop is asked to look at the path.
+    assert!(s.advance(0.99).is_empty());
+    assert_eq!(s.advance(0.01), [Action::InspectPath]);
+    let r = s.ev(Event::Path(PathState::Quiet));
+    assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
+    s.exit(SshEnd::Signaled(15));
+    assert_eq!(s.settle(), [Action::Spawn]);
+    assert_eq!(s.sup.stats().restarts, 1);
+}
+
+#[test]
+fn busy_path_waits_for_the_net_timeout() {
+    let mut s = up(4.0);
+    s.advance(4.0);
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Busy)).is_empty());
+    assert!(s.advance(0.99).is_empty());
+    // At the net timeout one more look; nothing from the server: the probe failed.
+    assert_eq!(s.advance(0.01), [Action::InspectPath]);
+    let r = s.ev(Event::Path(PathState::Busy));
+    assert!(r.contains(&Action::TermSsh), "{r:?}");
+}
+
+#[test]
+fn a_full_link_gets_more_time_while_the_server_sends() {
+    let mut s = up(4.0);
+    let seq = s.next_probe();
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Alive)).is_empty());
+    for _ in 0..3 {
+        let a = s.advance(s.until(Timer::ProbeHard).as_secs_f64());
+        assert_eq!(a, [Action::InspectPath]);
+        assert!(s.ev(Event::Path(PathState::Alive)).is_empty(), "extended");
+    }
+    // The echo arrives 6.5 s late (soft 1 s, hard 2 s, then 2 s more twice): a success.
+    s.advance(0.5);
+    assert!(s.ev(Event::ProbeEchoed { seq }).is_empty());
+    assert_eq!(s.sup.stats().restarts, 0);
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(6.5)));
+}
+
+#[test]
+fn a_full_link_is_not_waited_for_forever() {
+    let mut s = up(4.0);
+    s.next_probe();
+    s.advance(1.0);
+    s.ev(Event::Path(PathState::Alive));
+    let mut restarted = false;
+    for _ in 0..100 {
+        let a = s.advance(s.until(Timer::ProbeHard).as_secs_f64());
+        assert_eq!(a, [Action::InspectPath]);
+        if s.ev(Event::Path(PathState::Alive))
+            .contains(&Action::TermSsh)
+        {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted);
+    assert!(s.now.since(Time::from_origin(secs(1000.0))) <= secs(70.0));
+}
+
+#[test]
+fn a_late_echo_before_the_net_timeout_is_a_success() {
+    let mut s = up(4.0);
+    let seq = s.next_probe();
+    assert_eq!(s.advance(1.0), [Action::InspectPath]);
+    assert!(s.ev(Event::Path(PathState::Unknown)).is_empty());
+    s.advance(0.5);
+    assert!(s.ev(Event::ProbeEchoed { seq }).is_empty());
+    assert_eq!(s.sup.stats().restarts, 0);
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(1.5)));
+}
+
+#[test]
+fn wrong_bytes_fail_the_probe_and_stale_echoes_are_ignored() {
+    let mut s = up(4.0);
+    let a = s.advance(4.0);
+    let Action::SendProbe { seq } = a[0] else {
+        panic!()
+    };
+    // An echo of an older probe is not this probe.
+    assert!(s.ev(Event::ProbeEchoed { seq: seq - 1 }).is_empty());
+    let r = s.ev(Event::ProbeFailed {
+        seq,
+        why: ProbeFailure::WrongBytes,
+    });
+    assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
+}
+
+#[test]
+fn slow_tunnel_raises_the_patience() {
+    let mut s = up(4.0);
+    for _ in 0..8 {
+        let seq = s.next_probe();
+        s.advance(0.9);
+        s.ev(Event::ProbeEchoed { seq });
+    }
+    assert_eq!(s.sup.stats().last_rtt, Some(secs(0.9)));
+    s.next_probe();
+    // 2·0.9 + 4·var > 1.8 s: no inspection at the one-second floor.
+    assert!(s.advance(1.7).is_empty());
+}
+
+#[test]
+fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    // A complaint about another port (the user's own -R) is not ours.
+    assert!(s
+        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(8080)))
+        .is_empty());
+    let r = s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
+    assert_eq!(
+        r,
+        [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]
+    );
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
+    assert!(!why.contains("our own"), "{why}");
+    // The same number as our local -L port: a server on this host sees our own forward.
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.sup.set_local_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
+    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
+    assert!(why.contains("by our own -L 20000"), "{why}");
+}
+
+#[test]
+fn relocation_gives_up_after_many_busy_ports() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    for _ in 0..MAX_RELOCATIONS {
+        assert!(s
+            .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
+            .contains(&Action::RelocateMonitor(Relocation::Busy)));
+        s.exit(SshEnd::Exited(255));
+    }
+    assert!(s
+        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
+        .is_empty());
+}
+
+#[test]
+fn sighup_while_up_probes_now() {
+    let mut s = up(600.0);
+    s.ev(Event::Signal(Sig::Retry));
+    assert_eq!(s.advance(0.0), [Action::SendProbe { seq: 2 }]);
+}
+
+#[test]
+fn a_failed_loop_tunnel_moves_the_remote_port_before_restarting() {
+    let mut s = Sim::new(monitored(4.0));
+    s.sup.set_remote_monitor_port(Some(20000));
+    s.ev(Event::Begin);
+    let a = s.advance(0.2);
+    s.echo_all(&a, 0.001);
+    let seq = s.next_probe();
+    let r = s.ev(Event::ProbeFailed {
+        seq,
+        why: ProbeFailure::Closed,
+    });
+    assert_eq!(
+        r,
+        [
+            Action::RelocateMonitor(Relocation::AfterFailure),
+            Action::DropProbe,
+            Action::TermSsh
+        ]
+    );
+}
+
+#[test]
+fn an_unanswered_request_draws_a_probe_whatever_the_poll_and_a_silent_session_restarts() {
+    let mut s = up(600.0);
+    s.advance(10.0);
+    // 0.3 s unanswered: not yet; 0.5 s with the server silent as long: probe now.
+    assert!(s.ev(app_waits(0.3, 0.5)).is_empty());
+    assert!(s.advance(0.2).is_empty());
+    let a = s.ev(app_waits(0.5, 0.7));
+    assert!(matches!(a[..], [Action::SendProbe { .. }]), "{a:?}");
+    // Judged after 0.4 s, not the periodic probe's 1 s: acknowledged and silent is dead.
+    assert_eq!(s.advance(0.4), [Action::InspectPath]);
+    let a = s.ev(Event::Path(PathState::Quiet));
+    assert!(a.contains(&Action::TermSsh), "{a:?}");
+    // The outage counts from the server's last data (0.7 s before the probe left), not
+    // from the verdict.
+    assert_eq!(s.sup.down_since, Some(s.now.before(secs(1.1))));
+}
+
+#[test]
+fn a_slow_answer_draws_a_few_probes_and_no_restart() {
+    let mut s = up(600.0);
+    s.advance(10.0);
+    let mut probes = 0;
+    // A query unanswered for 30 s while the session answers every probe at once.
+    for i in 5..300 {
+        let w = i as f64 / 10.0;
+        let acts = s.ev(app_waits(w, 0.6));
+        probes += acts.len();
+        s.echo_all(&acts, 0.001);
+        s.advance(0.1);
+    }
+    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert!((3..=6).contains(&probes), "{probes} probes");
+}
+
+#[test]
+fn unanswered_requests_are_ignored_while_confirming() {
+    let mut s = Sim::new(monitored(600.0));
+    s.ev(Event::Begin);
+    assert!(s.ev(app_waits(5.0, 5.0)).is_empty());
+}
+
+#[test]
+fn an_ssh_started_blind_is_replaced_when_the_server_answers_while_it_connects() {
+    let mut s = waiting();
+    s.auto_stall = false;
+    s.ev(Event::Reachable(false));
+    // No answer: the backoff's blind retry starts ssh anyway, and checks go on.
+    let mut spawned = false;
+    for _ in 0..200 {
+        for a in s.advance(0.25) {
+            match a {
+                Action::CheckReach => {
+                    s.ev(Event::Reachable(false));
+                }
+                Action::Spawn => spawned = true,
+                Action::InspectStall => {
+                    s.ev(Event::Connected(false));
+                    s.ev(Event::Stall(false));
+                }
+                _ => {}
+            }
+        }
+        if spawned {
+            break;
+        }
+    }
+    assert!(spawned);
+    let a = s.advance(0.25);
+    assert!(a.contains(&Action::CheckReach), "checks go on: {a:?}");
+    let r = s.ev(Event::Reachable(true));
+    assert!(
+        r.contains(&Action::TermSsh) && r.contains(&Action::KillSsh),
+        "{r:?}"
+    );
+}
