@@ -35,7 +35,7 @@ struct Check {
 }
 
 /// The checker.
-pub struct Reach {
+pub struct Reachability {
     ssh_path: OsString,
     ssh_args: Vec<OsString>,
     target: Target,
@@ -43,9 +43,9 @@ pub struct Reach {
     next_addr: usize,
 }
 
-impl Reach {
-    pub fn new(ssh_path: OsString, ssh_args: Vec<OsString>) -> Reach {
-        Reach {
+impl Reachability {
+    pub fn new(ssh_path: OsString, ssh_args: Vec<OsString>) -> Reachability {
+        Reachability {
             ssh_path,
             ssh_args,
             target: Target::NotResolved,

@@ -14,7 +14,7 @@ use crate::setup::daemon::{self, Notifier};
 use crate::setup::pidfile::Pidfile;
 use crate::setup::ssh_argv::{self, Forwards};
 use crate::shell::monitor::{Mode, Monitor};
-use crate::shell::reach::Reach;
+use crate::shell::reach::Reachability;
 use crate::shell::report;
 use crate::shell::sd_notify::SdNotify;
 use crate::shell::ssh_process::SshProcess;
@@ -84,7 +84,7 @@ struct Runner {
     /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
     /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
     proxied: bool,
-    reach: Reach,
+    reach: Reachability,
     /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at the last look: it grows across a suspend.
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
@@ -159,7 +159,7 @@ impl Runner {
                 .ssh_args
                 .iter()
                 .any(|a| a.to_string_lossy().starts_with("-J"));
-        let mut reach = Reach::new(settings.ssh_path.clone(), settings.ssh_args.clone());
+        let mut reach = Reachability::new(settings.ssh_path.clone(), settings.ssh_args.clone());
         // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
         // answer is checked for key hygiene.
         reach.prepare();
@@ -244,7 +244,7 @@ impl Runner {
                             self.queue.push_back(e);
                         }
                     }
-                    t if Reach::owns(t) => {
+                    t if Reachability::owns(t) => {
                         if let Some(e) = self.reach.ready(self.poll.registry(), t) {
                             self.queue.push_back(e);
                         }

@@ -111,7 +111,7 @@ impl Transport {
         let Some(inodes) = socket_inodes(self.pid) else {
             return PathState::Unknown;
         };
-        classify(
+        judge_rows(
             &tcp_rows(),
             &inodes,
             read_before,

@@ -21,7 +21,7 @@ pub(super) const LISTEN: u8 = 0x0A;
 
 /// The /proc view, when `TCP_INFO` cannot be had: unacknowledged or retransmitted bytes,
 /// bytes waiting to be read, or ssh reading much more than our probe mean a busy path.
-pub(super) fn classify(
+pub(super) fn judge_rows(
     rows: &[TcpRow],
     inodes: &[(u32, u64)],
     read_before: Option<u64>,

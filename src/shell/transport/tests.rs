@@ -29,7 +29,7 @@ fn idle_acknowledged_connection_is_quiet() {
     // The accepted -L connection has a lower fd but is not the server connection.
     let fds = [(3, 999), (4, 888), (5, 777)];
     assert_eq!(
-        classify(&r, &fds, Some(100), Some(200), 80),
+        judge_rows(&r, &fds, Some(100), Some(200), 80),
         PathState::Quiet
     );
 }
@@ -38,12 +38,12 @@ fn idle_acknowledged_connection_is_quiet() {
 fn unacked_data_or_traffic_is_busy() {
     let r = rows(&[SERVER_UNACKED, LISTENER]);
     assert_eq!(
-        classify(&r, &[(3, 777), (4, 888)], None, None, 80),
+        judge_rows(&r, &[(3, 777), (4, 888)], None, None, 80),
         PathState::Busy
     );
     let r = rows(&[SERVER_IDLE]);
     assert_eq!(
-        classify(&r, &[(3, 777)], Some(0), Some(100_000), 80),
+        judge_rows(&r, &[(3, 777)], Some(0), Some(100_000), 80),
         PathState::Busy
     );
 }
@@ -52,7 +52,7 @@ fn unacked_data_or_traffic_is_busy() {
 fn no_tcp_connection_is_unknown() {
     let r = rows(&[LISTENER]);
     assert_eq!(
-        classify(&r, &[(4, 888)], None, None, 80),
+        judge_rows(&r, &[(4, 888)], None, None, 80),
         PathState::Unknown
     );
 }
