@@ -11,8 +11,8 @@ impl Supervisor {
                     debug!("backoff over; trying ssh although the server did not answer a check");
                     // Checks go on: if the server answers while this ssh is still stuck in
                     // its connect (TCP backoff), it is replaced at once.
-                    self.blind = true;
                     self.spawn(now, out);
+                    self.run.blind = true;
                 }
                 _ => {}
             },
@@ -88,8 +88,8 @@ impl Supervisor {
                     phase: Phase::Confirming { .. },
                 } = self.state
                 {
-                    let waited = self.started_at.map(|s| now.since(s)).unwrap_or_default();
-                    let last = match self.last_failure.take() {
+                    let waited = self.run.lived(now);
+                    let last = match self.run.last_failure.take() {
                         Some(why) => format!(" (last probe: {why})"),
                         None => String::new(),
                     };
@@ -128,13 +128,7 @@ impl Supervisor {
             Some(max) => log::log!(level, "starting ssh (count {} of {max})", self.start_count),
             None => log::log!(level, "starting ssh (count {})", self.start_count),
         }
-        self.started_at = Some(now);
-        self.ssh_connected = false;
-        self.last_failure = None;
-        self.story = Story::default();
-        self.server_silent = false;
-        self.stalled = false;
-        self.unanswered.reset();
+        self.run = Run::new(now);
         self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
@@ -150,7 +144,6 @@ impl Supervisor {
                 now + self.cfg.gate_time.max(Duration::from_secs(1)),
             );
             if self.cfg.session_probe {
-                self.session_tries = 0;
                 self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
             }
             Phase::Unmonitored
@@ -184,7 +177,7 @@ impl Supervisor {
                 if phase == Phase::Up {
                     self.note_down(now);
                 }
-                let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+                let lived = self.run.lived(now);
                 let facts = RunFacts {
                     start_count: self.start_count,
                     lived,
@@ -303,7 +296,7 @@ impl Supervisor {
         self.timers.clear(Timer::ConfirmBy);
         self.timers.clear(Timer::Settled);
         self.timers.clear(Timer::Watch);
-        if self.stalled {
+        if self.run.stalled {
             self.stop_checks(out);
         }
         self.timers.set(Timer::KillEscalation, now + KILL_GRACE);

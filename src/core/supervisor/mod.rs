@@ -50,7 +50,8 @@ pub struct Supervisor {
     timers: Timers,
     backoff: Backoff,
     start_count: u32,
-    started_at: Option<Time>,
+    /// What belongs to the current (or last) ssh: built fresh at each start.
+    run: Run,
     next_seq: u64,
     in_flight: Option<InFlight>,
     rtt: RttEstimate,
@@ -64,10 +65,6 @@ pub struct Supervisor {
     /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
     /// on ssh's connection. An outage is counted from here, not from when it was noticed.
     last_proof: Option<Time>,
-    /// Why the last confirmation probe failed, for the log when confirmation times out.
-    last_failure: Option<String>,
-    /// What the current ssh said about failing (config or network trouble).
-    story: Story,
     /// ssh goes through a jump host or a proxy command.
     proxied: bool,
     /// The server behind the proxy (`host:port`), for the log.
@@ -75,14 +72,10 @@ pub struct Supervisor {
     /// Through a proxy, since when the target has not answered (handshakes through the
     /// proxy are retried at a steady pace meanwhile, see `recovery.rs`).
     target_away_since: Option<Time>,
-    /// The current ssh was stopped because the server stopped answering.
-    server_silent: bool,
     /// The server's address cannot be checked.
     reach_unknown: bool,
     /// Since when reachability checks have failed (while waiting or stalled).
     unreachable_since: Option<Time>,
-    /// ssh's server connection is stalled.
-    stalled: bool,
     /// The backoff asked for no wait: a reachable server gets ssh at once.
     quick_retry: bool,
     /// When the backoff of the current wait ends.
@@ -91,14 +84,6 @@ pub struct Supervisor {
     ready_sent: bool,
     /// The pending `InspectPath` was asked at the net timeout.
     hard_look: bool,
-    /// This ssh was started while the server did not answer checks (checks go on).
-    blind: bool,
-    /// ssh has an established connection to the server (as last watched).
-    ssh_connected: bool,
-    /// Requests through the tunnel that went unanswered, and the probes they drew.
-    unanswered: Unanswered,
-    /// Session probes of this ssh that failed before one came back.
-    session_tries: u32,
     stats: Stats,
 }
 
@@ -110,7 +95,7 @@ impl Supervisor {
             state: State::Idle,
             timers: Timers::default(),
             start_count: 0,
-            started_at: None,
+            run: Run::default(),
             next_seq: 1,
             in_flight: None,
             rtt: RttEstimate::default(),
@@ -119,23 +104,15 @@ impl Supervisor {
             local_monitor_port: None,
             down_since: None,
             last_proof: None,
-            last_failure: None,
-            story: Story::default(),
             proxied: false,
             target: None,
             target_away_since: None,
-            server_silent: false,
             reach_unknown: false,
             unreachable_since: None,
-            stalled: false,
             quick_retry: false,
             backoff_until: Time::from_origin(Duration::ZERO),
             ready_sent: false,
             hard_look: false,
-            unanswered: Unanswered::default(),
-            session_tries: 0,
-            blind: false,
-            ssh_connected: false,
             stats: Stats::default(),
         }
     }
@@ -201,16 +178,16 @@ impl Supervisor {
             Event::SshSaid(Complaint::RemoteForwardFailed(port)) => {
                 self.on_forward_failed(port, now, &mut out)
             }
-            Event::SshSaid(c) => self.story.hear(&c),
+            Event::SshSaid(c) => self.run.story.hear(&c),
             Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
             Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
             Event::Proxied { target } => self.on_proxied(target),
             Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
             Event::Traffic(t) => self.on_traffic(t, now, &mut out),
             Event::Connected(c) => {
-                self.ssh_connected = c;
-                if c && self.blind {
-                    self.blind = false;
+                self.run.ssh_connected = c;
+                if c && self.run.blind {
+                    self.run.blind = false;
                     self.stop_checks(&mut out);
                 }
             }
@@ -282,7 +259,7 @@ impl Supervisor {
 
     /// Why the current (or last) ssh failed, from what it said.
     fn reason(&self) -> Option<Reason> {
-        self.story.reason(self.proxied)
+        self.run.story.reason(self.proxied)
     }
 
     /// A reason in words, for the log.
@@ -332,6 +309,8 @@ impl Supervisor {
 mod lifecycle;
 mod probes;
 mod recovery;
+mod run;
+use run::Run;
 mod stats;
 mod unanswered;
 mod vocabulary;

@@ -67,7 +67,11 @@ impl Supervisor {
         if self.in_flight.is_some() {
             return;
         }
-        if self.unanswered.look(&t, self.unanswered_threshold(), now) {
+        if self
+            .run
+            .unanswered
+            .look(&t, self.unanswered_threshold(), now)
+        {
             if let Waiting::For { waited: w, .. } = t.waiting {
                 debug!(
                     "a request through the tunnel unanswered for {} ms, the server silent: \
@@ -221,7 +225,7 @@ impl Supervisor {
                 phase: Phase::Confirming { attempt },
             } => {
                 debug!("tunnel not up yet: {why}");
-                self.last_failure = Some(why);
+                self.run.last_failure = Some(why);
                 self.clear_probe(out);
                 let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(attempt + 1))
                     .min(CONFIRM_MAX_GAP)
@@ -239,7 +243,7 @@ impl Supervisor {
                 }
                 self.stats.probe_failures += 1;
                 self.restart_ssh(RestartKind::Probe, why, true, now, out);
-                self.server_silent = true;
+                self.run.server_silent = true;
             }
             State::Running {
                 phase: Phase::Unmonitored,
@@ -250,6 +254,7 @@ impl Supervisor {
                 debug!("session probe: {why}");
                 self.clear_probe(out);
                 let early = self
+                    .run
                     .started_at
                     .is_some_and(|s| now.since(s) < CONFIRM_FLOOR);
                 let cap = if early {
@@ -257,8 +262,9 @@ impl Supervisor {
                 } else {
                     SESSION_RETRY_MAX_GAP
                 };
-                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(self.session_tries)).min(cap);
-                self.session_tries += 1;
+                let gap =
+                    (CONFIRM_FIRST_GAP * 2u32.saturating_pow(self.run.session_tries)).min(cap);
+                self.run.session_tries += 1;
                 self.timers.set(Timer::Probe, now + gap);
             }
             _ => self.clear_probe(out),

@@ -43,7 +43,7 @@ impl Supervisor {
             Some(Reason::TargetUnreachable { .. }) => Cause::Target,
             // A probe went unanswered, or the server failed a check and has not answered
             // one since (a stalled ssh in a black hole): the network, whatever ssh said.
-            None if self.server_silent || self.unreachable_since.is_some() => Cause::Network,
+            None if self.run.server_silent || self.unreachable_since.is_some() => Cause::Network,
             None => Cause::Other,
         }
     }
@@ -97,7 +97,7 @@ impl Supervisor {
         // Whatever ended this ssh, it was not the target missing behind the proxy.
         self.target_away_since = None;
         let delay = if paced {
-            let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+            let lived = self.run.lived(now);
             self.backoff.next_delay(lived, cause == Cause::Config)
         } else {
             Duration::ZERO
@@ -155,9 +155,10 @@ impl Supervisor {
     fn retry_through_proxy(&mut self, why: Option<String>, now: Time) {
         // The quick deaths are still counted: the backoff goes on from there if the
         // failure changes.
-        let lived = self.started_at.map(|s| now.since(s)).unwrap_or_default();
+        let lived = self.run.lived(now);
         self.backoff.next_delay(lived, false);
         let at = self
+            .run
             .started_at
             .map_or(now, |s| s + THROUGH_PROXY_EVERY)
             .max(now);
@@ -185,7 +186,7 @@ impl Supervisor {
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
         let checking = match self.state {
             State::WaitingForServer => true,
-            State::Running { .. } => self.stalled || self.blind,
+            State::Running { .. } => self.run.stalled || self.run.blind,
             _ => false,
         };
         if checking {
@@ -227,8 +228,8 @@ impl Supervisor {
                     CHECK_EVERY.as_millis()
                 );
             }
-            (State::Running { .. }, true) if self.blind && !self.ssh_connected => {
-                self.blind = false;
+            (State::Running { .. }, true) if self.run.blind && !self.run.ssh_connected => {
+                self.run.blind = false;
                 self.stop_checks(out);
                 self.unreachable_since = None;
                 self.restart_ssh(
@@ -241,7 +242,7 @@ impl Supervisor {
                 // It hangs in connect(): no point in waiting for it to go.
                 out.push(Action::KillSsh);
             }
-            (State::Running { .. }, true) if self.stalled => {
+            (State::Running { .. }, true) if self.run.stalled => {
                 if let Some(since) = self.unreachable_since.take() {
                     self.restart_ssh(
                         RestartKind::Stall,
@@ -257,7 +258,7 @@ impl Supervisor {
                     out.push(Action::KillSsh);
                 }
             }
-            (State::Running { .. }, false) if self.stalled || self.blind => {
+            (State::Running { .. }, false) if self.run.stalled || self.run.blind => {
                 self.unreachable_since.get_or_insert(now);
             }
             _ => {}
@@ -288,10 +289,10 @@ impl Supervisor {
     }
 
     pub(super) fn on_stall(&mut self, stalled: bool, now: Time, out: &mut Vec<Action>) {
-        if !matches!(self.state, State::Running { .. }) || stalled == self.stalled {
+        if !matches!(self.state, State::Running { .. }) || stalled == self.run.stalled {
             return;
         }
-        self.stalled = stalled;
+        self.run.stalled = stalled;
         self.unreachable_since = None;
         if stalled {
             info!("ssh's connection to the server is stalled; checking the server");

@@ -114,11 +114,6 @@ impl Unanswered {
         });
         true
     }
-
-    /// Forgets the request being watched (a new ssh: its connections are new).
-    pub fn reset(&mut self) {
-        self.episode = None;
-    }
 }
 
 #[cfg(test)]
