@@ -4,6 +4,7 @@ pub mod event_loop;
 pub mod hygiene;
 pub mod monitor;
 pub mod netwatch;
+pub mod nonblocking;
 pub mod probe_conn;
 pub mod reach;
 pub mod report;

@@ -5,10 +5,11 @@
 
 use crate::core::probe::{compare, Echo};
 use crate::core::supervisor::{Event, ProbeFailure};
+use crate::shell::nonblocking::{interrupted, read_available, would_block, ReadEnd};
 use crate::shell::probe_conn::{ProbeConn, Target};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -246,7 +247,7 @@ impl Monitor {
                         return Some(e);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if interrupted(&e) => continue,
                 Err(_) => break, // WouldBlock, or a transient accept error
             }
         }
@@ -273,26 +274,8 @@ impl Monitor {
 
     fn inbound_ready(&mut self, registry: &Registry, slot: usize) -> Option<Event> {
         let inbound = self.inbound.get_mut(slot)?.as_mut()?;
-        let mut buf = [0u8; 512];
-        let mut closed = false;
-        loop {
-            match inbound.stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => inbound.got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-            if inbound.got.len() > 1024 {
-                break;
-            }
-        }
+        // A probe line is far shorter: more is junk, judged as it stands.
+        let closed = read_available(&mut inbound.stream, &mut inbound.got, 1025) == ReadEnd::Closed;
         let verdict = match self.current.as_ref() {
             Some(cur) if matches!(cur.state, OutState::Sent { .. }) => {
                 compare(&cur.bytes, &inbound.got)
@@ -359,10 +342,8 @@ fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
                     match cur.stream.write(&cur.bytes[*written..]) {
                         Ok(0) => return Err(ProbeFailure::Closed),
                         Ok(n) => *written += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Ok(Progress::Pending)
-                        }
+                        Err(e) if interrupted(&e) => continue,
+                        Err(e) if would_block(&e) => return Ok(Progress::Pending),
                         Err(e) => return Err(ProbeFailure::Refused(e.to_string())),
                     }
                 }
@@ -371,33 +352,18 @@ fn advance(cur: &mut Current, mode: Mode) -> Result<Progress, ProbeFailure> {
             OutState::Sent { .. } if mode == Mode::Session => {
                 // ssh closes our connection once the server refused the channel: any end
                 // (or, were the channel ever opened, any byte) is the session answering.
-                let mut buf = [0u8; 512];
-                loop {
-                    match cur.stream.read(&mut buf) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Ok(Progress::Pending)
-                        }
-                        _ => return Ok(Progress::Echoed),
-                    }
-                }
+                let mut got = Vec::new();
+                return match read_available(&mut cur.stream, &mut got, 1) {
+                    ReadEnd::WouldBlock => Ok(Progress::Pending),
+                    ReadEnd::Closed | ReadEnd::Full => Ok(Progress::Echoed),
+                };
             }
             OutState::Sent { got } => {
-                let mut buf = [0u8; 512];
-                loop {
-                    match cur.stream.read(&mut buf) {
-                        Ok(0) => return Err(ProbeFailure::Closed),
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => return Err(ProbeFailure::Closed),
-                    }
-                    if got.len() > cur.bytes.len() {
-                        break;
-                    }
-                }
+                // One byte more than the probe is enough to call it wrong.
+                let end = read_available(&mut cur.stream, got, cur.bytes.len() + 1);
                 return match (mode, compare(&cur.bytes, got)) {
                     (Mode::Echo, Echo::Complete) => Ok(Progress::Echoed),
+                    _ if end == ReadEnd::Closed => Err(ProbeFailure::Closed),
                     (Mode::Echo, Echo::Wrong) => Err(ProbeFailure::WrongBytes),
                     (Mode::Echo, Echo::Partial) => Ok(Progress::Pending),
                     // Loop mode: nothing should come back on this connection; ignore it.

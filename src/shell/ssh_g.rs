@@ -8,13 +8,14 @@
 //! it is late, and when autossh exits ([`Lookup::cancel`], also on drop): nothing it started
 //! outlives autossh. A parent-death signal covers the leader even when autossh is SIGKILLed.
 
+use crate::shell::nonblocking::read_available;
 use crate::shell::ssh_process::{die_with_autossh, set_nonblocking};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -154,7 +155,7 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
         }
         std::thread::sleep(POLL);
     };
-    let text = read_available(stdout)?;
+    let text = read_output(stdout)?;
     // Before the address is resolved: a slow resolver does not hold the warnings back.
     crate::shell::hygiene::warn(&text);
     let dest = parse(&text)?;
@@ -174,20 +175,11 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
 
 /// What an exited `ssh -G` wrote: all of it is in the pipe. Non-blocking, so a process outside
 /// its group still holding the pipe cannot stall us.
-fn read_available(mut stdout: ChildStdout) -> Option<String> {
+fn read_output(mut stdout: ChildStdout) -> Option<String> {
     set_nonblocking(stdout.as_raw_fd()).ok()?;
     let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
     // Bounded: ssh -G writes a few KiB; a pipe holds at most 1 MiB by default.
-    for _ in 0..1024 {
-        match stdout.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return None,
-        }
-    }
+    read_available(&mut stdout, &mut bytes, 1 << 20);
     String::from_utf8(bytes).ok()
 }
 

@@ -1,8 +1,9 @@
 //! The running ssh child: spawning it, signalling it, reaping it, and reading its stderr.
 
 use crate::core::exit_rules::SshEnd;
+use crate::shell::nonblocking::{read_available, ReadEnd};
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, Stdio};
@@ -70,24 +71,15 @@ impl SshProcess {
         let Some(pipe) = self.stderr.as_mut() else {
             return (lines, true);
         };
-        let mut buf = [0u8; 4096];
-        let mut eof = false;
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => self.partial.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    eof = true;
-                    break;
-                }
-            }
+        let eof = loop {
+            // In bounded gulps, so that a flood without newlines cannot grow the buffer.
+            let limit = self.partial.len() + 64 * 1024;
+            let end = read_available(pipe, &mut self.partial, limit);
             take_lines(&mut self.partial, &mut lines);
-        }
+            if end != ReadEnd::Full {
+                break end == ReadEnd::Closed;
+            }
+        };
         take_lines(&mut self.partial, &mut lines);
         if eof {
             if !self.partial.is_empty() {

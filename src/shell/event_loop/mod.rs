@@ -14,6 +14,7 @@ use crate::setup::daemon::{self, Notifier};
 use crate::setup::pidfile::Pidfile;
 use crate::setup::ssh_argv::{self, Forwards};
 use crate::shell::monitor::{Mode, Monitor};
+use crate::shell::nonblocking::interrupted;
 use crate::shell::reach::Reachability;
 use crate::shell::report;
 use crate::shell::sd_notify::SdNotify;
@@ -226,7 +227,7 @@ impl Runner {
             .map(|d| d + Duration::from_micros(500));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(runtime(format!("poll: {e}"))),
             }
             // Before ssh's lines and exit: they are judged knowing whether it is proxied.
