@@ -653,10 +653,14 @@ fn real_probe_survives_strangers_behind_it(strangers: usize) -> bool {
     let mon_l = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).unwrap();
     let mut poll = mio::Poll::new().unwrap();
     let mut events = mio::Events::with_capacity(64);
-    let mut m = Monitor::new(Mode::Loop, port, Some(mon_l));
-    m.register(poll.registry()).unwrap();
+    let prober = autossh::core::probe::Prober::new("host".into(), 1, 0xaa, "x".into());
     let probe = b"host autossh 1 1 1700000000000 00000000000000aa x\r\n".to_vec();
-    assert!(m.send(poll.registry(), 1, probe.clone()).is_none());
+    assert_eq!(prober.line(1, 1_700_000_000_000), probe);
+    let mut m = Monitor::new(Mode::Loop, port, Some(mon_l), prober);
+    m.register(poll.registry()).unwrap();
+    let (len, outcome) = m.send(poll.registry(), 1, 1_700_000_000_000);
+    assert!(outcome.is_none());
+    assert_eq!(len, probe.len() as u64);
     let (mut ssh_side, _) = ssh_l.accept().unwrap();
     ssh_side.set_nonblocking(true).unwrap();
     // Let the monitor write the probe; read it where ssh would.

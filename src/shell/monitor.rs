@@ -3,7 +3,7 @@
 //! connection to the session probe's unix-socket forward. Non-blocking, driven by the event
 //! loop; outcomes are reported to the supervisor as events.
 
-use crate::core::probe::{compare, Echo};
+use crate::core::probe::{compare, Echo, Prober};
 use crate::core::supervisor::{Event, ProbeFailure};
 use crate::shell::nonblocking::{interrupted, read_available, would_block, ReadEnd};
 use crate::shell::probe_conn::{ProbeConn, Target};
@@ -91,23 +91,36 @@ pub struct Monitor {
     accepted: u64,
     /// When the last probe ended (the session probe's messages from ssh come after it).
     last_end: Option<Instant>,
+    /// Writes the probe lines.
+    prober: Prober,
 }
 
 impl Monitor {
     /// Loop mode: `listener` is already bound to 127.0.0.1:port+1.
-    pub fn new(mode: Mode, local_port: u16, listener: Option<std::net::TcpListener>) -> Monitor {
+    pub fn new(
+        mode: Mode,
+        local_port: u16,
+        listener: Option<std::net::TcpListener>,
+        prober: Prober,
+    ) -> Monitor {
         let listener = listener.filter(|l| l.set_nonblocking(true).is_ok());
         let target = Target::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, local_port)));
-        Monitor::with_target(mode, target, listener.map(TcpListener::from_std))
+        Monitor::with_target(mode, target, listener.map(TcpListener::from_std), prober)
     }
 
     /// The session probe through ssh's forward of the unix socket `socket`.
-    pub fn session(socket: PathBuf) -> Monitor {
-        Monitor::with_target(Mode::Session, Target::Unix(socket), None)
+    pub fn session(socket: PathBuf, prober: Prober) -> Monitor {
+        Monitor::with_target(Mode::Session, Target::Unix(socket), None, prober)
     }
 
-    fn with_target(mode: Mode, target: Target, listener: Option<TcpListener>) -> Monitor {
+    fn with_target(
+        mode: Mode,
+        target: Target,
+        listener: Option<TcpListener>,
+        prober: Prober,
+    ) -> Monitor {
         Monitor {
+            prober,
             mode,
             target,
             listener,
@@ -150,7 +163,15 @@ impl Monitor {
     }
 
     /// Starts probe `seq` with these bytes. A connect that fails at once is reported now.
-    pub fn send(&mut self, registry: &Registry, seq: u64, bytes: Vec<u8>) -> Option<Event> {
+    /// `wall_ms`: the wall clock, written into the probe line. Returns the probe's size (what
+    /// ssh reads from us for it) and its outcome when that is known at once.
+    pub fn send(&mut self, registry: &Registry, seq: u64, wall_ms: u128) -> (u64, Option<Event>) {
+        let bytes = self.prober.line(seq, wall_ms);
+        let len = bytes.len() as u64;
+        (len, self.start(registry, seq, bytes))
+    }
+
+    fn start(&mut self, registry: &Registry, seq: u64, bytes: Vec<u8>) -> Option<Event> {
         self.drop_probe(registry);
         let mut stream = match ProbeConn::connect(&self.target) {
             Ok(s) => s,

@@ -63,8 +63,10 @@ impl Supervisor {
                 }
             }
             Timer::ProbeSoft => {
-                if self.in_flight.is_some() {
-                    out.push(Action::InspectPath);
+                if let Some(p) = self.in_flight {
+                    out.push(Action::InspectPath {
+                        waited: now.since(p.sent),
+                    });
                 }
             }
             Timer::ProbeHard => {
@@ -72,7 +74,9 @@ impl Supervisor {
                     if self.state == (State::Running { phase: Phase::Up }) {
                         // One more look: a full link gets more time, a dead one does not.
                         self.hard_look = true;
-                        out.push(Action::InspectPath);
+                        out.push(Action::InspectPath {
+                            waited: now.since(p.sent),
+                        });
                     } else {
                         let waited = now.since(p.sent);
                         self.probe_failed(

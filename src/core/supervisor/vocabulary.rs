@@ -142,7 +142,10 @@ pub enum Action {
     /// Abandon the probe in flight (close its sockets).
     DropProbe,
     /// Look at ssh's transport and answer with [`Event::Path`].
-    InspectPath,
+    InspectPath {
+        /// Since the probe left, on the supervisor's clock.
+        waited: Duration,
+    },
     /// Move loop mode's remote monitor port for the next ssh.
     RelocateMonitor(Relocation),
     /// Start one cheap reachability check of the server (TCP connect to its ssh port).

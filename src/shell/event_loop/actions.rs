@@ -14,22 +14,13 @@ impl Runner {
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis();
-                let bytes = self.prober.line(seq, wall);
-                // ssh's read count is for the /proc fallback only.
-                let tcp_info = self.transport.as_mut().is_some_and(|t| t.has_tcp_info());
-                let pid = self.ssh.as_ref().map(|s| s.pid()).filter(|_| !tcp_info);
-                self.probe_baseline = (
-                    std::time::Instant::now(),
-                    pid.and_then(transport::ssh_read_bytes),
-                    bytes.len() as u64,
-                );
                 let registry = self.poll.registry();
-                if let Some(e) = self
-                    .monitor
-                    .as_mut()
-                    .and_then(|m| m.send(registry, seq, bytes))
-                {
-                    self.queue.push_back(e);
+                if let Some(m) = self.monitor.as_mut() {
+                    let (len, outcome) = m.send(registry, seq, wall);
+                    if let Some(t) = self.transport.as_mut() {
+                        t.probe_sent(len);
+                    }
+                    self.queue.extend(outcome);
                 }
             }
             Action::DropProbe => {
@@ -37,15 +28,9 @@ impl Runner {
                     m.drop_probe(self.poll.registry());
                 }
             }
-            Action::InspectPath => {
-                let state = match self.ssh.as_ref() {
-                    Some(_) if !self.proxied => {
-                        let (sent, read_before, len) = self.probe_baseline;
-                        self.transport
-                            .as_mut()
-                            .map(|t| t.inspect(sent.elapsed(), read_before, len))
-                            .unwrap_or(PathState::Unknown)
-                    }
+            Action::InspectPath { waited } => {
+                let state = match self.transport.as_mut() {
+                    Some(t) if !self.proxied => t.inspect(waited),
                     _ => PathState::Unknown,
                 };
                 debug!("probe late; ssh's connection looks {state:?}");

@@ -75,13 +75,10 @@ struct Runner {
     signals: Signals,
     forwards: Forwards,
     monitor: Option<Monitor>,
-    prober: Prober,
     ssh: Option<SshProcess>,
     /// ssh's connection to the server, for late probes and stalls.
     transport: Option<transport::Transport>,
     notifier: Option<Notifier>,
-    /// When the current probe was sent, ssh's read byte count then, and the probe's size.
-    probe_baseline: (std::time::Instant, Option<u64>, u64),
     /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
     /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
     proxied: bool,
@@ -117,17 +114,6 @@ impl Runner {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| runtime(format!("poll: {e}")))?;
-        let monitor = match forwards {
-            Forwards::Off => None,
-            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone())),
-            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener)),
-            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None)),
-        };
-        let mut monitor = monitor;
-        if let Some(m) = monitor.as_mut() {
-            m.register(poll.registry())
-                .map_err(|e| runtime(format!("poll: {e}")))?;
-        }
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -137,6 +123,17 @@ impl Runner {
             random_u64(),
             settings.message.clone(),
         );
+        let monitor = match forwards {
+            Forwards::Off => None,
+            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
+            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
+            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
+        };
+        let mut monitor = monitor;
+        if let Some(m) = monitor.as_mut() {
+            m.register(poll.registry())
+                .map_err(|e| runtime(format!("poll: {e}")))?;
+        }
         let mut sup = Supervisor::new(Config {
             gate_time: settings.gate_time,
             max_start: settings.max_start,
@@ -192,11 +189,9 @@ impl Runner {
             signals,
             forwards,
             monitor,
-            prober,
             ssh: None,
             transport: None,
             notifier,
-            probe_baseline: (std::time::Instant::now(), None, 0),
             proxied,
             queue: VecDeque::new(),
             settings,

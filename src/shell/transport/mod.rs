@@ -26,6 +26,9 @@ pub struct Transport {
     /// When ssh last sent to the server, as of the last look at the applications that found
     /// none waiting: until ssh sends again, no new request can be waiting.
     nothing_waiting_after: Option<std::time::Instant>,
+    /// For the /proc fallback: ssh's read byte count when the probe in flight left, and the
+    /// probe's size (ssh reads it once from our socket).
+    probe_baseline: (Option<u64>, u64),
 }
 
 /// A connection not found after this many scans is not looked for again (a proxy).
@@ -45,6 +48,7 @@ impl Transport {
             scans: 0,
             retransmissions: Retransmissions::default(),
             nothing_waiting_after: None,
+            probe_baseline: (None, 0),
         }
     }
 
@@ -70,15 +74,20 @@ impl Transport {
         Some(i)
     }
 
+    /// A probe of `probe_len` bytes was just sent: for the /proc fallback only (no
+    /// `TCP_INFO`), ssh's read byte count now, to tell its traffic from the probe's.
+    pub fn probe_sent(&mut self, probe_len: u64) {
+        let read_before = if self.has_tcp_info() {
+            None
+        } else {
+            ssh_read_bytes(self.pid)
+        };
+        self.probe_baseline = (read_before, probe_len);
+    }
+
     /// Classifies ssh's server connection while a probe sent `waited` ago is unanswered.
-    /// `read_before`: ssh's read byte count when the probe was sent; `probe_len`: the
-    /// probe's size (ssh reads it once from our socket).
-    pub fn inspect(
-        &mut self,
-        waited: Duration,
-        read_before: Option<u64>,
-        probe_len: u64,
-    ) -> PathState {
+    pub fn inspect(&mut self, waited: Duration) -> PathState {
+        let (read_before, probe_len) = self.probe_baseline;
         if let Some(info) = self.info() {
             let sent = std::time::Instant::now() - waited;
             let r = &self.retransmissions;

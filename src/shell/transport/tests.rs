@@ -60,7 +60,7 @@ fn no_tcp_connection_is_unknown() {
 #[test]
 fn inspects_this_process_without_panicking() {
     let mut t = Transport::new(std::process::id());
-    let _ = t.inspect(Duration::from_secs(1), None, 0);
+    let _ = t.inspect(Duration::from_secs(1));
     assert!(!t.watch().is_some_and(|l| l.stalled));
 }
 

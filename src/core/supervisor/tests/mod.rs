@@ -253,6 +253,11 @@ fn failing_handshakes(s: &mut Sim, lines: &[Complaint], lasts: f64, secs_: f64) 
     spawns
 }
 
+/// Whether `acts` is exactly one look at the path.
+fn inspects(acts: &[Action]) -> bool {
+    matches!(acts, [Action::InspectPath { .. }])
+}
+
 mod lifecycle;
 mod probes;
 mod proxy;
