@@ -277,7 +277,7 @@ class Fault:
             self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
             self._rule(n["srv"], ["INPUT", "-s", n["cli_ip"], "-j", "DROP"])
         elif self.kind == "blackhole-out":
-            # the fault-injection tests' black hole (tests/netns/mod.rs): both rules in CLI
+            # the fault-injection tests' black hole (tests/netns/): both rules in CLI
             self._rule(n["cli"], ["OUTPUT", "-d", n["srv_ip"], "-j", "DROP"])
             self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
         elif self.kind == "serverdown":

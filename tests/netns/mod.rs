@@ -1,4 +1,4 @@
-//! Test hosts in network namespaces, for the fault-injection tests (tests/faults.rs).
+//! Test hosts in network namespaces, for the fault-injection tests (tests/faults/) and tests/roaming.rs.
 //!
 //! A test file does `mod util; mod netns;` (this module uses `crate::util`).
 //!
