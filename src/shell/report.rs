@@ -3,6 +3,7 @@
 
 use crate::core::clock::Time;
 use crate::core::supervisor::{RestartKind, Supervisor};
+use crate::setup::config::Settings;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -20,12 +21,8 @@ pub struct Facts<'a> {
     pub local_port: Option<u16>,
     pub remote_port: Option<u16>,
     pub echo_port: Option<u16>,
-    pub poll: Duration,
-    pub first_poll: Duration,
-    pub gate_time: Duration,
-    pub net_timeout: Duration,
-    pub max_start: Option<u32>,
-    pub max_lifetime: Option<Duration>,
+    /// The settings, as validated at start (not copied).
+    pub settings: &'a Settings,
 }
 
 /// Seconds since the epoch of a point on the boot-time clock.
@@ -119,12 +116,12 @@ pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
     let _ = writeln!(
         o,
         "  \"settings\": {{\"poll_s\": {}, \"first_poll_s\": {}, \"gate_time_s\": {}, \"net_timeout_s\": {}, \"max_start\": {}, \"max_lifetime_s\": {}}}",
-        f.poll.as_secs(),
-        f.first_poll.as_secs(),
-        f.gate_time.as_secs(),
-        f.net_timeout.as_secs_f64(),
-        opt(f.max_start),
-        opt(f.max_lifetime.map(|d| d.as_secs()))
+        f.settings.poll.as_secs(),
+        f.settings.first_poll.as_secs(),
+        f.settings.gate_time.as_secs(),
+        f.settings.net_timeout().as_secs_f64(),
+        opt(f.settings.max_start),
+        opt(f.settings.max_lifetime.map(|d| d.as_secs()))
     );
     o.push_str("}\n");
     o

@@ -58,7 +58,7 @@ impl Runner {
         self.last_report = Some((line, Instant::now()));
     }
 
-    pub(super) fn facts(&self) -> report::Facts<'static> {
+    pub(super) fn facts(&self) -> report::Facts<'_> {
         let (mode, local, remote, echo) = match self.forwards {
             Forwards::Off | Forwards::Session { .. } => ("off", None, None, None),
             Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
@@ -72,12 +72,7 @@ impl Runner {
             local_port: local,
             remote_port: remote,
             echo_port: echo,
-            poll: self.settings.poll,
-            first_poll: self.settings.first_poll,
-            gate_time: self.settings.gate_time,
-            net_timeout: self.settings.net_timeout(),
-            max_start: self.settings.max_start,
-            max_lifetime: self.settings.max_lifetime,
+            settings: &self.settings,
         }
     }
 }
