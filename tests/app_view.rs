@@ -459,3 +459,42 @@ fn session_probe_works_where_forwarding_is_forbidden() {
     drop(app);
     rig.finish();
 }
+
+/// A client that gives up on each request after 300 ms and tries again on a new connection
+/// (a health checker): no single request ever waits as long as the threshold, but requests
+/// keep going out while the server says nothing. A frozen session is still noticed.
+#[test]
+fn frozen_session_under_an_impatient_client() {
+    let rig = Rig::start(Monitor::Loop, "", &[]);
+    let attempt = |port: u16| -> bool {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let mut line = String::new();
+        s.write_all(b"ping\n").is_ok() && r.read_line(&mut line).is_ok() && line == "ping\n"
+    };
+    assert!(wait_until(UP, || attempt(rig.tunnel)), "{}", rig.story());
+    let starts = rig.log().matches("starting ssh").count();
+    let frozen = Instant::now();
+    assert!(rig.sshd.stop_sessions(Signal::SIGSTOP) > 0);
+    // Attempts every 50 ms or so (each gives up after 300 ms), bounded by FREEZE_BOUND.
+    let back = wait_until(FREEZE_BOUND, || attempt(rig.tunnel));
+    eprintln!(
+        "impatient client: answered again {:?} after the freeze",
+        frozen.elapsed()
+    );
+    assert!(
+        back,
+        "no answer within {FREEZE_BOUND:?} of the freeze\n{}",
+        rig.story()
+    );
+    assert!(
+        rig.log().matches("starting ssh").count() > starts,
+        "answered without a new ssh: was it frozen?\n{}",
+        rig.story()
+    );
+    rig.finish();
+}

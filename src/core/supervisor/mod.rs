@@ -38,6 +38,9 @@ const WATCH_ACTIVE: Duration = Duration::from_millis(250);
 const ACTIVE_WITHIN: Duration = Duration::from_secs(2);
 /// ... while the server owes ssh an answer: an unanswered request is seen within this.
 const WATCH_OWED: Duration = Duration::from_millis(100);
+/// What ssh sends or hears this soon after a probe came back is the probe's own exchange
+/// (the channel closing).
+const PROBE_TAIL: Duration = Duration::from_millis(100);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -65,6 +68,9 @@ pub struct Supervisor {
     /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
     /// on ssh's connection. An outage is counted from here, not from when it was noticed.
     last_proof: Option<Time>,
+    /// When the last probe came back: its exchange on ssh's connection is not application
+    /// traffic.
+    probe_answered_at: Option<Time>,
     /// ssh goes through a jump host or a proxy command.
     proxied: bool,
     /// The server behind the proxy (`host:port`), for the log.
@@ -104,6 +110,7 @@ impl Supervisor {
             local_monitor_port: None,
             down_since: None,
             last_proof: None,
+            probe_answered_at: None,
             proxied: false,
             target: None,
             target_away_since: None,

@@ -50,7 +50,15 @@ impl Supervisor {
         if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
             self.last_proof = Some(self.last_proof.map_or(heard, |p| p.max(heard)));
         }
-        let again = if t.server_owes() {
+        // Our own probe's exchange is no sign that the tunnel is in use.
+        let ours = |age: Option<Duration>| {
+            let at = age.map(|a| now.before(a));
+            matches!((at, self.probe_answered_at), (Some(t), Some(a)) if t <= a + PROBE_TAIL)
+        };
+        let only_probes = ours(t.server_sent) && ours(t.server_recv);
+        let again = if only_probes {
+            WATCH_EVERY
+        } else if t.server_owes() {
             WATCH_OWED
         } else if t.active(ACTIVE_WITHIN) {
             WATCH_ACTIVE
@@ -130,6 +138,7 @@ impl Supervisor {
         self.timers.clear(Timer::ProbeHard);
         let rtt = now.since(p.sent);
         self.last_proof = Some(now);
+        self.probe_answered_at = Some(now);
         self.rtt.sample(rtt);
         self.stats.record_rtt(rtt);
         if self.state

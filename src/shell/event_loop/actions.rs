@@ -100,7 +100,7 @@ impl Runner {
         };
         let waiting = if server_quiet {
             let skip = self.monitor.as_ref().and_then(|m| m.local_port());
-            t.app_waiting(skip, look.map(|l| l.sent_ago))
+            t.app_waiting(skip, look.map(|l| l.sent_ago), look.map(|l| l.recv_ago))
         } else {
             Waiting::NotLooked
         };

@@ -150,7 +150,16 @@ impl Transport {
     /// descriptor table, so the caller does it only when the server has gone quiet, and it
     /// is not read again while ssh has sent the server nothing new (`server_sent`: since
     /// ssh last sent to the server, when known).
-    pub fn app_waiting(&mut self, skip: Option<u16>, server_sent: Option<Duration>) -> Waiting {
+    ///
+    /// With `server_recv` (since the server last sent anything): an application that sent
+    /// bytes after that has waited at least that long for the session to say anything, even
+    /// if it gave up and reconnected meanwhile (a client with a short timeout).
+    pub fn app_waiting(
+        &mut self,
+        skip: Option<u16>,
+        server_sent: Option<Duration>,
+        server_recv: Option<Duration>,
+    ) -> Waiting {
         let Some(pidfd) = self.pidfd.as_ref().map(|p| p.as_raw_fd()) else {
             return Waiting::NotLooked;
         };
@@ -167,11 +176,22 @@ impl Transport {
             return Waiting::NotLooked;
         };
         let (listening, established) = tcp_sockets(pidfd, &sockets);
-        // The longest wait we are sure of, else the longest we are not.
-        let longest = established
+        let apps: Vec<&libc::tcp_info> = established
             .iter()
             .filter(|(_, port, _)| listening.contains(port) && Some(*port) != skip)
-            .filter_map(|(_, _, i)| app_wait(i))
+            .map(|(_, _, i)| i)
+            .collect();
+        // An application spoke after the server last did: it waits as long as the server
+        // has been silent.
+        let since_server = server_recv.filter(|&r| {
+            apps.iter()
+                .any(|i| u128::from(i.tcpi_last_data_recv) < r.as_millis())
+        });
+        // The longest wait we are sure of, else the longest we are not.
+        let longest = apps
+            .iter()
+            .filter_map(|i| app_wait(i))
+            .chain(since_server.map(|w| (w, true)))
             .max_by_key(|&(waited, sure)| (sure, waited));
         match longest {
             Some((waited, sure)) => Waiting::For { waited, sure },

@@ -322,3 +322,31 @@ fn an_ssh_started_blind_is_replaced_when_the_server_answers_while_it_connects() 
         "{r:?}"
     );
 }
+
+#[test]
+fn a_probes_own_exchange_does_not_speed_up_the_looks() {
+    let mut s = up(600.0);
+    // The probe of `up` came back just now; its channel closes 10 ms later.
+    let traffic = |sent: f64, recv: f64| {
+        Event::Traffic(Traffic {
+            server_sent: Some(secs(sent)),
+            server_recv: Some(secs(recv)),
+            waiting: Waiting::NotLooked,
+        })
+    };
+    s.advance(0.05);
+    s.ev(traffic(0.04, 0.04));
+    assert!(
+        s.until(Timer::Watch) > secs(0.5),
+        "{:?}",
+        s.until(Timer::Watch)
+    );
+    // An application's bytes after it: looks every 250 ms.
+    s.advance(0.5);
+    s.ev(traffic(0.2, 0.19));
+    assert!(
+        s.until(Timer::Watch) <= secs(0.25),
+        "{:?}",
+        s.until(Timer::Watch)
+    );
+}
