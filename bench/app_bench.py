@@ -45,6 +45,7 @@ import time
 
 import benchlib as B
 import recovery_bench as R
+from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "app")
@@ -648,39 +649,6 @@ def run(args):
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-def rec_value(r, key):
-    """(seconds, censored) of a result's key; a run that gave up counts as its lower bound."""
-    if r is None or "error" in r:
-        return None, False
-    if r.get(key) is not None:
-        return r[key], False
-    more = r.get(key.replace("_s", "_more_than_s"))
-    return (more, True) if more is not None else (None, False)
-
-
-def sec_cell(rs, key):
-    vals = [rec_value(r, key) for r in rs]
-    if not rs:
-        return "not run"
-    if all(v is None for v, _ in vals):
-        return "error" if any("error" in r for r in rs) else "n/a"
-
-    def one(v, c):
-        return "err" if v is None else (f"> {v:.0f}" if c else f"{v:.2f}")
-
-    if len(vals) == 1:
-        return one(*vals[0])
-    # the median, a censored value (a lower bound) ordering after every measured one
-    good = sorted([(v, c) for v, c in vals if v is not None], key=lambda x: (x[1], x[0]))
-    k = len(good)
-    lo, hi = good[(k - 1) // 2], good[k // 2]
-    if hi[1]:
-        m = (hi[0], True) if k % 2 else ((lo[0] + hi[0]) / 2, True)
-    else:
-        m = ((lo[0] + hi[0]) / 2, False)
-    return f"{one(*m)} [{', '.join(one(v, c) for v, c in vals)}]"
-
 
 def int_cell(rs, key):
     if not rs:

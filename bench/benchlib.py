@@ -449,3 +449,16 @@ def collect(workers, end, keys, results, report_one):
             r["error"] = f"worker gave no result (exit {p.returncode}); see {spec['dir']}/worker.log"
         results.append(r)
         report_one(r)
+
+
+def wait_listening(proc, logf, want, timeout=10.0):
+    """Polls `logf` until it says `want` (e.g. sshd's "Server listening on ..."); the
+    CLOCK_MONOTONIC time it did, or None when `proc` ended or `timeout` passed first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if want in read_log(logf):
+            return time.monotonic()
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.005)
+    return None

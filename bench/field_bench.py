@@ -45,6 +45,7 @@ import time
 
 import benchlib as B
 import recovery_bench as R
+from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "field")
@@ -119,15 +120,10 @@ class NsSshd:
         self.logs.append(logf)
         self.proc = B.start(["ip", "netns", "exec", self.ns, "/usr/sbin/sshd", "-D", "-e",
                              "-f", self.cfg], stderr=logf)
-        want = f"Server listening on {self.address} port {self.port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if want in B.read_log(logf):
-                return time.monotonic()
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.005)
-        raise RuntimeError(f"sshd {self.name} did not start; see {logf}")
+        t = B.wait_listening(self.proc, logf, f"Server listening on {self.address} port {self.port}", timeout)
+        if t is None:
+            raise RuntimeError(f"sshd {self.name} did not start; see {logf}")
+        return t
 
     def sessions(self):
         return B.descendants(self.proc.pid) if self.proc is not None else []
@@ -627,36 +623,6 @@ def run(args):
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-def rec_value(r, key):
-    """(seconds, censored) of a result's key; a run that gave up counts as its lower bound."""
-    if r is None or "error" in r:
-        return None, False
-    if r.get(key) is not None:
-        return r[key], False
-    more = r.get(key.replace("_s", "_more_than_s"))
-    return (more, True) if more is not None else (None, False)
-
-
-def sec_cell(rs, key):
-    """Seconds: one run's value, or `median [each]`; `> N` for a give-up (ordered last)."""
-    if not rs:
-        return "not run"
-    vals = [rec_value(r, key) for r in rs]
-    if all(v is None for v, _ in vals):
-        return "error" if any("error" in r for r in rs) else "n/a"
-
-    def one(v, c):
-        return "err" if v is None else (f"> {v:.0f}" if c else f"{v:.2f}")
-
-    if len(vals) == 1:
-        return one(*vals[0])
-    good = sorted([(v, c) for v, c in vals if v is not None], key=lambda x: (x[1], x[0]))
-    k = len(good)
-    lo, hi = good[(k - 1) // 2], good[k // 2]
-    m = (hi[0], True) if hi[1] and k % 2 else (((lo[0] + hi[0]) / 2, hi[1]))
-    return f"{one(*m)} [{', '.join(one(v, c) for v, c in vals)}]"
-
 
 def each(rs, f):
     """f(r) of every run, joined with ' · ' (err for a failed run)."""

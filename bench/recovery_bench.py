@@ -220,15 +220,10 @@ class SrvSshd:
         logf = os.path.join(self.dir, f"sshd-{self.count}.log")
         self.proc = B.start(["ip", "netns", "exec", self.net["srv"], "/usr/sbin/sshd", "-D", "-e",
                              "-f", self.cfg], stderr=logf)
-        want = f"Server listening on {self.net['srv_ip']} port 22"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if want in B.read_log(logf):
-                return time.monotonic()
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.005)
-        raise RuntimeError(f"sshd did not start; see {logf}")
+        t = B.wait_listening(self.proc, logf, f"Server listening on {self.net['srv_ip']} port 22", timeout)
+        if t is None:
+            raise RuntimeError(f"sshd did not start; see {logf}")
+        return t
 
     def kill(self):
         """SIGKILLs the listener and all sessions together; returns how many processes."""

@@ -48,6 +48,36 @@ def ratio(a, b, digits=2):
     return f"{a / b:.{digits}f}"
 
 
+def rec_value(r, key):
+    """(seconds, censored) of a result's key; a run that gave up counts as its lower bound."""
+    if r is None or "error" in r:
+        return None, False
+    if r.get(key) is not None:
+        return r[key], False
+    more = r.get(key.replace("_s", "_more_than_s"))
+    return (more, True) if more is not None else (None, False)
+
+
+def sec_cell(rs, key):
+    """Seconds: one run's value, or `median [each]`; `> N` for a give-up (ordered last)."""
+    if not rs:
+        return "not run"
+    vals = [rec_value(r, key) for r in rs]
+    if all(v is None for v, _ in vals):
+        return "error" if any("error" in r for r in rs) else "n/a"
+
+    def one(v, c):
+        return "err" if v is None else (f"> {v:.0f}" if c else f"{v:.2f}")
+
+    if len(vals) == 1:
+        return one(*vals[0])
+    good = sorted([(v, c) for v, c in vals if v is not None], key=lambda x: (x[1], x[0]))
+    k = len(good)
+    lo, hi = good[(k - 1) // 2], good[k // 2]
+    m = (hi[0], True) if hi[1] and k % 2 else (((lo[0] + hi[0]) / 2, hi[1]))
+    return f"{one(*m)} [{', '.join(one(v, c) for v, c in vals)}]"
+
+
 def md_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

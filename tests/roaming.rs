@@ -37,28 +37,11 @@ impl Rig {
         let dir = TestDir::named(name);
         let sshd = NsSshd::start(&dir, &net);
         let echo = EchoService::start_in(net.srv(), SERVICE_PORT);
-        let autossh = Cmd::new("ip")
-            .args(["netns", "exec", net.cli()])
-            .arg(autossh_bin())
-            .args(["-M", "0", "-N", "-L"])
-            .arg(format!("{TUNNEL_PORT}:127.0.0.1:{SERVICE_PORT}"))
-            .args(["-F", "/dev/null", "-i"])
-            .arg(sshd.client_key())
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .arg(sshd.destination())
+        let autossh = sshd
+            .autossh_in(&net, "0", TUNNEL_PORT, SERVICE_PORT)
             .env("AUTOSSH_GATETIME", "0")
             .env("AUTOSSH_LOGLEVEL", "7")
             .env_remove("AUTOSSH_POLL")
-            .name("autossh")
             .spawn(&dir);
         let rig = Rig {
             autossh,

@@ -19,25 +19,7 @@ impl NsRig {
         let dir = TestDir::named(name);
         let sshd = NsSshd::start(&dir, &net);
         let echo = EchoService::start_in(net.srv(), SERVICE_PORT);
-        let mut cmd = Cmd::new("ip")
-            .args(["netns", "exec", net.cli()])
-            .arg(autossh_bin())
-            .args(["-M", monitor, "-N", "-L"])
-            .arg(format!("{TUNNEL_PORT}:127.0.0.1:{SERVICE_PORT}"))
-            .args(["-F", "/dev/null", "-i"])
-            .arg(sshd.client_key())
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .arg(sshd.destination())
-            .name("autossh");
+        let mut cmd = sshd.autossh_in(&net, monitor, TUNNEL_PORT, SERVICE_PORT);
         for (k, v) in env {
             cmd = cmd.env(k, v);
         }

@@ -27,8 +27,8 @@
 #![allow(dead_code)]
 
 use crate::util::{
-    current_user, descendants_of, keygen, process_exists, signal_pid, sshd_config_text, wait_until,
-    Cmd, Proc, Signal, TestDir,
+    autossh_bin, current_user, descendants_of, keygen, process_exists, signal_pid,
+    sshd_config_text, wait_until, Cmd, Proc, Signal, TestDir,
 };
 use std::collections::VecDeque;
 use std::fmt::Write as _;

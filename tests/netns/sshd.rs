@@ -193,6 +193,30 @@ impl NsSshd {
     pub fn destination(&self) -> String {
         format!("{}@{}", self.user, self.addr)
     }
+
+    /// autossh in `net`'s client namespace holding `-L tunnel:127.0.0.1:service` to this
+    /// server with monitor `-M monitor` (no environment set yet).
+    pub fn autossh_in(&self, net: &TestNet, monitor: &str, tunnel: u16, service: u16) -> Cmd {
+        Cmd::new("ip")
+            .args(["netns", "exec", net.cli()])
+            .arg(autossh_bin())
+            .args(["-M", monitor, "-N", "-L"])
+            .arg(format!("{tunnel}:127.0.0.1:{service}"))
+            .args(["-F", "/dev/null", "-i"])
+            .arg(self.client_key())
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .arg(self.destination())
+            .name("autossh")
+    }
 }
 
 impl Drop for NsSshd {
