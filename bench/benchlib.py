@@ -462,3 +462,18 @@ def wait_listening(proc, logf, want, timeout=10.0):
             return None
         time.sleep(0.005)
     return None
+
+
+def dispatch(args, worker, run):
+    """The common end of a benchmark script's main(): `worker` (one run, from its JSON spec)
+    or `run` (the coordinator), with everything started killed afterwards, also on error."""
+    install_signal_handlers()
+    os.makedirs(WORK, exist_ok=True)
+    try:
+        if args.what == "worker":
+            with open(args.spec) as f:
+                worker(json.load(f))
+        else:
+            run(args)
+    finally:
+        cleanup_all()

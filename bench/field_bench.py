@@ -873,16 +873,7 @@ def main():
     args = ap.parse_args()
     if args.what == "report":
         return report(args)
-    B.install_signal_handlers()
-    os.makedirs(B.WORK, exist_ok=True)
-    try:
-        if args.what == "worker":
-            with open(args.spec) as f:
-                worker(json.load(f))
-        else:
-            run(args)
-    finally:
-        B.cleanup_all()
+    B.dispatch(args, worker, run)
 
 
 if __name__ == "__main__":

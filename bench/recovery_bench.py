@@ -899,17 +899,8 @@ def main():
         return echo_service(args)
     if args.what == "delayer":
         return delayer(args)
-    B.install_signal_handlers()
-    os.makedirs(B.WORK, exist_ok=True)
-    try:
-        if args.what == "worker":
-            with open(args.spec) as f:
-                worker(json.load(f))
-        else:
-            args.only = args.only.replace(",", " ").split()
-            run(args)
-    finally:
-        B.cleanup_all()
+    args.only = args.only.replace(",", " ").split()
+    B.dispatch(args, worker, run)
 
 
 if __name__ == "__main__":
