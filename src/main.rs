@@ -32,8 +32,7 @@ fn real_main() -> autossh::error::Result<i32> {
         return Ok(1);
     }
     if let Some((request, socket)) = autossh::shell::control::client::command(&args) {
-        let socket = socket
-            .unwrap_or_else(|| autossh::shell::control::default_path(&|k| std::env::var_os(k)));
+        let socket = socket.unwrap_or_else(autossh::shell::control::client::find_socket);
         let answer = autossh::shell::control::client::send(&request, socket)?;
         let _ = std::io::stdout().write_all(answer.as_bytes());
         return Ok(0);

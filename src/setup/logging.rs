@@ -46,6 +46,11 @@ pub fn tunnel_context(name: Option<&std::rc::Rc<str>>) -> TunnelContext {
     TunnelContext(TUNNEL.with(|t| t.replace(name.cloned())))
 }
 
+/// The tunnel named for the lines logged now, to carry into a helper thread.
+pub fn current_tunnel() -> Option<String> {
+    TUNNEL.with(|t| t.borrow().as_ref().map(|n| n.to_string()))
+}
+
 impl Drop for TunnelContext {
     fn drop(&mut self) {
         let previous = self.0.take();

@@ -34,6 +34,20 @@ pub fn command(args: &[OsString]) -> Option<(Request, Option<PathBuf>)> {
     Request::parse(&words.join(" ")).map(|r| (r, socket))
 }
 
+/// The socket when none is given: the default path, else the packaged unit's.
+pub fn find_socket() -> PathBuf {
+    let default = super::default_path(&|k| std::env::var_os(k));
+    let unit = PathBuf::from(UNIT_SOCKET);
+    if !default.exists() && unit.exists() {
+        unit
+    } else {
+        default
+    }
+}
+
+/// Where autossh-tunnels.service's autossh listens (its `RuntimeDirectory`).
+const UNIT_SOCKET: &str = "/run/autossh-tunnels/autossh.sock";
+
 /// Sends the request; returns the answer (an error when autossh answered one).
 pub fn send(request: &Request, socket: PathBuf) -> Result<String> {
     let mut s = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| {

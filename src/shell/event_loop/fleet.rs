@@ -128,8 +128,8 @@ impl Runner {
 
     /// Starts a tunnel of the file in a new slot (its monitor ports bound first).
     pub(super) fn start_tunnel(&mut self, def: TunnelDef) -> Result<()> {
-        let prepared = prepare::monitor(&def.settings)?;
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
+        let prepared = prepare::monitor(&def.settings)?;
         let prepared = prepare::session_probe(&def.settings, prepared);
         let mut tunnel = Tunnel::new(
             Some(&def.name),

@@ -33,6 +33,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     // and the control socket made, or nothing is left behind.
     let mut prepared = Vec::with_capacity(defs.len());
     for d in &defs {
+        let _log = tunnel_context(Some(&std::rc::Rc::from(d.name.as_str())));
         let p = prepare::monitor(&d.settings).map_err(|e| {
             crate::error::usage(format!(
                 "{}:{}: tunnel {:?}: {e}",
