@@ -235,7 +235,12 @@ impl Supervisor {
     pub(super) fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Vec<Action>) {
         match sig {
             Sig::Terminate(n) => {
-                info!("received signal to exit ({n})");
+                // 0: the event loop stops this one of many tunnels (it said why).
+                if n == 0 {
+                    debug!("stopping");
+                } else {
+                    info!("received signal to exit ({n})");
+                }
                 if let State::Stopping {
                     then: Then::Exit(_),
                 } = self.state

@@ -45,10 +45,8 @@ fn suspended_offset() -> Duration {
 
 /// Why a tunnel is being stopped by the loop.
 enum Retire {
-    /// Gone from the file.
+    /// Gone from the file, or changed (its new definition waits in `Fleet::pending`).
     Remove,
-    /// Changed in the file: start this instead once the old ssh is gone.
-    Replace(Box<TunnelDef>),
     /// autossh is exiting.
     Shutdown,
 }
@@ -71,6 +69,9 @@ struct Fleet {
     ready_sent: bool,
     /// Some tunnel ended on its own with a non-zero code.
     failures: bool,
+    /// Tunnels to start once every tunnel being removed is gone (a changed tunnel's new
+    /// definition, new ones): none binds a port an old one still holds.
+    pending: Vec<TunnelDef>,
 }
 
 struct Runner {
@@ -271,10 +272,12 @@ impl Runner {
                 .next()
                 .and_then(|s| s.tunnel.ended()),
             Some(f) => {
-                let live = self.slots.iter().flatten().any(|s| {
-                    s.tunnel.ended().is_none() || matches!(s.retire, Some(Retire::Replace(_)))
-                });
-                if live {
+                let live = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.tunnel.ended().is_none());
+                if live || (!f.pending.is_empty() && !self.shutting_down) {
                     return None;
                 }
                 Some(if self.shutting_down || !f.failures {

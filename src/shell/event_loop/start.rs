@@ -63,6 +63,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         ready_by: Instant::now() + Duration::from_secs(30),
         ready_sent: false,
         failures: false,
+        pending: Vec::new(),
     });
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
