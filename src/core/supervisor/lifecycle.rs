@@ -151,7 +151,7 @@ impl Supervisor {
         self.run.blind = blind;
         self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
-            self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+            self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             self.timers.set(
                 Timer::ConfirmBy,
                 now + (self.cfg.first_poll + self.cfg.net_timeout).max(CONFIRM_FLOOR),
@@ -164,7 +164,7 @@ impl Supervisor {
                 now + self.cfg.gate_time.max(Duration::from_secs(1)),
             );
             if self.cfg.session_probe {
-                self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+                self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             }
             Phase::Unmonitored
         };
