@@ -204,32 +204,33 @@ impl Runner {
             }
             self.notice_resume();
             self.work();
-            let registry = self.poll.registry();
-            let mut outcomes = Vec::new();
-            for (i, slot) in self.slots.iter_mut().enumerate() {
-                let Some(slot) = slot else { continue };
-                let _log = tunnel_context(slot.tunnel.name());
-                let mut out = Vec::new();
-                slot.tunnel.on_time(registry, &mut out);
-                outcomes.extend(out.into_iter().map(|o| (i, o)));
-            }
+            let outcomes = self.each_tunnel(Tunnel::on_time);
             self.settle(outcomes);
         }
+    }
+
+    /// Runs `step` for every tunnel (its name on the log lines); what they ask of the loop.
+    fn each_tunnel(
+        &mut self,
+        step: fn(&mut Tunnel, &mio::Registry, &mut Vec<Outcome>),
+    ) -> Vec<(usize, Outcome)> {
+        let registry = self.poll.registry();
+        let mut outcomes = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            let _log = tunnel_context(slot.tunnel.name());
+            let mut out = Vec::new();
+            step(&mut slot.tunnel, registry, &mut out);
+            outcomes.extend(out.into_iter().map(|o| (i, o)));
+        }
+        outcomes
     }
 
     /// Drains every tunnel's queue and settles what they ask of the loop, until quiet.
     fn work(&mut self) {
         // Bounded: a grant queues an event, which may ask for more; a few rounds settle it.
         for _ in 0..8 {
-            let registry = self.poll.registry();
-            let mut outcomes = Vec::new();
-            for (i, slot) in self.slots.iter_mut().enumerate() {
-                let Some(slot) = slot else { continue };
-                let _log = tunnel_context(slot.tunnel.name());
-                let mut out = Vec::new();
-                slot.tunnel.drain(registry, &mut out);
-                outcomes.extend(out.into_iter().map(|o| (i, o)));
-            }
+            let outcomes = self.each_tunnel(Tunnel::drain);
             let granted = self.gate_round();
             if outcomes.is_empty() && !granted {
                 return;
