@@ -194,7 +194,7 @@ impl Runner {
             let t = &mut slot.tunnel;
             let since = t.state_since(now);
             let st = t.sup().stats();
-            let last_reason = st.recent_restarts.back().map(|r| r.reason.clone());
+            let last_reason = t.last_reason().map(str::to_string);
             rows.push(Row {
                 name: t.name().map(|n| n.to_string()).unwrap_or_default(),
                 state: t.phase_name(),

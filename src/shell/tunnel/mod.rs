@@ -78,8 +78,6 @@ pub struct Tunnel {
     state_since: (&'static str, Time),
     /// The exit code once the supervisor is done.
     ended: Option<i32>,
-    /// The event loop asked it to stop (it then ends "stopped", not "failed").
-    stop_asked: bool,
     queue: VecDeque<Event>,
 }
 
@@ -151,7 +149,6 @@ impl Tunnel {
             session_socket,
             state_since: ("starting", Time::now()),
             ended: None,
-            stop_asked: false,
             queue: VecDeque::new(),
         })
     }
@@ -336,15 +333,33 @@ impl Tunnel {
 
     /// Its state in a word (one of many: `failed` once it ended on its own).
     pub fn phase_name(&self) -> &'static str {
-        match self.ended {
-            Some(_) if self.name.is_some() && !self.stop_asked => "failed",
-            _ => self.sup.phase_name(),
+        if self.name.is_some() && self.failed() {
+            "failed"
+        } else {
+            self.sup.phase_name()
+        }
+    }
+
+    /// Whether it ended for good on its own (see [`crate::core::supervisor::Ending`]).
+    pub fn failed(&self) -> bool {
+        self.sup.ending().is_some_and(|e| e.failed)
+    }
+
+    /// Why it ended, or why ssh was last restarted.
+    pub fn last_reason(&self) -> Option<&str> {
+        match self.sup.ending() {
+            Some(e) if self.ended.is_some() => Some(&e.reason),
+            _ => self
+                .sup
+                .stats()
+                .recent_restarts
+                .back()
+                .map(|r| r.reason.as_str()),
         }
     }
 
     /// Stops its ssh and ends it (removed, changed, or autossh exiting).
     pub fn stop(&mut self) {
-        self.stop_asked = true;
         if self.ended.is_none() {
             // Signal 0: asked by the event loop, which logged why.
             let stop = crate::core::supervisor::Sig::Terminate(0);
