@@ -1,0 +1,198 @@
+//! Three tunnels from one file (loop monitor, echo monitor, `-M 0`) all carry requests;
+//! `autossh status` (table) and `status --json` describe them; `[defaults]` reach every tunnel;
+//! log lines carry the tunnel's name.
+
+use super::json::{self, Json};
+use super::rig::*;
+use super::util::*;
+use std::time::Duration;
+
+#[test]
+fn three_tunnels_come_up_and_status_lists_them() {
+    let mut rig = Rig::new();
+    rig.head = "[defaults]\npoll = 5\nssh_options = [\"-o\", \"ServerAliveInterval=17\"]\n".into();
+    let ts = [
+        rig.tunnel("lp", Mon::Loop),
+        rig.tunnel("ec", Mon::Echo),
+        rig.tunnel("m0", Mon::Zero),
+    ];
+    rig.write(&ts);
+    rig.start(&[]);
+    let pids = rig.wait_up(&ts);
+    let mut distinct: Vec<i32> = pids.iter().map(|p| p.1).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{pids:?}\n{}", rig.story());
+
+    // [defaults] ssh_options come before each tunnel's own arguments, and count as the user's
+    // own ServerAliveInterval (autossh adds its 60 only when the user set none).
+    for t in &ts {
+        let pid = pid_of_pair(&pids, &t.name);
+        let cmd = cmdline(pid);
+        let opt = cmd.iter().position(|a| a == "ServerAliveInterval=17");
+        let own = cmd.iter().position(|a| *a == t.forward());
+        assert!(
+            matches!((opt, own), (Some(o), Some(f)) if o < f),
+            "{}: ssh_options not before the tunnel's arguments: {cmd:?}",
+            t.name
+        );
+        assert!(
+            !cmd.iter().any(|a| a == "ServerAliveInterval=60"),
+            "{}: ServerAliveInterval=60 added although [defaults] set it: {cmd:?}",
+            t.name
+        );
+    }
+
+    // The table: a header, then one line per tunnel: name, state, ..., its ssh pid.
+    let out = rig.ctl(&["status"]);
+    assert_eq!(out.code, Some(0), "{out:?}\n{}", rig.story());
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 4, "header + 3 tunnels:\n{}", out.stdout);
+    for col in [
+        "TUNNEL",
+        "STATE",
+        "SINCE",
+        "SSH PID",
+        "RTT",
+        "RESTARTS",
+        "LAST REASON",
+    ] {
+        assert!(lines[0].contains(col), "{col} missing in {:?}", lines[0]);
+    }
+    assert!(lines[0].starts_with("TUNNEL"), "{:?}", lines[0]);
+    for (name, pid) in &pids {
+        let row = lines[1..]
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{}", out.stdout));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(words.get(1), Some(&"up"), "{name}: {row:?}");
+        assert!(
+            words.contains(&pid.to_string().as_str()),
+            "{name}: ssh pid {pid} not in {row:?}"
+        );
+    }
+
+    // The JSON: every documented field, with its type.
+    let out = rig.ctl(&["status", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let doc = json::parse(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("status --json: {e}\n{}", out.stdout));
+    let list = doc
+        .get("tunnels")
+        .and_then(Json::as_array)
+        .unwrap_or_else(|| panic!("no tunnels array:\n{}", out.stdout));
+    assert_eq!(list.len(), 3, "{}", out.stdout);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (name, pid) in &pids {
+        let t = list
+            .iter()
+            .find(|t| t.get("name").and_then(Json::as_str) == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not in {}", out.stdout));
+        let field = |k: &str| {
+            t.get(k)
+                .unwrap_or_else(|| panic!("{name}: no {k:?} in {}", out.stdout))
+        };
+        assert_eq!(field("state").as_str(), Some("up"), "{name}");
+        assert_eq!(field("up").as_bool(), Some(true), "{name}");
+        assert_eq!(field("ssh_pid").as_f64(), Some(*pid as f64), "{name}");
+        let since = field("since").as_f64().unwrap_or(-1.0);
+        assert!(
+            since > now - 120.0 && since <= now + 1.0,
+            "{name}: since {since} is not an epoch second of this run (now {now})"
+        );
+        assert!(
+            matches!(field("rtt_ms"), Json::Null | Json::Num(_)),
+            "{name}: rtt_ms {:?}",
+            field("rtt_ms")
+        );
+        assert!(field("restarts").as_f64().is_some(), "{name}: restarts");
+        assert!(
+            matches!(field("last_reason"), Json::Null | Json::Str(_)),
+            "{name}: last_reason {:?}",
+            field("last_reason")
+        );
+    }
+
+    // Log lines carry the tunnel's name: the monitored tunnels' proofs, and every start.
+    for name in ["lp", "ec"] {
+        let needle = format!("{name}: tunnel up");
+        assert!(
+            wait_until(UP, || rig.log().contains(&needle)),
+            "{needle:?} never logged\n{}",
+            rig.story()
+        );
+    }
+    let log = rig.log();
+    for name in ["lp", "ec", "m0"] {
+        assert!(
+            log.contains(&format!("{name}: starting ssh")),
+            "{name}: no named start\n{log}"
+        );
+    }
+    for line in log.lines().filter(|l| l.contains("starting ssh")) {
+        assert!(
+            ["lp: ", "ec: ", "m0: "].iter().any(|n| line.contains(n)),
+            "a start without its tunnel's name: {line:?}\n{log}"
+        );
+    }
+    rig.assert_no_zombie();
+    rig.finish();
+}
+
+fn pid_of_pair(pids: &[(String, i32)], name: &str) -> i32 {
+    pids.iter()
+        .find(|p| p.0 == name)
+        .map(|p| p.1)
+        .unwrap_or_else(|| panic!("{name} not in {pids:?}"))
+}
+
+/// The same tunnels, given as one shell-like string, an integer monitor and per-tunnel keys,
+/// come up too; a tunnel's own `poll` wins over [defaults].
+#[test]
+fn string_ssh_and_integer_monitor_work() {
+    let mut rig = Rig::new();
+    rig.head = "[defaults]\npoll = 600\n".into();
+    let lp = rig.tunnel("str-loop", Mon::Loop);
+    let m0 = rig.tunnel("str.m0", Mon::Zero);
+    let as_string = |t: &Tunnel| {
+        let words: Vec<String> = t.ssh.iter().map(|a| shell_quote(a)).collect();
+        format!(
+            "[tunnel.{}]\nssh = {}\nmonitor = {}\npoll = 3\n",
+            t.name,
+            toml_str(&words.join(" ")),
+            t.monitor
+        )
+    };
+    let text = format!("{}\n{}\n{}", rig.head, as_string(&lp), as_string(&m0));
+    rig.write_text(&text);
+    rig.start(&[("AUTOSSH_POLL", "900"), ("AUTOSSH_LOGLEVEL", "7")]);
+    rig.wait_up(&[lp.clone(), m0.clone()]);
+    // poll = 3 (the tunnel's own) rather than 600 ([defaults]) or 900 (the environment): after
+    // its proof the loop tunnel is probed again within a few seconds.
+    assert!(
+        wait_until(UP, || rig.log().contains("str-loop: tunnel up")),
+        "{}",
+        rig.story()
+    );
+    let offset = rig.log().find("str-loop: tunnel up").unwrap_or(0);
+    let again = wait_until(Duration::from_secs(10), || {
+        rig.log()[offset..]
+            .lines()
+            .any(|l| l.contains("str-loop: probe") && l.contains(" ok, rtt "))
+    });
+    assert!(again, "no probe at the tunnel's poll = 3\n{}", rig.story());
+    assert!(
+        tunnel_works(lp.local) && tunnel_works(m0.local),
+        "{}",
+        rig.story()
+    );
+    rig.finish();
+}
