@@ -83,7 +83,7 @@ impl Tunnel {
     pub fn toml(&self) -> String {
         let mut s = format!(
             "[tunnel.{}]\nssh = {}\nmonitor = {}\n",
-            self.name,
+            toml_str(&self.name),
             toml_list(&self.ssh),
             toml_str(&self.monitor)
         );

@@ -166,7 +166,7 @@ fn string_ssh_and_integer_monitor_work() {
         let words: Vec<String> = t.ssh.iter().map(|a| shell_quote(a)).collect();
         format!(
             "[tunnel.{}]\nssh = {}\nmonitor = {}\npoll = 3\n",
-            t.name,
+            toml_str(&t.name),
             toml_str(&words.join(" ")),
             t.monitor
         )
