@@ -69,50 +69,66 @@ struct Rejection {
 }
 
 impl Rejection {
-    fn names(&self, lineno: usize, tunnel: Option<&str>, words: &[&str]) {
+    fn names(&self, v: &Verdicts, lineno: usize, tunnel: Option<&str>, words: &[&str]) {
         let at = format!("{}:{lineno}:", self.file);
-        assert!(
-            self.line.contains(&at),
-            "{at:?} missing in {:?}\nfile:\n{}",
-            self.line,
-            self.text
-        );
-        if let Some(t) = tunnel {
-            let named = format!("tunnel \"{t}\"");
-            assert!(
-                self.line.contains(&named),
-                "{named:?} missing in {:?}\nfile:\n{}",
-                self.line,
-                self.text
-            );
-        }
-        for w in words {
-            assert!(
+        let named = tunnel.map(|t| format!("tunnel \"{t}\""));
+        let mut want: Vec<&str> = vec![&at];
+        want.extend(named.as_deref());
+        want.extend(words);
+        for w in want {
+            v.check(
                 self.line.contains(w),
-                "{w:?} missing in {:?}\nfile:\n{}",
-                self.line,
-                self.text
+                format!("{w:?} missing in {:?}\nfile:\n{}", self.line, self.text),
             );
         }
     }
 
     /// Names one of `tunnels` and one of `lines` (a clash: either side may be blamed).
-    fn names_one_of(&self, lines: &[usize], tunnels: &[&str], words: &[&str]) {
+    fn names_one_of(&self, v: &Verdicts, lines: &[usize], tunnels: &[&str], words: &[&str]) {
         let ok_line = lines
             .iter()
             .any(|n| self.line.contains(&format!("{}:{n}:", self.file)));
         let ok_tunnel = tunnels
             .iter()
             .any(|t| self.line.contains(&format!("tunnel \"{t}\"")));
-        assert!(
+        v.check(
             ok_line && ok_tunnel,
-            "want {}:<one of {lines:?}>: and tunnel <one of {tunnels:?}> in {:?}\nfile:\n{}",
-            self.file,
-            self.line,
-            self.text
+            format!(
+                "want {}:<one of {lines:?}>: and tunnel <one of {tunnels:?}> in {:?}\nfile:\n{}",
+                self.file, self.line, self.text
+            ),
         );
         for w in words {
-            assert!(self.line.contains(w), "{w:?} missing in {:?}", self.line);
+            v.check(
+                self.line.contains(w),
+                format!("{w:?} missing in {:?}", self.line),
+            );
+        }
+    }
+}
+
+/// The wrong messages of one test, all reported together at its end (one wrong case does not
+/// hide the others); dropping it with any recorded fails the test.
+#[derive(Default)]
+struct Verdicts(std::cell::RefCell<Vec<String>>);
+
+impl Verdicts {
+    fn check(&self, ok: bool, why: String) {
+        if !ok {
+            self.0.borrow_mut().push(why);
+        }
+    }
+}
+
+impl Drop for Verdicts {
+    fn drop(&mut self) {
+        let wrong = self.0.borrow();
+        if !wrong.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} wrong message(s):\n\n{}",
+                wrong.len(),
+                wrong.join("\n\n")
+            );
         }
     }
 }
@@ -160,21 +176,28 @@ fn reject_path(dir: &TestDir, label: &str, file: &Path, text: &str) -> Rejection
 #[test]
 fn unknown_keys_are_named_with_their_line() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let text = table("a", &fwd(free_port()), "0", &["frobnicate = 1"]);
     let r = reject(&dir, "in-tunnel", &text);
-    r.names(line_of(&text, "frobnicate", 1), Some("a"), &["frobnicate"]);
+    r.names(
+        &v,
+        line_of(&text, "frobnicate", 1),
+        Some("a"),
+        &["frobnicate"],
+    );
 
     let text = format!(
         "[defaults]\npoll = 60\nfrobnicate = 2\n\n{}",
         table("a", &fwd(free_port()), "0", &[])
     );
     let r = reject(&dir, "in-defaults", &text);
-    r.names(line_of(&text, "frobnicate", 1), None, &["frobnicate"]);
+    r.names(&v, line_of(&text, "frobnicate", 1), None, &["frobnicate"]);
 
     // `ssh_options` belongs to [defaults] only.
     let text = table("a", &fwd(free_port()), "0", &["ssh_options = [\"-v\"]"]);
     let r = reject(&dir, "ssh-options", &text);
     r.names(
+        &v,
         line_of(&text, "ssh_options", 1),
         Some("a"),
         &["ssh_options"],
@@ -186,12 +209,13 @@ fn unknown_keys_are_named_with_their_line() {
         table("a", &fwd(free_port()), "0", &[])
     );
     let r = reject(&dir, "top-level", &text);
-    r.names(line_of(&text, "[tunnle.b]", 1), None, &["tunnle"]);
+    r.names(&v, line_of(&text, "[tunnle.b]", 1), None, &["tunnle"]);
 }
 
 #[test]
 fn a_bad_value_is_named_with_its_key_and_line() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     // The spec's own example: `FILE:LINE: tunnel "db": poll: invalid value "x" ...`.
     let text = format!(
         "{}\n{}",
@@ -199,7 +223,12 @@ fn a_bad_value_is_named_with_its_key_and_line() {
         table("db", &fwd(free_port()), "0", &["poll = \"x\""])
     );
     let r = reject(&dir, "poll-x", &text);
-    r.names(line_of(&text, "poll", 1), Some("db"), &["poll", "\"x\""]);
+    r.names(
+        &v,
+        line_of(&text, "poll", 1),
+        Some("db"),
+        &["poll", "\"x\""],
+    );
 
     for (label, line) in [
         ("poll-negative", "poll = -5"),
@@ -212,7 +241,7 @@ fn a_bad_value_is_named_with_its_key_and_line() {
     ] {
         let text = table("db", &fwd(free_port()), "0", &[line]);
         let r = reject(&dir, label, &text);
-        r.names(line_of(&text, line, 1), Some("db"), &[]);
+        r.names(&v, line_of(&text, line, 1), Some("db"), &[]);
     }
     for (label, monitor) in [
         ("monitor-word", "abc"),
@@ -221,17 +250,18 @@ fn a_bad_value_is_named_with_its_key_and_line() {
     ] {
         let text = table("db", &fwd(free_port()), monitor, &[]);
         let r = reject(&dir, label, &text);
-        r.names(line_of(&text, "monitor", 1), Some("db"), &["monitor"]);
+        r.names(&v, line_of(&text, "monitor", 1), Some("db"), &["monitor"]);
     }
     // ssh must be a list of strings or a string.
     let text = "[tunnel.db]\nssh = 5\nmonitor = \"0\"\n";
     let r = reject(&dir, "ssh-number", text);
-    r.names(2, Some("db"), &["ssh"]);
+    r.names(&v, 2, Some("db"), &["ssh"]);
 }
 
 #[test]
 fn a_duplicate_tunnel_name_is_rejected_at_its_second_table() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let text = format!(
         "{}\n{}\n{}",
         table("dup1", &fwd(free_port()), "0", &[]),
@@ -240,33 +270,34 @@ fn a_duplicate_tunnel_name_is_rejected_at_its_second_table() {
     );
     let r = reject(&dir, "dup", &text);
     let second = line_of(&text, "[tunnel.dup1]", 2);
-    r.names(second, None, &["dup1"]);
-    assert!(
+    r.names(&v, second, None, &["dup1"]);
+    v.check(
         r.line.to_lowercase().contains("duplicate"),
-        "does not say duplicate: {:?}",
-        r.line
+        format!("does not say duplicate: {:?}", r.line),
     );
 }
 
 #[test]
 fn a_tunnel_without_ssh_is_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let text = format!(
         "{}\n[tunnel.b]\nmonitor = \"0\"\npoll = 30\n",
         table("a", &fwd(free_port()), "0", &[])
     );
     let r = reject(&dir, "no-ssh", &text);
     let header = line_of(&text, "[tunnel.b]", 1);
-    r.names_one_of(&[header, header + 1, header + 2], &["b"], &["ssh"]);
+    r.names_one_of(&v, &[header, header + 1, header + 2], &["b"], &["ssh"]);
     // An empty list is no ssh either.
     let text = "[tunnel.e]\nssh = []\nmonitor = \"0\"\n";
     let r = reject(&dir, "empty-ssh", text);
-    r.names_one_of(&[1, 2], &["e"], &["ssh"]);
+    r.names_one_of(&v, &[1, 2], &["e"], &["ssh"]);
 }
 
 #[test]
 fn bad_tunnel_names_are_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let long = "n".repeat(65);
     for (label, name) in [
         ("space", "\"a b\""),
@@ -279,10 +310,9 @@ fn bad_tunnel_names_are_rejected() {
             toml_list(&fwd(free_port()))
         );
         let r = reject(&dir, label, &text);
-        assert!(
+        v.check(
             r.line.contains(&format!("{}:1:", r.file)),
-            "{label}: line 1 not named: {:?}",
-            r.line
+            format!("{label}: line 1 not named: {:?}", r.line),
         );
     }
 }
@@ -290,6 +320,7 @@ fn bad_tunnel_names_are_rejected() {
 #[test]
 fn process_wide_keys_in_the_file_are_errors_that_say_so() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     for (key, value) in [
         ("logfile", "\"/tmp/autossh-test.log\""),
         ("loglevel", "7"),
@@ -301,12 +332,14 @@ fn process_wide_keys_in_the_file_are_errors_that_say_so() {
         let line = format!("{key} = {value}");
         let text = table("a", &fwd(free_port()), "0", &[&line]);
         let r = reject(&dir, key, &text);
-        r.names(line_of(&text, &line, 1), Some("a"), &[key]);
+        r.names(&v, line_of(&text, &line, 1), Some("a"), &[key]);
         let var = format!("AUTOSSH_{}", key.to_uppercase());
-        assert!(
+        v.check(
             r.line.contains(&var) || r.line.contains("environment"),
-            "{key}: does not say it belongs to the environment ({var}): {:?}",
-            r.line
+            format!(
+                "{key}: does not say it belongs to the environment ({var}): {:?}",
+                r.line
+            ),
         );
     }
     let text = format!(
@@ -314,26 +347,27 @@ fn process_wide_keys_in_the_file_are_errors_that_say_so() {
         table("a", &fwd(free_port()), "0", &[])
     );
     let r = reject(&dir, "defaults-logfile", &text);
-    r.names(2, None, &["logfile"]);
+    r.names(&v, 2, None, &["logfile"]);
 }
 
 #[test]
 fn dash_f_in_a_tunnels_ssh_is_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let p = free_port();
     let text = format!("[tunnel.bg]\nssh = \"-f -N -L {p}:127.0.0.1:9 127.0.0.1\"\nmonitor = 0\n");
     let r = reject(&dir, "string", &text);
-    r.names(2, Some("bg"), &["-f"]);
+    r.names(&v, 2, Some("bg"), &["-f"]);
     let text = format!(
         "[tunnel.bg2]\nmonitor = \"0\"\nssh = [\"-fN\", \"-L\", \"{p}:127.0.0.1:9\", \"127.0.0.1\"]\n"
     );
     let r = reject(&dir, "joined", &text);
-    r.names(3, Some("bg2"), &["-f"]);
+    r.names(&v, 3, Some("bg2"), &["-f"]);
 }
 
 /// Two tunnels `a` (first) and `b` (second) that clash: either may be blamed, at its header,
 /// its `ssh` or its `monitor` line.
-fn clash(dir: &TestDir, label: &str, a: &str, b: &str) {
+fn clash(v: &Verdicts, dir: &TestDir, label: &str, a: &str, b: &str) {
     let text = format!("{a}\n{b}");
     let r = reject(dir, label, &text);
     let lines: Vec<usize> = text
@@ -346,12 +380,13 @@ fn clash(dir: &TestDir, label: &str, a: &str, b: &str) {
         })
         .map(|(i, _)| i + 1)
         .collect();
-    r.names_one_of(&lines, &["a", "b"], &[]);
+    r.names_one_of(v, &lines, &["a", "b"], &[]);
 }
 
 #[test]
 fn two_tunnels_binding_the_same_local_port_are_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let p = free_port();
     let a = table("a", &fwd(p), "0", &[]);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -394,13 +429,14 @@ fn two_tunnels_binding_the_same_local_port_are_rejected() {
         ),
     ];
     for (label, b) in cases {
-        clash(&dir, label, &a, &b);
+        clash(&v, &dir, label, &a, &b);
     }
 }
 
 #[test]
 fn two_tunnels_with_the_same_or_overlapping_monitor_ports_are_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     let m = free_loop_ports();
     let (m1, m2) = (m.to_string(), (m + 1).to_string());
     let echo = format!("{m}:7");
@@ -414,7 +450,7 @@ fn two_tunnels_with_the_same_or_overlapping_monitor_ports_are_rejected() {
     for (label, ma, mb) in cases {
         let a = table("a", &fwd(free_port()), ma, &[]);
         let b = table("b", &fwd(free_port()), mb, &[]);
-        clash(&dir, label, &a, &b);
+        clash(&v, &dir, label, &a, &b);
     }
     // An integer monitor is the same port as its string.
     let a = format!(
@@ -422,6 +458,7 @@ fn two_tunnels_with_the_same_or_overlapping_monitor_ports_are_rejected() {
         toml_list(&fwd(free_port()))
     );
     clash(
+        &v,
         &dir,
         "integer",
         &a,
@@ -429,29 +466,38 @@ fn two_tunnels_with_the_same_or_overlapping_monitor_ports_are_rejected() {
     );
     // A loop monitor's N+1 against another tunnel's -L.
     let a = table("a", &fwd(free_port()), &m1, &[]);
-    clash(&dir, "monitor-vs-L", &a, &table("b", &fwd(m + 1), "0", &[]));
+    clash(
+        &v,
+        &dir,
+        "monitor-vs-L",
+        &a,
+        &table("b", &fwd(m + 1), "0", &[]),
+    );
 }
 
 #[test]
 fn a_file_without_tunnels_is_rejected() {
     let dir = TestDir::new();
+    let v = Verdicts::default();
     for (label, text) in [
         ("empty", ""),
         ("comments", "# nothing here\n"),
         ("defaults-only", "[defaults]\npoll = 60\n"),
     ] {
         let r = reject(&dir, label, text);
-        assert!(
+        v.check(
             r.line.contains(&r.file),
-            "{label}: file not named: {:?}",
-            r.line
+            format!("{label}: file not named: {:?}", r.line),
         );
     }
     // A syntax error, and a file that is not there.
     let text = format!("{}\n[tunnel.b\n", table("a", &fwd(free_port()), "0", &[]));
     let r = reject(&dir, "syntax", &text);
-    r.names(line_of(&text, "[tunnel.b", 1), None, &[]);
+    r.names(&v, line_of(&text, "[tunnel.b", 1), None, &[]);
     let missing = dir.join("missing.toml");
     let r = reject_path(&dir, "missing", &missing, "");
-    assert!(r.line.contains(&r.file), "file not named: {:?}", r.line);
+    v.check(
+        r.line.contains(&r.file),
+        format!("file not named: {:?}", r.line),
+    );
 }

@@ -391,7 +391,7 @@ impl Rig {
     }
 
     /// [`Rig::finish`] with another stopping signal (SIGINT, SIGQUIT).
-    pub fn finish_with(mut self, sig: Signal) {
+    pub fn finish_with(self, sig: Signal) {
         let kids: Vec<(i32, u64)> = self
             .autossh()
             .children()
