@@ -111,6 +111,7 @@ pub struct St {
     pub state: String,
     pub ssh_pid: Option<i32>,
     pub up: bool,
+    pub restarts: u64,
     pub last_reason: Option<String>,
 }
 
@@ -132,6 +133,7 @@ pub fn parse_status(text: &str) -> Result<Vec<St>, String> {
                 .get("up")
                 .and_then(Json::as_bool)
                 .ok_or(format!("entry without \"up\": {t:?}"))?,
+            restarts: t.get("restarts").and_then(Json::as_f64).unwrap_or(0.0) as u64,
             last_reason: s("last_reason"),
         });
     }
