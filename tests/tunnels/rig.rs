@@ -420,9 +420,14 @@ impl Rig {
             describe_pids(&left),
             self.story()
         );
-        // Nothing of the test but the sshd listener (and no ssh session at it) still runs.
+        self.assert_nothing_left();
+    }
+
+    /// Nothing of the test but the sshd listener still runs (within [`T`]).
+    pub fn assert_nothing_left(&self) {
         let marker = self.dir.marker();
         let listener = self.sshd.pid();
+        let mut left = Vec::new();
         let clean = wait_until(T, || {
             left = pids_with_cmdline_containing(&marker);
             left.retain(|&p| p != listener);
@@ -457,4 +462,24 @@ pub fn gone((pid, start): (i32, u64)) -> bool {
 pub fn ident(pid: i32) -> (i32, u64) {
     let s = proc_stat(pid).unwrap_or_else(|| panic!("pid {pid} does not exist"));
     (pid, s.starttime)
+}
+
+/// Kills `pid` (an ssh) with a signal it neither catches nor ignores (SIGUSR1, checked in
+/// /proc/PID/status): "killed by a signal", which asks for a restart (SIGTERM would not do:
+/// ssh catches it and exits 0; SIGKILL means stop).
+pub fn crash(pid: i32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let bit = 1u64 << (Signal::SIGUSR1 as i32 - 1);
+    assert!(
+        (mask("SigCgt:") | mask("SigIgn:") | mask("SigBlk:")) & bit == 0,
+        "ssh {pid} handles SIGUSR1:\n{status}"
+    );
+    assert!(signal_pid(pid, Signal::SIGUSR1), "cannot signal {pid}");
 }
