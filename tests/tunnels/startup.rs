@@ -196,3 +196,74 @@ fn string_ssh_and_integer_monitor_work() {
     );
     rig.finish();
 }
+
+/// AUTOSSH_STATUSFILE holds `{"version": 1, "tunnels": [...]}` (each a single tunnel's document
+/// plus its name); AUTOSSH_METRICSFILE labels every tunnel series with `tunnel="NAME"` and adds
+/// `autossh_tunnels` and `autossh_tunnels_up`.
+#[test]
+fn the_status_and_metrics_files_hold_every_tunnel() {
+    let mut rig = Rig::new();
+    let ts = [rig.tunnel("sf-a", Mon::Zero), rig.tunnel("sf-b", Mon::Loop)];
+    rig.write(&ts);
+    let status = rig.dir.join("status.json");
+    let metrics = rig.dir.join("metrics.prom");
+    rig.start(&[
+        ("AUTOSSH_STATUSFILE", status.to_str().unwrap()),
+        ("AUTOSSH_METRICSFILE", metrics.to_str().unwrap()),
+    ]);
+    rig.wait_up(&ts);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut doc = None;
+    let ok = wait_until(UP, || {
+        doc = json::parse(read(&status).trim()).ok();
+        let names: Vec<String> = doc
+            .as_ref()
+            .and_then(|d| d.get("tunnels"))
+            .and_then(Json::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|t| t.get("name").and_then(Json::as_str).map(String::from))
+            .collect();
+        names.len() == 2 && names.contains(&"sf-a".into()) && names.contains(&"sf-b".into())
+    });
+    assert!(ok, "status file:\n{}\n{}", read(&status), rig.story());
+    let doc = doc.unwrap();
+    assert_eq!(
+        doc.get("version").and_then(Json::as_f64),
+        Some(1.0),
+        "{doc:?}"
+    );
+    for t in doc.get("tunnels").and_then(Json::as_array).unwrap() {
+        assert!(
+            t.get("state").is_some(),
+            "no state in a tunnel's document: {t:?}"
+        );
+    }
+    let ok = wait_until(UP, || {
+        let m = read(&metrics);
+        m.lines().any(|l| l == "autossh_tunnels 2")
+            && m.lines().any(|l| l == "autossh_tunnels_up 2")
+    });
+    assert!(ok, "metrics file:\n{}\n{}", read(&metrics), rig.story());
+    let m = read(&metrics);
+    for name in ["sf-a", "sf-b"] {
+        let label = format!("tunnel=\"{name}\"");
+        assert!(
+            m.lines()
+                .any(|l| l.starts_with("autossh_up{") && l.contains(&label)),
+            "no autossh_up for {name}:\n{m}"
+        );
+    }
+    for l in m
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        if !l.starts_with("autossh_tunnels") {
+            assert!(
+                l.contains("tunnel=\""),
+                "a series without its tunnel label: {l:?}\n{m}"
+            );
+        }
+    }
+    rig.finish();
+}
