@@ -267,3 +267,53 @@ fn the_status_and_metrics_files_hold_every_tunnel() {
     }
     rig.finish();
 }
+
+/// `autossh -f --tunnels FILE`: the command returns 0 at once, the daemon runs the tunnels
+/// (their ssh are its children) and answers the control socket; SIGTERM stops it and them.
+#[test]
+fn dash_f_runs_the_tunnels_in_the_background() {
+    let mut rig = Rig::new();
+    let ts = [rig.tunnel("bg-a", Mon::Zero), rig.tunnel("bg-b", Mon::Zero)];
+    rig.write(&ts);
+    let logfile = rig.dir.join("autossh.log");
+    let fg = Cmd::autossh()
+        .env("AUTOSSH_LOGFILE", &logfile)
+        .env("AUTOSSH_POLL", "5")
+        .arg("-f")
+        .arg("--tunnels")
+        .arg(&rig.file)
+        .arg("--control-socket")
+        .arg(&rig.sock)
+        .spawn(&rig.dir);
+    let st = fg.wait_timeout(T);
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", fg.describe());
+    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
+    let list = rig.wait_status(UP, "background tunnels up", |v| {
+        v.len() == 2 && v.iter().all(|s| s.up && s.ssh_pid.is_some())
+    });
+    let ssh: Vec<(i32, u64)> = list.iter().map(|s| ident(s.ssh_pid.unwrap())).collect();
+    let daemon = proc_stat(ssh[0].0).map(|s| s.ppid).unwrap_or(0);
+    assert!(
+        daemon > 1 && proc_stat(ssh[1].0).is_some_and(|s| s.ppid == daemon),
+        "the ssh are not children of one daemon:\n{}",
+        describe_pids(&[ssh[0].0, ssh[1].0])
+    );
+    assert!(
+        cmdline_string(daemon).contains("--tunnels"),
+        "{}",
+        describe_pids(&[daemon])
+    );
+    for t in &ts {
+        assert!(tunnel_works(t.local), "{}\n{}", t.name, log());
+    }
+    assert!(log().contains("bg-a: starting ssh"), "{}", log());
+    let daemon_id = ident(daemon);
+    assert!(signal_pid(daemon, Signal::SIGTERM));
+    let all_gone = wait_until(T, || gone(daemon_id) && ssh.iter().all(|i| gone(*i)));
+    assert!(
+        all_gone,
+        "after SIGTERM:\n{}\n{}",
+        describe_pids(&[daemon, ssh[0].0, ssh[1].0]),
+        log()
+    );
+}
