@@ -257,3 +257,47 @@ fn commands_without_a_daemon_fail_with_a_message() {
         );
     }
 }
+
+/// Without --control-socket: `$XDG_RUNTIME_DIR/autossh/autossh.sock` (RUNTIME_DIRECTORY unset),
+/// its directory made 0700, found by the commands with the same environment.
+#[test]
+fn the_default_socket_is_under_xdg_runtime_dir() {
+    let mut rig = Rig::new();
+    let t = rig.tunnel("xdg", Mon::Zero);
+    rig.write(std::slice::from_ref(&t));
+    let xdg = rig.dir.join("xdg");
+    fs::create_dir(&xdg).unwrap();
+    let daemon = Cmd::autossh()
+        .name("autossh")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .env("AUTOSSH_GATETIME", "0")
+        .arg("--tunnels")
+        .arg(&rig.file)
+        .spawn(&rig.dir);
+    let sock = xdg.join("autossh").join("autossh.sock");
+    assert!(
+        wait_until(UP, || sock.exists()),
+        "no socket at {}\n{}",
+        sock.display(),
+        daemon.describe()
+    );
+    assert_eq!(mode(&xdg.join("autossh")), 0o700);
+    assert_eq!(mode(&sock), 0o600);
+    let status = || {
+        run(
+            &rig.dir,
+            Cmd::autossh()
+                .args(["status", "--json"])
+                .env_remove("RUNTIME_DIRECTORY")
+                .env("XDG_RUNTIME_DIR", &xdg),
+        )
+    };
+    let ok = poll(UP, std::time::Duration::from_millis(100), || {
+        parse_status(&status().stdout).is_ok_and(|v| v.len() == 1 && v[0].name == "xdg" && v[0].up)
+    });
+    assert!(ok, "{:?}\n{}", status(), daemon.describe());
+    assert!(daemon.signal(Signal::SIGTERM));
+    let st = daemon.wait_timeout(T);
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", daemon.describe());
+}

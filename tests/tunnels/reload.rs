@@ -248,3 +248,34 @@ fn a_broken_file_changes_nothing() {
     rig.assert_no_zombie();
     rig.finish();
 }
+
+/// A renamed tunnel (same definition, new name) is a removal and an addition: the new one
+/// comes up on the very ports the old one held, once the old one is gone.
+#[test]
+fn a_renamed_tunnel_takes_over_its_old_ports() {
+    let mut rig = Rig::new();
+    let old = rig.tunnel("old-name", Mon::Loop);
+    let other = rig.tunnel("other", Mon::Zero);
+    rig.write(&[old.clone(), other.clone()]);
+    rig.start(&[]);
+    let before = rig.wait_up(&[old.clone(), other.clone()]);
+    let old_id = ident(before[0].1);
+    let other_id = ident(before[1].1);
+    let mut renamed = old.clone();
+    renamed.name = "new-name".into();
+    rig.write(&[renamed.clone(), other.clone()]);
+    let out = reload(&rig, Trigger::Command);
+    assert!(
+        out.contains("reloaded: 1 added, 0 changed, 1 removed, 1 unchanged"),
+        "autossh reload said {out:?}\n{}",
+        rig.story()
+    );
+    let list = rig.wait_status(UP, "renamed", |v| {
+        names(v) == set(&["new-name", "other"]) && v.iter().all(|s| s.up)
+    });
+    assert!(wait_until(T, || gone(old_id)), "{}", rig.story());
+    assert_eq!(pid_of(&list, "other"), other_id.0, "{}", rig.story());
+    rig.wait_up(&[renamed, other]);
+    rig.assert_no_zombie();
+    rig.finish();
+}
