@@ -21,6 +21,7 @@ mod util;
 mod conn;
 mod control;
 mod file_errors;
+mod fleet;
 mod isolation;
 mod json;
 mod reload;
