@@ -39,7 +39,8 @@ fn at_most_four_handshakes_to_one_server_at_once() {
             .autossh()
             .children()
             .into_iter()
-            .filter(|&p| !cmdline(p).iter().any(|a| a == "-G"))
+            // Live tunnel sshs only: not the `ssh -G` look-ups (nor one that just ended).
+            .filter(|&p| process_exists(p) && !cmdline(p).iter().any(|a| a == "-G"))
             .collect();
         if kids.len() > 4 {
             worst = kids;
