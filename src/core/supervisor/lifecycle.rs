@@ -39,7 +39,7 @@ impl Supervisor {
             }
             Timer::Watch => {
                 if matches!(self.state, State::Running { .. }) {
-                    self.timers.set(Timer::Watch, now + WATCH_EVERY);
+                    self.timers.set(Timer::Watch, self.idle_watch(now));
                     out.push(Action::InspectStall);
                 }
             }
@@ -149,7 +149,7 @@ impl Supervisor {
         }
         self.run = Run::new(now);
         self.run.blind = blind;
-        self.timers.set(Timer::Watch, now + WATCH_EVERY);
+        self.timers.set(Timer::Watch, self.idle_watch(now));
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             self.timers.set(
