@@ -315,7 +315,7 @@ impl Supervisor {
     }
 
     /// Notes how it ends (the first word stands: a later finish does not overwrite it).
-    fn end_with(&mut self, failed: bool, reason: String) {
+    pub(super) fn end_with(&mut self, failed: bool, reason: String) {
         self.ending.get_or_insert(Ending { failed, reason });
     }
 
