@@ -40,6 +40,9 @@ pub enum Outcome {
     Ready,
     /// It wants to start ssh: grant a handshake slot ([`Tunnel::grant`]).
     AwaitSlot,
+    /// It wants its server checked (many tunnels share one check per server: the loop runs
+    /// [`Tunnel::check_reach_now`] for one of them and hands the answer to the others).
+    CheckReach,
     /// ssh started (for `-f`'s parent).
     Started,
     /// ssh could not be started.
@@ -78,6 +81,10 @@ pub struct Tunnel {
     state_since: (&'static str, Time),
     /// The exit code once the supervisor is done.
     ended: Option<i32>,
+    /// One of many: reachability checks are shared with the tunnels to the same server.
+    shares_checks: bool,
+    /// The answer of its own last reachability check, until the loop takes it.
+    reached: Option<bool>,
     queue: VecDeque<Event>,
 }
 
@@ -149,6 +156,8 @@ impl Tunnel {
             session_socket,
             state_since: ("starting", Time::now()),
             ended: None,
+            shares_checks: gated,
+            reached: None,
             queue: VecDeque::new(),
         })
     }
@@ -210,6 +219,7 @@ impl Tunnel {
             }
         } else if Reachability::owns(local) {
             if let Some(e) = self.reach.ready(registry, local) {
+                self.note_reached(&e);
                 self.queue.push_back(e);
             }
         }
@@ -229,7 +239,31 @@ impl Tunnel {
     /// Checks that took too long count as "unreachable".
     pub fn expire_checks(&mut self, registry: &Registry) {
         let expired = self.reach.expire(registry);
+        for e in &expired {
+            self.note_reached(e);
+        }
         self.queue.extend(expired);
+    }
+
+    fn note_reached(&mut self, e: &Event) {
+        if let Event::Reachable(ok) = e {
+            self.reached = Some(*ok);
+        }
+    }
+
+    /// Checks its server now, for itself and the tunnels sharing the check; the answer
+    /// when it is known at once (else [`Tunnel::take_reached`] has it later).
+    pub fn check_reach_now(&mut self, registry: &Registry) -> Option<bool> {
+        self.reached = None;
+        let e = self.reach.check(registry)?;
+        self.note_reached(&e);
+        self.queue.push_back(e);
+        self.reached.take()
+    }
+
+    /// The answer of its last check, once.
+    pub fn take_reached(&mut self) -> Option<bool> {
+        self.reached.take()
     }
 
     /// When its supervisor next wants the time.
