@@ -67,9 +67,6 @@ impl Runner {
     /// the refresh is due; feeds the watchdog.
     pub(super) fn report(&mut self) {
         let now = Time::now();
-        for slot in self.slots.iter_mut().flatten() {
-            slot.tunnel.state_since(now);
-        }
         if self.timers.due(ShellTimer::Watchdog) {
             // One tunnel: only while it is proven. Many: while the loop runs.
             let alive = self.fleet.is_some()

@@ -276,15 +276,20 @@ impl Tunnel {
 
     /// Hands queued events to the supervisor, performing what it asks.
     pub fn drain(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
+        if self.queue.is_empty() {
+            return;
+        }
         while let Some(ev) = self.queue.pop_front() {
             if self.ended.is_some() {
                 self.queue.clear();
-                return;
+                break;
             }
             for a in self.sup.handle(ev, Time::now()) {
                 self.perform(registry, a, out);
             }
         }
+        // Its state changes only here and in `on_time`: noted when it happens.
+        self.state_since(Time::now());
     }
 
     /// Deadlines that have passed (nothing to do, and cheap, when none has).
@@ -299,6 +304,7 @@ impl Tunnel {
         for a in self.sup.on_time(now) {
             self.perform(registry, a, out);
         }
+        self.state_since(now);
         self.drain(registry, out);
     }
 
