@@ -48,15 +48,27 @@ const ALL: [Timer; 11] = [
 #[derive(Debug, Default, Clone)]
 pub struct Timers {
     slots: [Option<Time>; ALL.len()],
+    /// The earliest of `slots`, kept on every change: the event loop asks for it at each
+    /// wake-up, for every tunnel, far more often than deadlines change.
+    earliest: Option<Time>,
 }
 
 impl Timers {
     pub fn set(&mut self, t: Timer, at: Time) {
-        self.slots[t as usize] = Some(at);
+        let old = self.slots[t as usize].replace(at);
+        self.earliest = match (old, self.earliest) {
+            // The earliest moved later: look again.
+            (Some(o), Some(e)) if o == e && at > o => self.slots.iter().flatten().min().copied(),
+            (_, e) => Some(e.map_or(at, |e| e.min(at))),
+        };
     }
 
     pub fn clear(&mut self, t: Timer) {
-        self.slots[t as usize] = None;
+        if let Some(was) = self.slots[t as usize].take() {
+            if self.earliest == Some(was) {
+                self.earliest = self.slots.iter().flatten().min().copied();
+            }
+        }
     }
 
     pub fn get(&self, t: Timer) -> Option<Time> {
@@ -65,7 +77,8 @@ impl Timers {
 
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Time> {
-        self.slots.iter().flatten().min().copied()
+        debug_assert_eq!(self.earliest, self.slots.iter().flatten().min().copied());
+        self.earliest
     }
 
     /// Disarms and returns the earliest deadline that is due at `now`, if any.
@@ -104,5 +117,22 @@ mod tests {
         assert_eq!(tm.pop_due(t(20)), Some(Timer::MaxLifetime));
         assert_eq!(tm.pop_due(t(20)), Some(Timer::Probe));
         assert_eq!(tm.pop_due(t(20)), None);
+    }
+
+    #[test]
+    fn the_earliest_follows_every_change() {
+        let mut tm = Timers::default();
+        tm.set(Timer::Probe, t(5));
+        tm.set(Timer::Watch, t(7));
+        // The earliest moved later, then cleared: the next one takes over.
+        tm.set(Timer::Probe, t(9));
+        assert_eq!(tm.next(), Some(t(7)));
+        tm.clear(Timer::Watch);
+        assert_eq!(tm.next(), Some(t(9)));
+        tm.set(Timer::Restart, t(1));
+        assert_eq!(tm.next(), Some(t(1)));
+        tm.clear(Timer::Restart);
+        tm.clear(Timer::Probe);
+        assert_eq!(tm.next(), None);
     }
 }

@@ -161,6 +161,16 @@ impl Reachability {
     }
 
     /// Checks older than the timeout count as failed.
+    /// Whether `ssh -G`'s answer is still awaited ([`Reachability::resolve`] has work).
+    pub fn resolving(&self) -> bool {
+        matches!(self.target, Target::Resolving(_))
+    }
+
+    /// Whether checks are in flight ([`Reachability::expire`] has work).
+    pub fn checking(&self) -> bool {
+        self.checks.iter().any(Option::is_some)
+    }
+
     pub fn expire(&mut self, registry: &Registry) -> Vec<Event> {
         let mut out = Vec::new();
         for slot in 0..SLOTS {

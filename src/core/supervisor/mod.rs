@@ -37,9 +37,10 @@ const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
 const NET_SETTLE: Duration = Duration::from_millis(200);
 /// How often ssh's connection is looked at for a stall, and for unanswered requests.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-/// One of many tunnels puts its idle looks on this grid: the looks of a hundred tunnels take
-/// ten wake-ups a second, not a hundred.
-const WATCH_GRID: Duration = Duration::from_millis(100);
+/// One of many tunnels puts its idle looks and its periodic probes on this grid: the looks
+/// and probes of a hundred tunnels take four wake-ups a second, not a hundred and more (each
+/// wake-up of the event loop costs more than the looks it serves).
+const FLEET_GRID: Duration = Duration::from_millis(250);
 /// ... while data moved on it within [`ACTIVE_WITHIN`].
 const WATCH_ACTIVE: Duration = Duration::from_millis(250);
 const ACTIVE_WITHIN: Duration = Duration::from_secs(2);

@@ -41,6 +41,21 @@ impl Supervisor {
         }
     }
 
+    /// Whether the last data each way on ssh's connection (`sent`, `recv`: how long ago)
+    /// was our own probe's exchange: no sign that the tunnel is in use.
+    pub fn only_probe_traffic(
+        &self,
+        sent: Option<Duration>,
+        recv: Option<Duration>,
+        now: Time,
+    ) -> bool {
+        let ours = |age: Option<Duration>| {
+            let at = age.map(|a| now.before(a));
+            matches!((at, self.probe_answered_at), (Some(t), Some(a)) if t <= a + PROBE_TAIL)
+        };
+        ours(sent) && ours(recv)
+    }
+
     /// A look at ssh's sockets: look again sooner while the tunnel carries traffic, and
     /// probe now when an application's request has gone unanswered (whatever the poll).
     pub(super) fn on_traffic(&mut self, t: Traffic, now: Time, out: &mut Vec<Action>) {
@@ -50,12 +65,7 @@ impl Supervisor {
         if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
             self.last_proof = Some(self.last_proof.map_or(heard, |p| p.max(heard)));
         }
-        // Our own probe's exchange is no sign that the tunnel is in use.
-        let ours = |age: Option<Duration>| {
-            let at = age.map(|a| now.before(a));
-            matches!((at, self.probe_answered_at), (Some(t), Some(a)) if t <= a + PROBE_TAIL)
-        };
-        let only_probes = ours(t.server_sent) && ours(t.server_recv);
+        let only_probes = self.only_probe_traffic(t.server_sent, t.server_recv, now);
         let again = if only_probes {
             WATCH_EVERY
         } else if t.server_owes() {
@@ -167,7 +177,10 @@ impl Supervisor {
         } else {
             debug!("probe {seq} ok, rtt {} ms", ms(rtt));
         }
-        let next = (p.sent + self.cfg.poll).max(now);
+        let mut next = (p.sent + self.cfg.poll).max(now);
+        if self.cfg.gated {
+            next = next.on_grid(FLEET_GRID);
+        }
         self.timers.set(Timer::Probe, next);
     }
 
@@ -232,7 +245,7 @@ impl Supervisor {
     /// When the next idle look at ssh's connection is due.
     pub(super) fn idle_watch(&self, now: Time) -> Time {
         if self.cfg.gated {
-            (now + WATCH_EVERY).on_grid(WATCH_GRID)
+            (now + WATCH_EVERY).on_grid(FLEET_GRID)
         } else {
             now + WATCH_EVERY
         }

@@ -179,8 +179,10 @@ impl Runner {
             }
             // Before ssh's lines and exit: they are judged knowing whether it is proxied.
             for slot in self.slots.iter_mut().flatten() {
-                let _log = tunnel_context(slot.tunnel.name());
-                slot.tunnel.learn_route();
+                if slot.tunnel.looking_up().0 {
+                    let _log = tunnel_context(slot.tunnel.name());
+                    slot.tunnel.learn_route();
+                }
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -203,8 +205,10 @@ impl Runner {
                 }
             }
             for slot in self.slots.iter_mut().flatten() {
-                let _log = tunnel_context(slot.tunnel.name());
-                slot.tunnel.expire_checks(self.poll.registry());
+                if slot.tunnel.looking_up().1 {
+                    let _log = tunnel_context(slot.tunnel.name());
+                    slot.tunnel.expire_checks(self.poll.registry());
+                }
             }
             self.share_check_answers();
             self.notice_resume();
@@ -220,9 +224,14 @@ impl Runner {
         step: fn(&mut Tunnel, &mio::Registry, &mut Vec<Outcome>),
     ) -> Vec<(usize, Outcome)> {
         let registry = self.poll.registry();
+        let now = Time::now();
         let mut outcomes = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
+            // Most tunnels have nothing to do at a given wake-up: not even a log name set.
+            if !slot.tunnel.due(now) {
+                continue;
+            }
             let _log = tunnel_context(slot.tunnel.name());
             let mut out = Vec::new();
             step(&mut slot.tunnel, registry, &mut out);

@@ -113,12 +113,6 @@ impl Dup {
     }
 }
 
-/// `TCP_INFO` of descriptor `fd` of the process behind `pidfd`, through a duplicate taken
-/// with `pidfd_getfd` (Linux 5.6+; allowed for our own child) and closed at once.
-pub(super) fn tcp_info_of(pidfd: RawFd, fd: u32) -> Option<libc::tcp_info> {
-    Dup::take(pidfd, fd)?.tcp_info()
-}
-
 /// (fd, inode) of every socket ssh holds.
 pub(super) fn socket_inodes(pid: u32) -> Option<Vec<(u32, u64)>> {
     let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;

@@ -20,7 +20,11 @@ pub fn ssh_read_bytes(pid: u32) -> Option<u64> {
 pub struct Transport {
     pid: u32,
     pidfd: Option<OwnedFd>,
-    fd: Option<u32>,
+    /// A duplicate of ssh's server socket, kept for the life of this ssh: one `TCP_INFO`
+    /// read per look, not a `pidfd_getfd` and a close each time (a hundred tunnels look
+    /// every second). Dropped with the Transport when ssh is reaped, so the connection
+    /// ends with ssh.
+    server: Option<Dup>,
     scans: u32,
     retransmissions: Retransmissions,
     /// When ssh last sent to the server, as of the last look at the applications that found
@@ -44,7 +48,7 @@ impl Transport {
         Transport {
             pid,
             pidfd,
-            fd: None,
+            server: None,
             scans: 0,
             retransmissions: Retransmissions::default(),
             nothing_waiting_after: None,
@@ -55,15 +59,15 @@ impl Transport {
     /// The server connection's `TCP_INFO`, locating it first if needed.
     fn info(&mut self) -> Option<libc::tcp_info> {
         let pidfd = self.pidfd.as_ref()?.as_raw_fd();
-        if self.fd.is_none() && self.scans < MAX_SCANS {
+        if self.server.is_none() && self.scans < MAX_SCANS {
             self.scans += 1;
             let inodes = socket_inodes(self.pid)?;
-            self.fd = server_fd(pidfd, &inodes);
+            self.server = server_fd(pidfd, &inodes).and_then(|fd| Dup::take(pidfd, fd));
         }
-        let info = tcp_info_of(pidfd, self.fd?);
+        let info = self.server.as_ref()?.tcp_info();
         let Some(i) = info.filter(|i| i.tcpi_state == 1) else {
-            // Closed or replaced: look again next time.
-            self.fd = None;
+            // Closed or not yet connected: let it go, look again next time.
+            self.server = None;
             return None;
         };
         self.retransmissions.update(
@@ -205,8 +209,7 @@ impl Transport {
     /// ssh's connection to the server: (local, peer) addresses.
     pub fn endpoints(&mut self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
         self.info()?;
-        let dup = Dup::take(self.pidfd.as_ref()?.as_raw_fd(), self.fd?)?;
-        let sock = socket2::SockRef::from(&dup.0);
+        let sock = socket2::SockRef::from(&self.server.as_ref()?.0);
         let local = sock.local_addr().ok()?.as_socket()?;
         let peer = sock.peer_addr().ok()?.as_socket()?;
         Some((local, peer))

@@ -218,7 +218,9 @@ fn tcp_info_of_a_child_connection_is_readable() {
     let Some(pidfd) = t.pidfd.as_ref() else {
         return; // kernel without pidfd_open
     };
-    let i = tcp_info_of(pidfd.as_raw_fd(), c.as_raw_fd() as u32).expect("pidfd_getfd works");
+    let i = Dup::take(pidfd.as_raw_fd(), c.as_raw_fd() as u32)
+        .and_then(|d| d.tcp_info())
+        .expect("pidfd_getfd works");
     assert_eq!(i.tcpi_state, 1, "ESTABLISHED");
     assert!(i.tcpi_rtt > 0);
 }

@@ -225,6 +225,17 @@ impl Tunnel {
         }
     }
 
+    /// Whether it has anything to do now: events queued, or a deadline due.
+    pub fn due(&self, now: Time) -> bool {
+        !self.queue.is_empty() || self.timeout(now).is_some_and(|d| d.is_zero())
+    }
+
+    /// Whether `ssh -G`'s answer is awaited, or checks of the server are in flight: the
+    /// event loop then calls [`Tunnel::learn_route`] / [`Tunnel::expire_checks`].
+    pub fn looking_up(&self) -> (bool, bool) {
+        (self.reach.resolving(), self.reach.checking())
+    }
+
     /// Takes `ssh -G`'s answer when it is there: through a proxy (ProxyJump or ProxyCommand
     /// from ssh_config too) the server cannot be checked, nor ssh's connection inspected.
     pub fn learn_route(&mut self) {
