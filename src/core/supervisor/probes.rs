@@ -43,7 +43,7 @@ impl Supervisor {
 
     /// Whether the last data each way on ssh's connection (`sent`, `recv`: how long ago)
     /// was our own probe's exchange: no sign that the tunnel is in use.
-    pub fn only_probe_traffic(
+    pub(super) fn only_probe_traffic(
         &self,
         sent: Option<Duration>,
         recv: Option<Duration>,

@@ -95,13 +95,6 @@ impl Tunnel {
             Some(l) => l.recv_ago >= threshold,
             None => self.proxied,
         };
-        // Nothing but our own probe went over the connection since the server last spoke:
-        // no application's request can be waiting (and ssh's descriptors need no scan).
-        let only_probe = look.is_some_and(|l| {
-            self.sup
-                .only_probe_traffic(Some(l.sent_ago), Some(l.recv_ago), Time::now())
-        });
-        let server_quiet = server_quiet && !only_probe;
         let waiting = if server_quiet {
             let skip = self.monitor.as_ref().and_then(|m| m.local_port());
             t.app_waiting(skip, look.map(|l| l.sent_ago), look.map(|l| l.recv_ago))
