@@ -263,12 +263,13 @@ for b in $ONLY; do
       run_step "6. field: jump host, connection sharing, -M 0 black hole, address change; ours vs 1.4g, R=$f_rep (~3-4 min)" \
         $((f_rep * (4 * f_give + 320) + 120)) $PY field_bench.py run --out "$BENCH_WORK/field.json" ;;
     fleet)
-      # in a private namespace (loopback only): one sshd, N tunnels per program, one program
-      # after the other. Bound: two phases of at most (2 give-ups + ~140 s) each
+      # in a private namespace (loopback only): one sshd, N tunnels per program, the programs
+      # (and monitor modes) one after the other. Bound: per phase 2 give-ups + ~200 s
       fl_give=${FLEET_BENCH_GIVEUP:-180}
       case $fl_give in '' | *[!0-9]* | 0) fail "FLEET_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
-      run_step "7. fleet: ${FLEET_BENCH_TUNNELS:-100} tunnels to one sshd, one autossh --tunnels vs 1.4g x N (~6-8 min)" \
-        $((2 * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
+      fl_phases=$(($(echo "${FLEET_BENCH_MONITOR:-loop echo}" | tr , ' ' | wc -w) * $(echo "${FLEET_BENCH_PROGS:-ours 1.4g}" | tr , ' ' | wc -w)))
+      run_step "7. fleet: ${FLEET_BENCH_TUNNELS:-100} tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
+        $((fl_phases * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
     *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet)" ;;
   esac
 done
