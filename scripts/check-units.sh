@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rates the systemd units' sandboxes and checks they parse: for docs/autossh.service,
-# docs/autossh@.service, docs/autossh-echo.service, and autossh-echo with its port 7 drop-in
+# docs/autossh@.service, docs/autossh-tunnels.service, docs/autossh-echo.service, and autossh-echo with its port 7 drop-in
 # (docs/autossh-echo-port7.conf), prints `systemd-analyze security --offline=yes`'s exposure
 # score and fails above 2.0; then `systemd-analyze verify`, which must print nothing (it exits 0
 # on unknown keys and bad values, so any message counts as a failure).
@@ -63,7 +63,7 @@ verify() {
   done <"$tmp/verify"
 }
 
-for unit in autossh.service autossh@.service autossh-echo.service; do
+for unit in autossh.service autossh@.service autossh-tunnels.service autossh-echo.service; do
   [ -f "$dir/$unit" ] || { echo "check-units: $dir/$unit is missing" >&2; exit 1; }
   score "$unit" "$dir/$unit"
 done
@@ -80,6 +80,7 @@ cp "$dir/autossh@.service" "$tmp/autossh@check.service"
 verify autossh.service "$dir/autossh.service"
 verify autossh@check.service "$tmp/autossh@check.service"
 verify autossh-echo.service "$dir/autossh-echo.service"
+verify autossh-tunnels.service "$dir/autossh-tunnels.service"
 
 [ "$failed" -eq 0 ] || { echo "check-units: FAILED" >&2; exit 1; }
 echo "check-units: ok, every unit at or below $limit" >&2

@@ -31,6 +31,12 @@ fn real_main() -> autossh::error::Result<i32> {
         let _ = std::io::stderr().write_all(usage::text().as_bytes());
         return Ok(1);
     }
+    if let Some((request, socket)) = autossh::shell::control::client::command(&args) {
+        let socket = socket.unwrap_or_else(autossh::shell::control::client::find_socket);
+        let answer = autossh::shell::control::client::send(&request, socket)?;
+        let _ = std::io::stdout().write_all(answer.as_bytes());
+        return Ok(0);
+    }
     let cli = cli::parse(args)?;
     if cli.help {
         let _ = std::io::stdout().write_all(usage::text().as_bytes());
@@ -43,6 +49,18 @@ fn real_main() -> autossh::error::Result<i32> {
         );
         let _ = std::io::stdout().write_all(version.as_bytes());
         return Ok(0);
+    }
+    let tunnels = cli.tunnels.clone();
+    let control = cli.control_path.clone();
+    if tunnels.is_some() && (!cli.ssh_args.is_empty() || cli.monitor.is_some()) {
+        return Err(autossh::error::usage(
+            "--tunnels FILE takes no ssh arguments and no -M: they go in the file",
+        ));
+    }
+    if tunnels.is_none() && control.is_some() {
+        return Err(autossh::error::usage(
+            "--control-socket goes with --tunnels FILE",
+        ));
     }
     let settings = config::from_env(cli, |k| std::env::var_os(k))?;
     logging::init(
@@ -60,5 +78,13 @@ fn real_main() -> autossh::error::Result<i32> {
                 .unwrap_or_default()
         ))
     })?;
-    run::run(settings)
+    match tunnels {
+        Some(file) => {
+            let control = control
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| autossh::shell::control::default_path(&|k| std::env::var_os(k)));
+            run::run_tunnels(settings, file.into(), control)
+        }
+        None => run::run(settings),
+    }
 }

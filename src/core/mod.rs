@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod exit_rules;
+pub mod handshakes;
 pub mod probe;
 pub mod ssh_stderr;
 pub mod supervisor;

@@ -44,6 +44,10 @@ pub struct Cli {
     pub stdio_forward: bool,
     /// `-S ctl_path`: the user chose connection sharing on the command line.
     pub control_socket: bool,
+    /// `--tunnels FILE`: many tunnels from a file (docs/tunnels.md).
+    pub tunnels: Option<OsString>,
+    /// `--control-socket PATH`: the tunnels' control socket.
+    pub control_path: Option<OsString>,
 }
 
 /// Where the splitter is in ssh's grammar.
@@ -73,6 +77,8 @@ where
         ssh_o_values: Vec::new(),
         stdio_forward: false,
         control_socket: false,
+        tunnels: None,
+        control_path: None,
     };
     let mut place = Place::BeforeDestination;
     let mut seen_destination = false;
@@ -115,6 +121,16 @@ where
             }
             _ => {}
         }
+        if let Some((name, value)) = long_with_value(arg, args.get(i))? {
+            if value.1 {
+                i += 1;
+            }
+            match name {
+                "tunnels" => cli.tunnels = Some(value.0),
+                _ => cli.control_path = Some(value.0),
+            }
+            continue;
+        }
         let (kept, next_arg) = split_cluster(arg, &mut cli, args.get(i))?;
         if let Some(kept) = kept {
             cli.ssh_args.push(kept);
@@ -128,10 +144,29 @@ where
             }
         }
     }
-    if !cli.version && !cli.help && !seen_destination {
+    if !cli.version && !cli.help && !seen_destination && cli.tunnels.is_none() {
         return Err(usage(format!("no destination host given; {USAGE}")));
     }
     Ok(cli)
+}
+
+/// `--tunnels FILE`, `--tunnels=FILE`, `--control-socket PATH`: the option's name, its
+/// value, and whether the value was the next argument.
+fn long_with_value(
+    arg: &[u8],
+    next: Option<&OsString>,
+) -> Result<Option<(&'static str, (OsString, bool))>> {
+    for name in ["tunnels", "control-socket"] {
+        let flag = format!("--{name}");
+        if arg == flag.as_bytes() {
+            let v = next.ok_or_else(|| usage(format!("{flag} needs a value")))?;
+            return Ok(Some((name, (v.clone(), true))));
+        }
+        if let Some(v) = arg.strip_prefix(format!("{flag}=").as_bytes()) {
+            return Ok(Some((name, (OsStr::from_bytes(v).to_owned(), false))));
+        }
+    }
+    Ok(None)
 }
 
 /// What an option cluster did with the argument after it.

@@ -32,6 +32,32 @@ struct Logger {
 
 static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
 
+thread_local! {
+    /// The tunnel being worked on (many tunnels): its name starts each line.
+    static TUNNEL: std::cell::RefCell<Option<std::rc::Rc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the guard lives, lines start with `name: ` (the event loop sets it around the
+/// work it does for one of many tunnels).
+pub struct TunnelContext(Option<std::rc::Rc<str>>);
+
+/// Names the tunnel of the lines logged until the guard is dropped (`None`: no prefix).
+pub fn tunnel_context(name: Option<&std::rc::Rc<str>>) -> TunnelContext {
+    TunnelContext(TUNNEL.with(|t| t.replace(name.cloned())))
+}
+
+/// The tunnel named for the lines logged now, to carry into a helper thread.
+pub fn current_tunnel() -> Option<String> {
+    TUNNEL.with(|t| t.borrow().as_ref().map(|n| n.to_string()))
+}
+
+impl Drop for TunnelContext {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        TUNNEL.with(|t| *t.borrow_mut() = previous);
+    }
+}
+
 /// Maps a syslog level (0-7) to the `log` crate's filter.
 pub fn level_filter(syslog_level: u8) -> LevelFilter {
     match syslog_level {
@@ -136,18 +162,23 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let tunnel = TUNNEL.with(|t| t.borrow().clone());
+        let text = match &tunnel {
+            Some(name) => format!("{name}: {}", record.args()),
+            None => record.args().to_string(),
+        };
         let line = format!(
             "{} autossh[{}]: {}\n",
             timestamp(),
             std::process::id(),
-            record.args()
+            text
         );
         // journald adds its own time and `autossh[pid]:`; the message text stays as is.
         let stderr_line = if self.journal {
             format!(
                 "{}{}\n",
                 crate::setup::journal::prefix(record.level()),
-                record.args()
+                text
             )
         } else {
             line.clone()
@@ -162,7 +193,7 @@ impl Log for Logger {
                 let _ = f.write_all(line.as_bytes());
             }
             Sink::Syslog(sock) => {
-                let _ = sock.send(syslog_line(record.level(), record.args()).as_bytes());
+                let _ = sock.send(syslog_line(record.level(), &format_args!("{text}")).as_bytes());
             }
             Sink::Discard => {}
         }

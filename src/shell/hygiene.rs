@@ -137,8 +137,14 @@ pub fn warn(ssh_g_output: &str) {
         s.strict_host_key_checking,
         found.len()
     );
+    // Many tunnels with the same options: each warning once.
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
     for line in found {
-        log::warn!("{line}");
+        if !said.contains(&line) {
+            log::warn!("{line}");
+            said.push(line);
+        }
     }
 }
 

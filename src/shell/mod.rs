@@ -1,5 +1,6 @@
 //! The I/O around the core: it performs the supervisor's actions and reports what happens.
 
+pub mod control;
 pub mod event_loop;
 pub mod hygiene;
 pub mod monitor;
@@ -12,3 +13,4 @@ pub mod sd_notify;
 pub mod ssh_g;
 pub mod ssh_process;
 pub mod transport;
+pub mod tunnel;

@@ -93,6 +93,8 @@ pub struct Monitor {
     last_end: Option<Instant>,
     /// Writes the probe lines.
     prober: Prober,
+    /// Added to every token registered (each tunnel has its own range in the event loop).
+    base: usize,
 }
 
 impl Monitor {
@@ -128,7 +130,18 @@ impl Monitor {
             inbound: (0..INBOUND_SLOTS).map(|_| None).collect(),
             accepted: 0,
             last_end: None,
+            base: 0,
         }
+    }
+
+    /// Registers every socket with tokens offset by `base` (the tunnel's token range).
+    pub fn with_token_base(mut self, base: usize) -> Monitor {
+        self.base = base;
+        self
+    }
+
+    fn token(&self, local: Token) -> Token {
+        Token(self.base + local.0)
     }
 
     /// The local TCP port probes go to (ssh's `-L` monitor forward), if any.
@@ -150,7 +163,7 @@ impl Monitor {
     /// Registers the listener (loop mode).
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
         if let Some(l) = self.listener.as_mut() {
-            registry.register(l, LISTENER, Interest::READABLE)?;
+            registry.register(l, Token(self.base + LISTENER.0), Interest::READABLE)?;
         }
         Ok(())
     }
@@ -184,7 +197,7 @@ impl Monitor {
         } else {
             bytes
         };
-        if let Err(e) = registry.register(&mut stream, PROBE, state.interest()) {
+        if let Err(e) = registry.register(&mut stream, self.token(PROBE), state.interest()) {
             return Some(failed(seq, ProbeFailure::Refused(e.to_string())));
         }
         self.current = Some(Current {
@@ -227,7 +240,8 @@ impl Monitor {
         match result {
             Ok(Progress::Pending) => {
                 let interest = cur.state.interest();
-                let _ = registry.reregister(&mut cur.stream, PROBE, interest);
+                let token = Token(self.base + PROBE.0);
+                let _ = registry.reregister(&mut cur.stream, token, interest);
                 None
             }
             Ok(Progress::Echoed) => {
@@ -250,7 +264,7 @@ impl Monitor {
             match listener.accept() {
                 Ok((mut stream, _)) => {
                     let slot = self.free_slot(registry);
-                    let token = Token(INBOUND_FIRST + slot);
+                    let token = Token(self.base + INBOUND_FIRST + slot);
                     if registry
                         .register(&mut stream, token, Interest::READABLE)
                         .is_err()

@@ -41,16 +41,19 @@ pub struct Reachability {
     target: Target,
     checks: Vec<Option<Check>>,
     next_addr: usize,
+    /// Added to every token registered (the tunnel's token range in the event loop).
+    base: usize,
 }
 
 impl Reachability {
-    pub fn new(ssh_path: OsString, ssh_args: Vec<OsString>) -> Reachability {
+    pub fn new(ssh_path: OsString, ssh_args: Vec<OsString>, base: usize) -> Reachability {
         Reachability {
             ssh_path,
             ssh_args,
             target: Target::NotResolved,
             checks: (0..SLOTS).map(|_| None).collect(),
             next_addr: 0,
+            base,
         }
     }
 
@@ -109,7 +112,7 @@ impl Reachability {
             Ok(s) => s,
             Err(_) => return Some(Event::Reachable(false)),
         };
-        let token = Token(REACH_FIRST + slot);
+        let token = Token(self.base + REACH_FIRST + slot);
         if registry
             .register(&mut stream, token, Interest::WRITABLE)
             .is_err()

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the report shows besides the supervisor's own figures.
 pub struct Facts<'a> {
+    /// The state in a word (`Supervisor::phase_name`, or `failed` for a tunnel that ended).
+    pub state: &'static str,
     /// When the current state (`Supervisor::phase_name`) began.
     pub state_since: Time,
     pub ssh_pid: Option<u32>,
@@ -63,10 +65,30 @@ fn ms(d: Duration) -> String {
 
 /// The status document.
 pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
-    let st = sup.stats();
     let mut o = String::with_capacity(1024);
     o.push_str("{\n  \"version\": 1,\n");
-    let _ = writeln!(o, "  \"state\": {},", json_str(sup.phase_name()));
+    json_fields(&mut o, sup, f, now);
+    o.push_str("}\n");
+    o
+}
+
+/// The status document of many tunnels: one tunnel's document each, with its name.
+pub fn json_fleet(items: &[(&str, &Supervisor, Facts)], now: Time) -> String {
+    let mut o = String::with_capacity(1024 * items.len() + 64);
+    o.push_str("{\n  \"version\": 1,\n  \"tunnels\": [");
+    for (i, (name, sup, f)) in items.iter().enumerate() {
+        o.push_str(if i == 0 { "\n" } else { ",\n" });
+        let _ = writeln!(o, "{{\n  \"name\": {},", json_str(name));
+        json_fields(&mut o, sup, f, now);
+        o.push('}');
+    }
+    o.push_str("\n  ]\n}\n");
+    o
+}
+
+fn json_fields(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
+    let st = sup.stats();
+    let _ = writeln!(o, "  \"state\": {},", json_str(f.state));
     let _ = writeln!(o, "  \"state_since\": {:.3},", wall(f.state_since, now));
     let _ = writeln!(o, "  \"generated_at\": {:.3},", wall(now, now));
     let _ = writeln!(
@@ -123,39 +145,87 @@ pub fn json(sup: &Supervisor, f: &Facts, now: Time) -> String {
         opt(f.settings.max_start),
         opt(f.settings.max_lifetime.map(|d| d.as_secs()))
     );
-    o.push_str("}\n");
-    o
 }
 
 /// The metrics in Prometheus text format.
 pub fn prometheus(sup: &Supervisor, now: Time) -> String {
-    let st = sup.stats();
-    let mut o = String::with_capacity(1024);
-    let up = u8::from(sup.healthy());
+    prometheus_fleet(&[(None, sup)], now)
+}
+
+/// The metrics of one tunnel, or of many with a `tunnel` label on every series.
+pub fn prometheus_fleet(items: &[(Option<&str>, &Supervisor)], now: Time) -> String {
+    let mut o = String::with_capacity(1024 * items.len());
+    let label = |name: Option<&str>, more: &str| match (name, more) {
+        (None, "") => String::new(),
+        (None, m) => format!("{{{m}}}"),
+        (Some(n), "") => format!("{{tunnel={}}}", json_str(n)),
+        (Some(n), m) => format!("{{tunnel={},{m}}}", json_str(n)),
+    };
+    if items.iter().any(|(n, _)| n.is_some()) {
+        o.push_str(
+            "# HELP autossh_tunnels Tunnels in the tunnels file.\n# TYPE autossh_tunnels gauge\n",
+        );
+        let _ = writeln!(o, "autossh_tunnels {}", items.len());
+        o.push_str(
+            "# HELP autossh_tunnels_up Tunnels proven up.\n# TYPE autossh_tunnels_up gauge\n",
+        );
+        let up = items.iter().filter(|(_, s)| s.healthy()).count();
+        let _ = writeln!(o, "autossh_tunnels_up {up}");
+    }
     o.push_str("# HELP autossh_up Whether the tunnel is proven up.\n# TYPE autossh_up gauge\n");
-    let _ = writeln!(o, "autossh_up {up}");
+    for (n, sup) in items {
+        let _ = writeln!(o, "autossh_up{} {}", label(*n, ""), u8::from(sup.healthy()));
+    }
     o.push_str("# HELP autossh_restarts_total ssh restarts by reason.\n");
     o.push_str("# TYPE autossh_restarts_total counter\n");
-    for k in RestartKind::ALL {
-        let _ = writeln!(
-            o,
-            "autossh_restarts_total{{reason=\"{}\"}} {}",
-            k.name(),
-            st.restarts_of(k)
-        );
+    for (n, sup) in items {
+        for k in RestartKind::ALL {
+            let more = format!("reason=\"{}\"", k.name());
+            let _ = writeln!(
+                o,
+                "autossh_restarts_total{} {}",
+                label(*n, &more),
+                sup.stats().restarts_of(k)
+            );
+        }
     }
     o.push_str("# HELP autossh_probe_rtt_seconds Round-trip time of the last probe.\n");
     o.push_str("# TYPE autossh_probe_rtt_seconds gauge\n");
-    if let Some(rtt) = st.last_rtt {
-        let _ = writeln!(o, "autossh_probe_rtt_seconds {:.6}", rtt.as_secs_f64());
+    for (n, sup) in items {
+        if let Some(rtt) = sup.stats().last_rtt {
+            let _ = writeln!(
+                o,
+                "autossh_probe_rtt_seconds{} {:.6}",
+                label(*n, ""),
+                rtt.as_secs_f64()
+            );
+        }
     }
     o.push_str("# HELP autossh_probe_failures_total Probes that failed on a proven tunnel.\n");
     o.push_str("# TYPE autossh_probe_failures_total counter\n");
-    let _ = writeln!(o, "autossh_probe_failures_total {}", st.probe_failures);
+    for (n, sup) in items {
+        let _ = writeln!(
+            o,
+            "autossh_probe_failures_total{} {}",
+            label(*n, ""),
+            sup.stats().probe_failures
+        );
+    }
     o.push_str("# HELP autossh_tunnel_up_seconds How long the tunnel has been up.\n");
     o.push_str("# TYPE autossh_tunnel_up_seconds gauge\n");
-    let up_for = st.up_since.map(|t| now.since(t)).unwrap_or_default();
-    let _ = writeln!(o, "autossh_tunnel_up_seconds {:.3}", up_for.as_secs_f64());
+    for (n, sup) in items {
+        let up_for = sup
+            .stats()
+            .up_since
+            .map(|t| now.since(t))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "autossh_tunnel_up_seconds{} {:.3}",
+            label(*n, ""),
+            up_for.as_secs_f64()
+        );
+    }
     o
 }
 
@@ -185,7 +255,7 @@ pub fn status_line(sup: &Supervisor, now: Time) -> String {
     }
 }
 
-fn human(d: Duration) -> String {
+pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s} s"),

@@ -64,9 +64,12 @@ impl Lookup {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let theirs = shared.clone();
+        let tunnel = crate::setup::logging::current_tunnel();
         std::thread::Builder::new()
             .name("ssh-G".into())
             .spawn(move || {
+                let name = tunnel.map(|n| std::rc::Rc::from(n.as_str()));
+                let _log = crate::setup::logging::tunnel_context(name.as_ref());
                 let _ = tx.send(resolve(&ssh, &args, &theirs));
             })?;
         Ok(Lookup { rx, shared })

@@ -11,8 +11,7 @@ impl Supervisor {
                     debug!("backoff over; trying ssh although the server did not answer a check");
                     // Checks go on: if the server answers while this ssh is still stuck in
                     // its connect (TCP backoff), it is replaced at once.
-                    self.spawn(now, out);
-                    self.run.blind = true;
+                    self.spawn_as(true, now, out);
                 }
                 _ => {}
             },
@@ -114,6 +113,12 @@ impl Supervisor {
 
     /// Starts ssh unless MAXSTART says otherwise.
     pub(super) fn spawn(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.spawn_as(false, now, out)
+    }
+
+    /// Starts ssh (`blind`: while the server did not answer a check), or asks for a
+    /// handshake slot first when one of many tunnels.
+    pub(super) fn spawn_as(&mut self, blind: bool, now: Time, out: &mut Vec<Action>) {
         if let Some(max) = self.cfg.max_start {
             if self.start_count >= max {
                 info!("max start count reached; exiting");
@@ -121,6 +126,16 @@ impl Supervisor {
                 return;
             }
         }
+        if self.cfg.gated {
+            self.state = State::Queued { blind };
+            out.push(Action::AwaitSlot);
+            return;
+        }
+        self.start(blind, now, out);
+    }
+
+    /// Starts ssh now.
+    pub(super) fn start(&mut self, blind: bool, now: Time, out: &mut Vec<Action>) {
         self.start_count += 1;
         // One line per outage: handshakes retried through a proxy are not logged each.
         let level = if self.quiet() {
@@ -133,6 +148,7 @@ impl Supervisor {
             None => log::log!(level, "starting ssh (count {})", self.start_count),
         }
         self.run = Run::new(now);
+        self.run.blind = blind;
         self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
@@ -277,7 +293,7 @@ impl Supervisor {
                     then: Then::Exit(code),
                 };
             }
-            State::Idle | State::BackingOff | State::WaitingForServer => {
+            State::Idle | State::BackingOff | State::WaitingForServer | State::Queued { .. } => {
                 self.stop_checks(out);
                 self.finish(code, out)
             }

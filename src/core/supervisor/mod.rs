@@ -206,6 +206,11 @@ impl Supervisor {
                 }
             }
             Event::NetPath(p) => self.on_net_path(p, now, &mut out),
+            Event::SlotGranted => {
+                if let State::Queued { blind } = self.state {
+                    self.start(blind, now, &mut out);
+                }
+            }
         }
         out
     }
@@ -241,6 +246,7 @@ impl Supervisor {
             State::WaitingForServer => "reconnecting",
             State::BackingOff if self.target_away_since.is_some() => "reconnecting",
             State::BackingOff => "backing-off",
+            State::Queued { .. } => "waiting",
             State::Stopping { .. } => "stopping",
             State::Done => "stopped",
         }

@@ -187,6 +187,7 @@ impl Supervisor {
         let checking = match self.state {
             State::WaitingForServer => true,
             State::Running { .. } => self.run.stalled || self.run.blind,
+            State::Queued { blind } => blind,
             _ => false,
         };
         if checking {

@@ -18,6 +18,9 @@ pub struct Config {
     pub session_probe: bool,
     /// Seed for the backoff's jitter.
     pub seed: u64,
+    /// One of many tunnels: each start first asks the event loop for a handshake slot
+    /// ([`Action::AwaitSlot`], answered by [`Event::SlotGranted`]).
+    pub gated: bool,
 }
 
 /// Signals to autossh, by meaning.
@@ -112,6 +115,8 @@ pub enum Event {
     NetworkChanged,
     /// Answer to [`Action::CheckNetPath`].
     NetPath(NetPath),
+    /// Answer to [`Action::AwaitSlot`]: ssh may start now.
+    SlotGranted,
 }
 
 /// What an address or route change did to ssh's connection to the server.
@@ -133,6 +138,8 @@ pub enum NetPath {
 pub enum Action {
     /// Start ssh.
     Spawn,
+    /// Start ssh as soon as a handshake slot to its server is free (see [`Config::gated`]).
+    AwaitSlot,
     /// Send SIGTERM to ssh.
     TermSsh,
     /// Send SIGKILL to ssh.
@@ -205,6 +212,8 @@ pub enum State {
     Stopping { then: Then },
     /// ssh is not running; waiting out the backoff.
     BackingOff,
+    /// Waiting for a handshake slot to the server (many tunnels; `blind` as in [`Run`]).
+    Queued { blind: bool },
     /// ssh is not running; the server did not answer: checking it until it does.
     WaitingForServer,
     /// autossh is exiting.

@@ -1,48 +1,39 @@
-//! The event loop: one mio `Poll` for signals, ssh's stderr and the monitor's sockets. It
-//! feeds the supervisor `(event, now)` and performs the actions it returns; only here are
-//! processes started and killed.
+//! The event loop: one mio `Poll` for signals, the network watch, the control socket and
+//! every tunnel's sockets. It feeds each tunnel's supervisor `(event, now)` and performs
+//! what the tunnels cannot do alone: handshake slots, reload, reports; only here are
+//! tunnels started and ended.
 
 use crate::core::clock::Time;
-use crate::core::probe::Prober;
-use crate::core::ssh_stderr::classify;
-use crate::core::supervisor::{
-    Action, Config, Event, NetPath, PathState, Relocation, Sig, Supervisor, Traffic, Waiting,
-};
+use crate::core::handshakes::Handshakes;
+use crate::core::supervisor::{Event, Sig};
 use crate::error::{runtime, Result};
 use crate::setup::config::Settings;
-use crate::setup::daemon::{self, Notifier};
-use crate::setup::pidfile::Pidfile;
-use crate::setup::ssh_argv::{self, Forwards};
-use crate::shell::monitor::{Mode, Monitor};
+use crate::setup::daemon::Notifier;
+use crate::setup::logging::tunnel_context;
+use crate::setup::tunnels_file::TunnelDef;
+use crate::shell::control::ControlServer;
 use crate::shell::nonblocking::interrupted;
-use crate::shell::reach::Reachability;
-use crate::shell::report;
 use crate::shell::sd_notify::SdNotify;
-use crate::shell::ssh_process::SshProcess;
-use crate::shell::transport;
-use log::{debug, info, warn};
-use mio::unix::SourceFd;
+use crate::shell::tunnel::{Outcome, Tunnel, TOKENS};
+use log::{debug, info};
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::signal::Signal;
 use signal_hook::consts::signal::*;
 use signal_hook_mio::v1_0::Signals;
-use std::collections::VecDeque;
-use std::io;
-use std::net::{Ipv4Addr, TcpListener};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// Status and metrics files are refreshed at least this often.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
+mod fleet;
+mod start;
+mod status;
+pub use start::{run, run_tunnels};
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(0);
-/// Token of ssh's stderr pipe.
-const SSH_STDERR: Token = Token(1);
 /// Token of the rtnetlink socket (address, route and link changes).
 const NETLINK: Token = Token(4);
 
 /// Time the machine has spent suspended since boot.
-pub(super) fn suspended_offset() -> Duration {
+fn suspended_offset() -> Duration {
     use nix::time::{clock_gettime, ClockId};
     let read = |id| {
         clock_gettime(id)
@@ -52,61 +43,62 @@ pub(super) fn suspended_offset() -> Duration {
     read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC))
 }
 
-/// Random bits for the probe nonce and port choice.
-pub(super) fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_ne_bytes(b);
-    }
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+/// Why a tunnel is being stopped by the loop.
+enum Retire {
+    /// Gone from the file.
+    Remove,
+    /// Changed in the file: start this instead once the old ssh is gone.
+    Replace(Box<TunnelDef>),
+    /// autossh is exiting.
+    Shutdown,
+}
+
+/// A tunnel and what the loop knows of it.
+struct Slot {
+    tunnel: Tunnel,
+    /// Its definition in the tunnels file (`None`: the command line's tunnel).
+    def: Option<TunnelDef>,
+    retire: Option<Retire>,
+}
+
+/// What only `--tunnels` mode has.
+struct Fleet {
+    file: PathBuf,
+    control: Option<ControlServer>,
+    gate: Handshakes,
+    /// `READY=1` is sent once every tunnel is proven, or at this time.
+    ready_by: Instant,
+    ready_sent: bool,
+    /// Some tunnel ended on its own with a non-zero code.
+    failures: bool,
 }
 
 struct Runner {
-    settings: Settings,
-    sup: Supervisor,
     poll: Poll,
     signals: Signals,
-    forwards: Forwards,
-    monitor: Option<Monitor>,
-    ssh: Option<SshProcess>,
-    /// ssh's connection to the server, for late probes and stalls.
-    transport: Option<transport::Transport>,
+    /// Indexed by token slot; a removed tunnel leaves `None` (slots are not reused).
+    slots: Vec<Option<Slot>>,
+    /// `None`: one tunnel from the command line.
+    fleet: Option<Fleet>,
+    /// Settings of the whole process (status and metrics files, `-f`).
+    process: Settings,
     notifier: Option<Notifier>,
-    /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
-    /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
-    proxied: bool,
-    reach: Reachability,
     /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at the last look: it grows across a suspend.
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
     sd: Option<SdNotify>,
     /// Address and route changes (none where rtnetlink cannot be opened).
     netwatch: Option<crate::shell::netwatch::NetWatch>,
-    /// The session probe's socket directory (`-M 0`), removed when autossh ends.
-    session_socket: Option<crate::shell::probe_conn::SessionSocket>,
-    /// What the last report said and when it was written.
-    last_report: Option<(String, Instant)>,
-    /// The state last reported and when it began.
-    state_since: (&'static str, Time),
-    /// Next `WATCHDOG=1`.
-    next_watchdog: Option<Instant>,
-    queue: VecDeque<Event>,
+    /// The shell's own deadlines (reports, watchdog).
+    timers: status::ShellTimers,
+    /// What the last report said.
+    last_report: Option<String>,
+    /// SIGTERM (or the like) arrived: every tunnel is stopping.
+    shutting_down: bool,
 }
 
 impl Runner {
-    fn new(
-        settings: Settings,
-        forwards: Forwards,
-        listener: Option<TcpListener>,
-        notifier: Option<Notifier>,
-    ) -> Result<Runner> {
+    fn new(process: Settings, notifier: Option<Notifier>) -> Result<Runner> {
         let poll = Poll::new().map_err(|e| runtime(format!("poll: {e}")))?;
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD])
@@ -114,58 +106,7 @@ impl Runner {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| runtime(format!("poll: {e}")))?;
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
-        let prober = Prober::new(
-            host,
-            std::process::id(),
-            random_u64(),
-            settings.message.clone(),
-        );
-        let monitor = match forwards {
-            Forwards::Off => None,
-            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
-            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
-            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
-        };
-        let mut monitor = monitor;
-        if let Some(m) = monitor.as_mut() {
-            m.register(poll.registry())
-                .map_err(|e| runtime(format!("poll: {e}")))?;
-        }
-        let mut sup = Supervisor::new(Config {
-            gate_time: settings.gate_time,
-            max_start: settings.max_start,
-            max_lifetime: settings.max_lifetime,
-            poll: settings.poll,
-            first_poll: settings.first_poll,
-            net_timeout: settings.net_timeout(),
-            monitored: matches!(forwards, Forwards::Loop { .. } | Forwards::Echo { .. }),
-            session_probe: matches!(forwards, Forwards::Session { .. }),
-            seed: random_u64(),
-        });
-        sup.set_remote_monitor_port(forwards.remote_listen_port());
-        if let Forwards::Loop { local, .. } = forwards {
-            sup.set_local_monitor_port(Some(local));
-        }
-        let proxied = settings
-            .user_o_keys
-            .iter()
-            .any(|k| k == "proxycommand" || k == "proxyjump")
-            || settings
-                .ssh_args
-                .iter()
-                .any(|a| a.to_string_lossy().starts_with("-J"));
-        let mut reach = Reachability::new(settings.ssh_path.clone(), settings.ssh_args.clone());
-        // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
-        // answer is checked for key hygiene.
-        reach.prepare();
         let sd = SdNotify::from_env();
-        let next_watchdog = sd
-            .as_ref()
-            .and_then(|s| s.watchdog_every)
-            .map(|_| Instant::now());
         let netwatch = match crate::shell::netwatch::NetWatch::open()
             .and_then(|w| w.register(poll.registry(), NETLINK).map(|_| w))
         {
@@ -176,115 +117,173 @@ impl Runner {
             }
         };
         Ok(Runner {
+            timers: status::ShellTimers::new(sd.as_ref()),
             netwatch,
             sd,
-            session_socket: None,
             last_report: None,
-            state_since: ("starting", Time::now()),
-            next_watchdog,
-            reach,
             suspended_offset: suspended_offset(),
-            sup,
             poll,
             signals,
-            forwards,
-            monitor,
-            ssh: None,
-            transport: None,
+            slots: Vec::new(),
+            fleet: None,
+            process,
             notifier,
-            proxied,
-            queue: VecDeque::new(),
-            settings,
+            shutting_down: false,
         })
     }
 
+    /// Adds a started tunnel in the next slot.
+    fn add(&mut self, tunnel: Tunnel, def: Option<TunnelDef>) {
+        self.slots.push(Some(Slot {
+            tunnel,
+            def,
+            retire: None,
+        }));
+    }
+
     fn run(&mut self) -> Result<i32> {
-        let mut events = Events::with_capacity(64);
-        if self.proxied {
-            self.queue.push_back(Event::Proxied { target: None });
+        let mut events = Events::with_capacity(256);
+        for slot in self.slots.iter_mut().flatten() {
+            slot.tunnel.begin();
         }
-        self.queue.push_back(Event::Begin);
         loop {
-            if let Some(code) = self.drain_queue() {
+            self.work();
+            if let Some(code) = self.finished() {
                 return Ok(code);
             }
             self.report();
-            let timeout = [
-                self.sup.timeout(Time::now()),
-                self.report_due(),
-                self.next_watchdog
-                    .map(|t| t.saturating_duration_since(Instant::now())),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            // Round up to a millisecond so a deadline is not missed by a hair.
-            .map(|d| d + Duration::from_micros(500));
+            let now = Time::now();
+            let timeout = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| s.tunnel.timeout(now))
+                .chain(self.timers.timeout())
+                .chain(
+                    self.fleet
+                        .as_ref()
+                        .and_then(|f| f.gate.next_deadline().map(|d| d.since(now))),
+                )
+                .min()
+                // Round up to a millisecond so a deadline is not missed by a hair.
+                .map(|d| d + Duration::from_micros(500));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(runtime(format!("poll: {e}"))),
             }
             // Before ssh's lines and exit: they are judged knowing whether it is proxied.
-            self.learn_route();
+            for slot in self.slots.iter_mut().flatten() {
+                let _log = tunnel_context(slot.tunnel.name());
+                slot.tunnel.learn_route();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
-                    SSH_STDERR => self.on_stderr(),
                     NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
-                        self.queue.push_back(Event::NetworkChanged);
+                        self.broadcast(Event::NetworkChanged);
                     }
-                    t if Monitor::owns(t) => {
+                    t if t.0 < TOKENS => {
+                        if ControlServer::owns(t) {
+                            self.on_control(t);
+                        }
+                    }
+                    t => {
                         let registry = self.poll.registry();
-                        if let Some(e) = self.monitor.as_mut().and_then(|m| m.ready(registry, t)) {
-                            self.queue.push_back(e);
+                        if let Some(Some(slot)) = self.slots.get_mut(t.0 / TOKENS - 1) {
+                            let _log = tunnel_context(slot.tunnel.name());
+                            slot.tunnel.ready(registry, t);
                         }
                     }
-                    t if Reachability::owns(t) => {
-                        if let Some(e) = self.reach.ready(self.poll.registry(), t) {
-                            self.queue.push_back(e);
-                        }
-                    }
-                    _ => {}
                 }
             }
-            let expired = self.reach.expire(self.poll.registry());
-            self.queue.extend(expired);
+            for slot in self.slots.iter_mut().flatten() {
+                let _log = tunnel_context(slot.tunnel.name());
+                slot.tunnel.expire_checks(self.poll.registry());
+            }
             self.notice_resume();
-            if let Some(code) = self.drain_queue() {
-                return Ok(code);
+            self.work();
+            let registry = self.poll.registry();
+            let mut outcomes = Vec::new();
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                let Some(slot) = slot else { continue };
+                let _log = tunnel_context(slot.tunnel.name());
+                let mut out = Vec::new();
+                slot.tunnel.on_time(registry, &mut out);
+                outcomes.extend(out.into_iter().map(|o| (i, o)));
             }
-            let now = Time::now();
-            for a in self.sup.on_time(now) {
-                if let Some(code) = self.perform(a) {
-                    return Ok(code);
+            self.settle(outcomes);
+        }
+    }
+
+    /// Drains every tunnel's queue and settles what they ask of the loop, until quiet.
+    fn work(&mut self) {
+        // Bounded: a grant queues an event, which may ask for more; a few rounds settle it.
+        for _ in 0..8 {
+            let registry = self.poll.registry();
+            let mut outcomes = Vec::new();
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                let Some(slot) = slot else { continue };
+                let _log = tunnel_context(slot.tunnel.name());
+                let mut out = Vec::new();
+                slot.tunnel.drain(registry, &mut out);
+                outcomes.extend(out.into_iter().map(|o| (i, o)));
+            }
+            let granted = self.gate_round();
+            if outcomes.is_empty() && !granted {
+                return;
+            }
+            self.settle(outcomes);
+        }
+    }
+
+    /// Performs what tunnels asked of the loop.
+    fn settle(&mut self, outcomes: Vec<(usize, Outcome)>) {
+        for (i, o) in outcomes {
+            match o {
+                Outcome::Ready => self.on_ready(i),
+                Outcome::AwaitSlot => self.await_slot(i),
+                Outcome::Started => {
+                    if self.fleet.is_none() {
+                        if let Some(n) = self.notifier.as_mut() {
+                            n.started();
+                        }
+                    }
                 }
+                Outcome::SpawnFailed(why) => {
+                    if let Some(n) = self.notifier.as_mut() {
+                        n.failed(&format!("cannot run ssh: {why}"));
+                    }
+                }
+                Outcome::Ended(code) => self.on_ended(i, code),
             }
         }
     }
 
-    /// Takes `ssh -G`'s answer when it is there: through a proxy (ProxyJump or ProxyCommand
-    /// from ssh_config too) the server cannot be checked, nor ssh's connection inspected.
-    fn learn_route(&mut self) {
-        if let Some(e) = self.reach.resolve() {
-            if let Event::Proxied { .. } = e {
-                self.proxied = true;
-            }
-            self.queue.push_back(e);
-        }
-    }
-
-    /// Hands queued events to the supervisor, performing what it asks.
-    fn drain_queue(&mut self) -> Option<i32> {
-        while let Some(ev) = self.queue.pop_front() {
-            let actions = self.sup.handle(ev, Time::now());
-            for a in actions {
-                if let Some(code) = self.perform(a) {
-                    return Some(code);
+    /// The exit code once autossh is done: the single tunnel ended; or, with many, every
+    /// tunnel stopped after a signal, or every tunnel ended for good.
+    fn finished(&mut self) -> Option<i32> {
+        match &self.fleet {
+            None => self
+                .slots
+                .iter()
+                .flatten()
+                .next()
+                .and_then(|s| s.tunnel.ended()),
+            Some(f) => {
+                let live = self.slots.iter().flatten().any(|s| {
+                    s.tunnel.ended().is_none() || matches!(s.retire, Some(Retire::Replace(_)))
+                });
+                if live {
+                    return None;
                 }
+                Some(if self.shutting_down || !f.failures {
+                    0
+                } else {
+                    1
+                })
             }
         }
-        None
     }
 
     fn on_signals(&mut self) {
@@ -292,74 +291,48 @@ impl Runner {
         for sig in pending {
             let ev = match sig {
                 SIGCHLD => {
-                    self.reap();
+                    let registry = self.poll.registry();
+                    for slot in self.slots.iter_mut().flatten() {
+                        let _log = tunnel_context(slot.tunnel.name());
+                        slot.tunnel.reap(registry);
+                    }
                     continue;
                 }
                 SIGTERM | SIGINT | SIGQUIT => {
                     if let Some(sd) = &self.sd {
                         sd.send("STOPPING=1");
                     }
+                    if self.fleet.is_some() {
+                        info!("received signal to exit ({sig}); stopping every tunnel");
+                        self.shutting_down = true;
+                        for slot in self.slots.iter_mut().flatten() {
+                            slot.retire = Some(Retire::Shutdown);
+                            let _log = tunnel_context(slot.tunnel.name());
+                            slot.tunnel.stop();
+                        }
+                        continue;
+                    }
                     Sig::Terminate(sig)
                 }
                 SIGUSR1 => Sig::Restart,
+                SIGHUP if self.fleet.is_some() => {
+                    info!("SIGHUP: reloading the tunnels file");
+                    let _ = self.reload();
+                    continue;
+                }
                 SIGHUP => Sig::Retry,
                 _ => Sig::Wake,
             };
-            self.queue.push_back(Event::Signal(ev));
+            self.broadcast(Event::Signal(ev));
         }
     }
 
-    /// Collects ssh if it has exited; its last stderr lines are handled first.
-    fn reap(&mut self) {
-        let Some(ssh) = self.ssh.as_mut() else { return };
-        match ssh.try_wait() {
-            Ok(Some(end)) => {
-                self.on_stderr();
-                self.close_stderr();
-                let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
-                self.transport = None;
-                debug!("ssh (pid {pid}) ended: {end:?}");
-                self.queue.push_back(Event::SshExited(end));
+    /// Gives every live tunnel the same event.
+    fn broadcast(&mut self, ev: Event) {
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.tunnel.ended().is_none() {
+                slot.tunnel.push(ev.clone());
             }
-            Ok(None) => {}
-            Err(e) => warn!("waitpid: {e}"),
-        }
-    }
-
-    fn on_stderr(&mut self) {
-        let Some(ssh) = self.ssh.as_mut() else { return };
-        let (lines, eof) = ssh.read_stderr();
-        let session_probe = self
-            .monitor
-            .as_ref()
-            .is_some_and(|m| m.session_probe_recent());
-        // Retrying through a proxy in an outage already logged: one line per outage, the
-        // lines that say it again go to debug (anything else ssh says is still news).
-        let quiet = self.sup.quiet();
-        for line in lines {
-            if session_probe && crate::core::ssh_stderr::is_session_probe_refusal(&line) {
-                // The server refusing the session probe's channel: the answer we wanted.
-                debug!("ssh: {line}");
-                continue;
-            }
-            let class = classify(&line);
-            if quiet && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
-                debug!("ssh: {line}");
-            } else {
-                info!("ssh: {line}");
-            }
-            if let Some(c) = class {
-                self.queue.push_back(Event::SshSaid(c));
-            }
-        }
-        if eof {
-            self.close_stderr();
-        }
-    }
-
-    fn close_stderr(&mut self) {
-        if let Some(fd) = self.ssh.as_ref().and_then(|s| s.stderr_fd()) {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
 
@@ -367,31 +340,16 @@ impl Runner {
     fn notice_resume(&mut self) {
         let offset = suspended_offset();
         if offset > self.suspended_offset + Duration::from_secs(2) {
-            self.queue.push_back(Event::Resumed);
+            self.broadcast(Event::Resumed);
         }
         self.suspended_offset = offset;
     }
 
-    /// Last line of defence: never leave ssh, or an `ssh -G` look-up, behind.
+    /// Last line of defence: never leave an ssh, or an `ssh -G` look-up, behind.
     fn cleanup(&mut self) {
-        if let Some(m) = self.monitor.as_mut() {
-            m.drop_probe(self.poll.registry());
+        let registry = self.poll.registry();
+        for slot in self.slots.iter_mut().flatten() {
+            slot.tunnel.cleanup(registry);
         }
-        self.reach.shutdown(self.poll.registry());
-        if let Some(mut ssh) = self.ssh.take() {
-            ssh.signal(Signal::SIGKILL);
-            for _ in 0..500 {
-                if !matches!(ssh.try_wait(), Ok(None)) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        self.session_socket = None;
     }
 }
-
-mod actions;
-mod start;
-mod status;
-pub use start::run;

@@ -1,42 +1,105 @@
-//! What autossh tells the outside: the status and metrics files, systemd's STATUS and watchdog.
+//! What autossh tells the outside: the status and metrics files, systemd's STATUS and
+//! watchdog, and `autossh status`; with the shell's own deadlines for them.
 
 use super::*;
+use crate::shell::report;
+use log::warn;
+use std::fmt::Write as _;
+
+/// Status and metrics files are refreshed at least this often.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The shell's deadlines, by name (the tunnels' are in their supervisors' timer tables).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShellTimer {
+    /// Next refresh of the status and metrics files and of systemd's STATUS.
+    Report,
+    /// Next `WATCHDOG=1`.
+    Watchdog,
+}
+
+pub(super) struct ShellTimers {
+    at: [Option<Instant>; 2],
+    watchdog_every: Option<Duration>,
+}
+
+impl ShellTimers {
+    pub(super) fn new(sd: Option<&SdNotify>) -> ShellTimers {
+        let watchdog_every = sd.and_then(|s| s.watchdog_every);
+        ShellTimers {
+            at: [None, watchdog_every.map(|_| Instant::now())],
+            watchdog_every,
+        }
+    }
+
+    fn get(&self, t: ShellTimer) -> Option<Instant> {
+        self.at[t as usize]
+    }
+
+    fn set(&mut self, t: ShellTimer, at: Option<Instant>) {
+        self.at[t as usize] = at;
+    }
+
+    fn due(&self, t: ShellTimer) -> bool {
+        self.get(t).is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Until the next shell deadline.
+    pub(super) fn timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.at
+            .iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+    }
+}
 
 impl Runner {
-    /// When the next periodic report is due (status files are refreshed every 5 s).
-    pub(super) fn report_due(&self) -> Option<Duration> {
-        let wanted = self.settings.statusfile.is_some()
-            || self.settings.metricsfile.is_some()
-            || self.sd.is_some();
-        if !wanted {
-            return None;
-        }
-        Some(match &self.last_report {
-            Some((_, at)) => REPORT_EVERY.saturating_sub(at.elapsed()),
-            None => Duration::ZERO,
-        })
+    fn reports_wanted(&self) -> bool {
+        self.process.statusfile.is_some() || self.process.metricsfile.is_some() || self.sd.is_some()
     }
 
     /// Writes the status and metrics files and tells systemd, when something changed or
-    /// the refresh is due; feeds the watchdog while the tunnel is proven.
+    /// the refresh is due; feeds the watchdog.
     pub(super) fn report(&mut self) {
         let now = Time::now();
-        let phase = self.sup.phase_name();
-        if phase != self.state_since.0 {
-            self.state_since = (phase, now);
+        for slot in self.slots.iter_mut().flatten() {
+            slot.tunnel.state_since(now);
         }
-        if let (Some(sd), Some(next)) = (&self.sd, self.next_watchdog) {
-            if Instant::now() >= next {
-                if self.sup.healthy() {
-                    sd.send("WATCHDOG=1");
-                }
-                self.next_watchdog = sd.watchdog_every.map(|e| Instant::now() + e);
+        if self.timers.due(ShellTimer::Watchdog) {
+            // One tunnel: only while it is proven. Many: while the loop runs.
+            let alive = self.fleet.is_some()
+                || self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.tunnel.sup().healthy());
+            if let (Some(sd), true) = (&self.sd, alive) {
+                sd.send("WATCHDOG=1");
             }
+            let every = self.timers.watchdog_every;
+            self.timers
+                .set(ShellTimer::Watchdog, every.map(|e| Instant::now() + e));
         }
-        let Some(due) = self.report_due() else { return };
-        let line = report::status_line(&self.sup, now);
-        let changed = self.last_report.as_ref().is_none_or(|(l, _)| *l != line);
-        if !changed && !due.is_zero() {
+        if self.fleet.is_some() {
+            self.check_fleet_ready();
+        }
+        if !self.reports_wanted() {
+            return;
+        }
+        let line = match self.fleet {
+            Some(_) => self.fleet_status_line(now),
+            None => match self.slots.iter().flatten().next() {
+                Some(s) => report::status_line(s.tunnel.sup(), now),
+                None => return,
+            },
+        };
+        let changed = self.last_report.as_ref() != Some(&line);
+        if !changed
+            && !self.timers.due(ShellTimer::Report)
+            && self.timers.get(ShellTimer::Report).is_some()
+        {
             return;
         }
         if changed {
@@ -44,35 +107,185 @@ impl Runner {
                 sd.send(&format!("STATUS={line}"));
             }
         }
-        let facts = self.facts();
-        if let Some(p) = &self.settings.statusfile {
-            if let Err(e) = report::write_atomically(p, &report::json(&self.sup, &facts, now)) {
+        self.write_files(now);
+        self.last_report = Some(line);
+        self.timers
+            .set(ShellTimer::Report, Some(Instant::now() + REPORT_EVERY));
+    }
+
+    /// The status and metrics files.
+    pub(super) fn write_files(&mut self, now: Time) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.tunnel.state_since(now);
+        }
+        let tunnels: Vec<&Tunnel> = self.slots.iter().flatten().map(|s| &s.tunnel).collect();
+        if let Some(p) = &self.process.statusfile {
+            let text = if self.fleet.is_some() {
+                let rows: Vec<_> = tunnels
+                    .iter()
+                    .map(|t| (t.name().map(|n| &**n).unwrap_or(""), t.sup(), t.facts()))
+                    .collect();
+                report::json_fleet(&rows, now)
+            } else {
+                match tunnels.first() {
+                    Some(t) => report::json(t.sup(), &t.facts(), now),
+                    None => String::new(),
+                }
+            };
+            if let Err(e) = report::write_atomically(p, &text) {
                 warn!("status file {}: {e}", p.display());
             }
         }
-        if let Some(p) = &self.settings.metricsfile {
-            if let Err(e) = report::write_atomically(p, &report::prometheus(&self.sup, now)) {
+        if let Some(p) = &self.process.metricsfile {
+            let items: Vec<_> = tunnels
+                .iter()
+                .map(|t| (t.name().map(|n| &**n), t.sup()))
+                .collect();
+            if let Err(e) = report::write_atomically(p, &report::prometheus_fleet(&items, now)) {
                 warn!("metrics file {}: {e}", p.display());
             }
         }
-        self.last_report = Some((line, Instant::now()));
     }
 
-    pub(super) fn facts(&self) -> report::Facts<'_> {
-        let (mode, local, remote, echo) = match self.forwards {
-            Forwards::Off | Forwards::Session { .. } => ("off", None, None, None),
-            Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
-            Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
-        };
-        report::Facts {
-            state_since: self.state_since.1,
-            ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
-            mode,
-            session_probe: matches!(self.forwards, Forwards::Session { .. }),
-            local_port: local,
-            remote_port: remote,
-            echo_port: echo,
-            settings: &self.settings,
+    /// `4/5 tunnels up; cache: reconnecting 40 s` (systemd's STATUS).
+    pub(super) fn fleet_status_line(&self, now: Time) -> String {
+        let all: Vec<&Slot> = self.slots.iter().flatten().collect();
+        let up = all.iter().filter(|s| s.tunnel.sup().healthy()).count();
+        let mut line = format!("{up}/{} tunnels up", all.len());
+        let down: Vec<String> = all
+            .iter()
+            .filter(|s| !s.tunnel.sup().healthy())
+            .take(5)
+            .map(|s| {
+                let name = s.tunnel.name().map(|n| n.to_string()).unwrap_or_default();
+                let since = s
+                    .tunnel
+                    .sup()
+                    .unreachable_since()
+                    .map(|t| format!(" {}", report::human(now.since(t))))
+                    .unwrap_or_default();
+                format!("{name}: {}{since}", s.tunnel.phase_name())
+            })
+            .collect();
+        if !down.is_empty() {
+            let _ = write!(line, "; {}", down.join(", "));
+        }
+        line
+    }
+
+    /// `autossh status`: a table, or JSON.
+    pub(super) fn status_text(&mut self, json: bool) -> String {
+        let now = Time::now();
+        let mut rows = Vec::new();
+        for slot in self.slots.iter_mut().flatten() {
+            let t = &mut slot.tunnel;
+            let since = t.state_since(now);
+            let st = t.sup().stats();
+            let last_reason = st.recent_restarts.back().map(|r| r.reason.clone());
+            rows.push(Row {
+                name: t.name().map(|n| n.to_string()).unwrap_or_default(),
+                state: t.phase_name(),
+                since: now.since(since),
+                pid: t.ssh_pid(),
+                rtt: st.last_rtt,
+                restarts: st.restarts,
+                last_reason,
+                up: t.sup().healthy(),
+            });
+        }
+        if json {
+            status_json(&rows)
+        } else {
+            status_table(&rows)
         }
     }
+}
+
+struct Row {
+    name: String,
+    state: &'static str,
+    since: Duration,
+    pid: Option<u32>,
+    rtt: Option<Duration>,
+    restarts: u32,
+    last_reason: Option<String>,
+    up: bool,
+}
+
+fn status_table(rows: &[Row]) -> String {
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.state.to_string(),
+                report::human(r.since),
+                r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                r.rtt
+                    .map(|d| format!("{} ms", d.as_millis()))
+                    .unwrap_or_else(|| "-".into()),
+                r.restarts.to_string(),
+                r.last_reason.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let head = [
+        "TUNNEL",
+        "STATE",
+        "SINCE",
+        "SSH PID",
+        "RTT",
+        "RESTARTS",
+        "LAST REASON",
+    ];
+    let mut width = head.map(str::len);
+    for c in &cells {
+        for (w, v) in width.iter_mut().zip(c) {
+            *w = (*w).max(v.len());
+        }
+    }
+    let mut o = String::new();
+    let line = |o: &mut String, vals: &[&str]| {
+        let mut l = String::new();
+        for (i, v) in vals.iter().enumerate() {
+            if i + 1 == vals.len() {
+                l.push_str(v);
+            } else {
+                let _ = write!(l, "{v:<w$}  ", w = width[i]);
+            }
+        }
+        o.push_str(l.trim_end());
+        o.push('\n');
+    };
+    line(&mut o, &head);
+    for c in &cells {
+        let vals: Vec<&str> = c.iter().map(String::as_str).collect();
+        line(&mut o, &vals);
+    }
+    o
+}
+
+fn status_json(rows: &[Row]) -> String {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut o = String::from("{\"tunnels\": [");
+    for (i, r) in rows.iter().enumerate() {
+        let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let _ = write!(
+            o,
+            "{}\n  {{\"name\": {}, \"state\": {}, \"since\": {:.3}, \"ssh_pid\": {}, \"rtt_ms\": {}, \"restarts\": {}, \"last_reason\": {}, \"up\": {}}}",
+            if i == 0 { "" } else { "," },
+            q(&r.name),
+            q(r.state),
+            unix.saturating_sub(r.since).as_secs_f64(),
+            r.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+            r.rtt.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "null".into()),
+            r.restarts,
+            r.last_reason.as_deref().map(q).unwrap_or_else(|| "null".into()),
+            r.up
+        );
+    }
+    o.push_str("\n]}\n");
+    o
 }

@@ -149,3 +149,36 @@ fn first_spawn_failure_exits_1_later_ones_back_off() {
     s.ev(Event::SpawnFailed("EAGAIN".into()));
     assert_eq!(s.settle(), [Action::Spawn]);
 }
+
+#[test]
+fn one_of_many_waits_for_a_handshake_slot() {
+    let mut s = Sim::new(Config {
+        gated: true,
+        ..cfg()
+    });
+    assert_eq!(s.ev(Event::Begin), [Action::AwaitSlot]);
+    assert_eq!(s.sup.phase_name(), "waiting");
+    assert_eq!(s.sup.start_count(), 0);
+    // Nothing happens while it waits: no timers run out into a start.
+    assert!(s.advance(60.0).is_empty());
+    assert_eq!(s.ev(Event::SlotGranted), [Action::Spawn]);
+    assert_eq!(s.sup.start_count(), 1);
+    // After a restart it asks again.
+    s.advance(31.0);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::AwaitSlot]);
+    assert_eq!(s.ev(Event::SlotGranted), [Action::Spawn]);
+}
+
+#[test]
+fn a_waiting_tunnel_stops_at_once() {
+    let mut s = Sim::new(Config {
+        gated: true,
+        ..cfg()
+    });
+    s.ev(Event::Begin);
+    let acts = s.ev(Event::Signal(Sig::Terminate(15)));
+    assert_eq!(exit_code(&acts), Some(0));
+    assert!(!acts.contains(&Action::TermSsh));
+    // A slot granted too late starts nothing.
+    assert!(s.ev(Event::SlotGranted).is_empty());
+}

@@ -18,6 +18,7 @@ fn cfg() -> Config {
         monitored: false,
         session_probe: false,
         seed: 1,
+        gated: false,
     }
 }
 

@@ -1,12 +1,17 @@
-//! The supervisor's actions performed: starting and signalling ssh, probes, looks at ssh's connection and at the applications waiting on it.
+//! The supervisor's actions performed for one tunnel: starting and signalling ssh, probes, looks at ssh's connection and at the applications waiting on it.
 
 use super::*;
+use crate::core::supervisor::{Action, NetPath, PathState, Relocation, Traffic, Waiting};
+use crate::setup::ssh_argv;
+use mio::Interest;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-impl Runner {
-    /// Performs one action; returns the exit code when it is time to go.
-    pub(super) fn perform(&mut self, action: Action) -> Option<i32> {
+impl Tunnel {
+    /// Performs one action; what only the event loop may do goes to `out`.
+    pub(super) fn perform(&mut self, registry: &Registry, action: Action, out: &mut Vec<Outcome>) {
         match action {
-            Action::Spawn => self.spawn(),
+            Action::Spawn => self.spawn(registry, out),
+            Action::AwaitSlot => out.push(Outcome::AwaitSlot),
             Action::TermSsh => self.signal_ssh(Signal::SIGTERM),
             Action::KillSsh => self.signal_ssh(Signal::SIGKILL),
             Action::SendProbe { seq } => {
@@ -14,7 +19,6 @@ impl Runner {
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis();
-                let registry = self.poll.registry();
                 if let Some(m) = self.monitor.as_mut() {
                     let (len, outcome) = m.send(registry, seq, wall);
                     if let Some(t) = self.transport.as_mut() {
@@ -25,7 +29,7 @@ impl Runner {
             }
             Action::DropProbe => {
                 if let Some(m) = self.monitor.as_mut() {
-                    m.drop_probe(self.poll.registry());
+                    m.drop_probe(registry);
                 }
             }
             Action::InspectPath { waited } => {
@@ -37,21 +41,16 @@ impl Runner {
                 self.queue.push_back(Event::Path(state));
             }
             Action::RelocateMonitor(why) => self.relocate(why),
-            Action::Ready => {
-                if let Some(sd) = &self.sd {
-                    let line = report::status_line(&self.sup, Time::now());
-                    sd.send(&format!("READY=1\nSTATUS={line}"));
-                }
-            }
+            Action::Ready => out.push(Outcome::Ready),
             Action::CheckReach => {
                 let e = if self.proxied {
                     Some(Event::ReachUnknown)
                 } else {
-                    self.reach.check(self.poll.registry())
+                    self.reach.check(registry)
                 };
                 self.queue.extend(e);
             }
-            Action::StopReach => self.reach.stop(self.poll.registry()),
+            Action::StopReach => self.reach.stop(registry),
             Action::InspectStall => self.watch_ssh(),
             Action::CheckNetPath => {
                 let verdict = match self.transport.as_mut() {
@@ -64,20 +63,16 @@ impl Runner {
                 self.queue.push_back(Event::NetPath(verdict));
             }
             Action::Exit(code) => {
-                if code != 0 {
-                    if let Some(n) = self.notifier.as_mut() {
-                        n.failed(&format!("autossh exited with status {code} (see its log)"));
-                    }
-                }
-                return Some(code);
+                self.ended = Some(code);
+                self.queue.clear();
+                out.push(Outcome::Ended(code));
             }
         }
-        None
     }
 
     /// Looks at ssh's server connection (stall, connected) and, when the server has gone
     /// quiet while it owes an answer, at what the applications using the tunnel wait for.
-    pub(super) fn watch_ssh(&mut self) {
+    fn watch_ssh(&mut self) {
         let Some(t) = self.transport.as_mut() else {
             return;
         };
@@ -111,7 +106,7 @@ impl Runner {
         }));
     }
 
-    pub(super) fn spawn(&mut self) {
+    fn spawn(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
         if let Some(s) = &self.session_socket {
             s.clear();
         }
@@ -132,31 +127,25 @@ impl Runner {
                     info!("ssh child pid is {}", ssh.pid());
                 }
                 if let Some(fd) = ssh.stderr_fd() {
-                    if let Err(e) = self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        SSH_STDERR,
-                        Interest::READABLE,
-                    ) {
+                    let token = Token(self.base + SSH_STDERR.0);
+                    if let Err(e) = registry.register(&mut SourceFd(&fd), token, Interest::READABLE)
+                    {
                         warn!("cannot watch ssh's stderr: {e}");
                     }
                 }
-                self.transport = Some(transport::Transport::new(ssh.pid()));
+                self.transport = Some(Transport::new(ssh.pid()));
                 self.ssh = Some(ssh);
-                if let Some(n) = self.notifier.as_mut() {
-                    n.started();
-                }
+                out.push(Outcome::Started);
             }
             Err(e) => {
                 let why = format!("{}: {e}", self.settings.ssh_path.to_string_lossy());
-                if let Some(n) = self.notifier.as_mut() {
-                    n.failed(&format!("cannot run ssh: {why}"));
-                }
+                out.push(Outcome::SpawnFailed(why.clone()));
                 self.queue.push_back(Event::SpawnFailed(why));
             }
         }
     }
 
-    pub(super) fn signal_ssh(&mut self, sig: Signal) {
+    fn signal_ssh(&mut self, sig: Signal) {
         if let Some(s) = self.ssh.as_ref() {
             debug!("sending {sig} to ssh (pid {})", s.pid());
             s.signal(sig);
@@ -164,7 +153,7 @@ impl Runner {
     }
 
     /// Moves loop mode's remote port to the next pair.
-    pub(super) fn relocate(&mut self, why: Relocation) {
+    fn relocate(&mut self, why: Relocation) {
         if let Forwards::Loop { local, remote } = &self.forwards {
             let (local, remote) = (*local, *remote);
             let next = if remote >= 65533 { 20000 } else { remote + 2 };
@@ -179,6 +168,28 @@ impl Runner {
                 remote: next,
             };
             self.sup.set_remote_monitor_port(Some(next));
+        }
+    }
+
+    /// What the reports show besides the supervisor's figures (after
+    /// [`Tunnel::state_since`] noted the state's start).
+    pub fn facts(&self) -> crate::shell::report::Facts<'_> {
+        let state_since = self.state_since.1;
+        let (mode, local, remote, echo) = match self.forwards {
+            Forwards::Off | Forwards::Session { .. } => ("off", None, None, None),
+            Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
+            Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
+        };
+        crate::shell::report::Facts {
+            state: self.phase_name(),
+            state_since,
+            ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
+            mode,
+            session_probe: matches!(self.forwards, Forwards::Session { .. }),
+            local_port: local,
+            remote_port: remote,
+            echo_port: echo,
+            settings: &self.settings,
         }
     }
 }

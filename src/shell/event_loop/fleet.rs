@@ -1,0 +1,274 @@
+//! Many tunnels: handshake slots, tunnels that end, reload, and the control socket's requests.
+
+use super::*;
+use crate::setup::tunnels_file;
+use crate::shell::control::Request;
+use crate::shell::tunnel::prepare;
+use log::{error, warn};
+
+impl Runner {
+    /// A tunnel wants to start ssh: now if its server has a free handshake slot.
+    pub(super) fn await_slot(&mut self, i: usize) {
+        let now = Time::now();
+        let Some(Some(slot)) = self.slots.get_mut(i) else {
+            return;
+        };
+        let granted = match (&mut self.fleet, &slot.def) {
+            (Some(f), Some(def)) => f.gate.ask(&def.server, i, now),
+            _ => true,
+        };
+        if granted {
+            slot.tunnel.grant();
+        } else {
+            let _log = tunnel_context(slot.tunnel.name());
+            debug!(
+                "waiting for a handshake slot to {}",
+                slot.def.as_ref().map(|d| d.server.as_str()).unwrap_or("?")
+            );
+        }
+    }
+
+    /// Frees the slots of handshakes that are over and grants waiting tunnels theirs.
+    /// Returns whether any was granted.
+    pub(super) fn gate_round(&mut self) -> bool {
+        let Some(f) = self.fleet.as_mut() else {
+            return false;
+        };
+        for i in f.gate.holders() {
+            let over = match self.slots.get(i) {
+                Some(Some(s)) => s.tunnel.handshake_over(),
+                _ => true,
+            };
+            if over {
+                f.gate.forget(i);
+            }
+        }
+        let granted = f.gate.grants(Time::now());
+        for &i in &granted {
+            if let Some(Some(s)) = self.slots.get_mut(i) {
+                s.tunnel.grant();
+            }
+        }
+        !granted.is_empty()
+    }
+
+    /// The tunnel is proven: systemd hears of it (many tunnels: once all are).
+    pub(super) fn on_ready(&mut self, i: usize) {
+        if self.fleet.is_some() {
+            return self.check_fleet_ready();
+        }
+        if let (Some(sd), Some(Some(slot))) = (&self.sd, self.slots.get(i)) {
+            let line = crate::shell::report::status_line(slot.tunnel.sup(), Time::now());
+            sd.send(&format!("READY=1\nSTATUS={line}"));
+        }
+    }
+
+    /// `READY=1` once every tunnel is proven, or when the wait for it is over.
+    pub(super) fn check_fleet_ready(&mut self) {
+        let Some(f) = self.fleet.as_ref() else { return };
+        if f.ready_sent {
+            return;
+        }
+        let all_up = self
+            .slots
+            .iter()
+            .flatten()
+            .all(|s| s.tunnel.sup().healthy());
+        if !all_up && Instant::now() < f.ready_by {
+            return;
+        }
+        let line = self.fleet_status_line(Time::now());
+        if let Some(sd) = &self.sd {
+            sd.send(&format!("READY=1\nSTATUS={line}"));
+        }
+        if !all_up {
+            warn!("not every tunnel is up yet: {line}");
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.ready_sent = true;
+        }
+    }
+
+    /// A tunnel's supervisor is done.
+    pub(super) fn on_ended(&mut self, i: usize, code: i32) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.gate.forget(i);
+        }
+        let Some(Some(slot)) = self.slots.get_mut(i) else {
+            return;
+        };
+        let registry = self.poll.registry();
+        slot.tunnel.cleanup(registry);
+        let Some(f) = self.fleet.as_mut() else {
+            if code != 0 {
+                if let Some(n) = self.notifier.as_mut() {
+                    n.failed(&format!("autossh exited with status {code} (see its log)"));
+                }
+            }
+            return;
+        };
+        match slot.retire.take() {
+            Some(Retire::Remove) => self.slots[i] = None,
+            // Kept for the last report ("stopped").
+            Some(Retire::Shutdown) => slot.retire = Some(Retire::Shutdown),
+            Some(Retire::Replace(def)) => {
+                self.slots[i] = None;
+                let name = def.name.clone();
+                if let Err(e) = self.start_tunnel(*def) {
+                    error!("{name}: cannot start: {e}");
+                }
+            }
+            None => {
+                let _log = tunnel_context(slot.tunnel.name());
+                error!("tunnel ended for good (code {code}); the others go on");
+                f.failures |= code != 0;
+            }
+        }
+    }
+
+    /// Starts a tunnel of the file in a new slot (its monitor ports bound first).
+    pub(super) fn start_tunnel(&mut self, def: TunnelDef) -> Result<()> {
+        let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
+        let prepared = prepare::monitor(&def.settings)?;
+        let prepared = prepare::session_probe(&def.settings, prepared);
+        let mut tunnel = Tunnel::new(
+            Some(&def.name),
+            def.settings.clone(),
+            prepared,
+            self.slots.len(),
+            true,
+            self.poll.registry(),
+        )?;
+        tunnel.begin();
+        self.add(tunnel, Some(def));
+        Ok(())
+    }
+
+    /// Re-reads the tunnels file: unchanged tunnels are not touched, changed ones are
+    /// replaced, removed ones stopped, new ones started. A bad file changes nothing.
+    pub(super) fn reload(&mut self) -> std::result::Result<String, String> {
+        let Some(f) = self.fleet.as_ref() else {
+            return Err("not running a tunnels file".into());
+        };
+        let file = f.file.clone();
+        let defs = match tunnels_file::load(&file, &|k| std::env::var_os(k)) {
+            Ok(d) => d,
+            Err(e) => {
+                error!("reload: {e}; nothing changed");
+                return Err(format!("{e}; nothing changed"));
+            }
+        };
+        let (mut added, mut changed, mut removed, mut same) = (0, 0, 0, 0);
+        let mut kept: Vec<String> = Vec::new();
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.retire.is_some() {
+                continue;
+            }
+            let Some(old) = slot.def.as_ref() else {
+                continue;
+            };
+            let _log = tunnel_context(slot.tunnel.name());
+            match defs.iter().find(|d| d.name == old.name) {
+                None => {
+                    info!("removed from the file: stopping");
+                    slot.retire = Some(Retire::Remove);
+                    slot.tunnel.stop();
+                    removed += 1;
+                }
+                Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
+                    kept.push(new.name.clone());
+                    same += 1;
+                }
+                Some(new) => {
+                    info!("changed in the file: starting it again");
+                    kept.push(new.name.clone());
+                    slot.retire = Some(Retire::Replace(Box::new(new.clone())));
+                    slot.tunnel.stop();
+                    changed += 1;
+                }
+            }
+        }
+        // A tunnel that had ended for good was restarted at once by its Terminate: it is done.
+        for i in 0..self.slots.len() {
+            let ended = matches!(&self.slots[i], Some(s) if s.tunnel.ended().is_some() && s.retire.is_some());
+            if ended {
+                let code = self.slots[i]
+                    .as_ref()
+                    .and_then(|s| s.tunnel.ended())
+                    .unwrap_or(0);
+                self.on_ended(i, code);
+            }
+        }
+        let mut problems = Vec::new();
+        for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
+            let name = def.name.clone();
+            match self.start_tunnel(def) {
+                Ok(()) => added += 1,
+                Err(e) => problems.push(format!("{name}: cannot start: {e}")),
+            }
+        }
+        let summary = format!(
+            "reloaded: {added} added, {changed} changed, {removed} removed, {same} unchanged"
+        );
+        info!("{summary}");
+        for p in &problems {
+            error!("{p}");
+        }
+        if problems.is_empty() {
+            Ok(summary)
+        } else {
+            Err(format!("{summary}; {}", problems.join("; ")))
+        }
+    }
+
+    /// Requests on the control socket.
+    pub(super) fn on_control(&mut self, token: Token) {
+        let registry = self.poll.registry();
+        let requests = match self.fleet.as_mut().and_then(|f| f.control.as_mut()) {
+            Some(c) => c.ready(registry, token),
+            None => return,
+        };
+        for (client, request) in requests {
+            let answer = match request {
+                Request::Status { json } => Ok(self.status_text(json)),
+                Request::Restart(name) => self.restart(&name),
+                Request::Reload => self.reload().map(|s| format!("{s}\n")),
+            };
+            let text = match answer {
+                Ok(t) => t,
+                Err(e) => format!("error: {e}\n"),
+            };
+            let registry = self.poll.registry();
+            if let Some(c) = self.fleet.as_mut().and_then(|f| f.control.as_mut()) {
+                c.reply(registry, client, &text);
+            }
+        }
+    }
+
+    /// `autossh restart NAME`: that tunnel's ssh is replaced now (a failed tunnel starts again).
+    fn restart(&mut self, name: &str) -> std::result::Result<String, String> {
+        let found = self.slots.iter().position(|s| {
+            s.as_ref().is_some_and(|s| {
+                s.retire.is_none() && s.tunnel.name().is_some_and(|n| &**n == name)
+            })
+        });
+        let Some(i) = found else {
+            return Err(format!("no tunnel named {name:?}"));
+        };
+        let Some(slot) = self.slots[i].as_mut() else {
+            return Err(format!("no tunnel named {name:?}"));
+        };
+        let _log = tunnel_context(slot.tunnel.name());
+        info!("restart asked on the control socket");
+        if slot.tunnel.ended().is_some() {
+            let def = slot.def.clone();
+            self.slots[i] = None;
+            if let Some(def) = def {
+                self.start_tunnel(def).map_err(|e| e.to_string())?;
+            }
+        } else {
+            slot.tunnel.push(Event::Signal(Sig::Restart));
+        }
+        Ok(format!("restarting {name}\n"))
+    }
+}

@@ -1,0 +1,386 @@
+//! One tunnel's whole state in one value: its settings, its supervisor (the rules) and the
+//! shell parts that perform them (ssh, the monitor's sockets, ssh's connection, the
+//! reachability checks). The event loop holds one (`autossh ... host`) or many
+//! (`--tunnels FILE`), each with its own range of mio tokens.
+
+use crate::core::clock::Time;
+use crate::core::probe::Prober;
+use crate::core::ssh_stderr::classify;
+use crate::core::supervisor::{Config, Event, Supervisor};
+use crate::error::{runtime, Result};
+use crate::setup::config::Settings;
+use crate::setup::ssh_argv::Forwards;
+use crate::shell::monitor::{Mode, Monitor};
+use crate::shell::probe_conn::SessionSocket;
+use crate::shell::reach::Reachability;
+use crate::shell::ssh_process::SshProcess;
+use crate::shell::transport::Transport;
+use log::{debug, info, warn};
+use mio::unix::SourceFd;
+use mio::{Registry, Token};
+use nix::sys::signal::Signal;
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::time::Duration;
+
+mod actions;
+pub mod prepare;
+
+/// Tokens each tunnel has: tunnel `slot` owns `(slot + 1) * TOKENS .. (slot + 2) * TOKENS`;
+/// the first range is the event loop's own.
+pub const TOKENS: usize = 64;
+/// ssh's stderr pipe, within a tunnel's range (the monitor's and the checks' are theirs).
+const SSH_STDERR: Token = Token(1);
+
+/// What the event loop must do for a tunnel; only the loop gates starts and ends tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tunnel is proven for the first time.
+    Ready,
+    /// It wants to start ssh: grant a handshake slot ([`Tunnel::grant`]).
+    AwaitSlot,
+    /// ssh started (for `-f`'s parent).
+    Started,
+    /// ssh could not be started.
+    SpawnFailed(String),
+    /// The supervisor is done, with this exit code.
+    Ended(i32),
+}
+
+/// The monitor's ports and sockets, made before the tunnel (see [`prepare`]).
+pub struct Prepared {
+    pub forwards: Forwards,
+    pub listener: Option<TcpListener>,
+    pub session_socket: Option<SessionSocket>,
+}
+
+/// One supervised tunnel.
+pub struct Tunnel {
+    /// Its name in the tunnels file (`None`: the single tunnel of a command line).
+    name: Option<Rc<str>>,
+    /// First token of its range.
+    base: usize,
+    pub(crate) settings: Settings,
+    sup: Supervisor,
+    forwards: Forwards,
+    monitor: Option<Monitor>,
+    ssh: Option<SshProcess>,
+    /// ssh's connection to the server, for late probes and stalls.
+    transport: Option<Transport>,
+    /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
+    /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
+    proxied: bool,
+    reach: Reachability,
+    /// The session probe's socket directory (`-M 0`), removed with the tunnel.
+    session_socket: Option<SessionSocket>,
+    /// The state last reported and when it began.
+    state_since: (&'static str, Time),
+    /// The exit code once the supervisor is done.
+    ended: Option<i32>,
+    /// The event loop asked it to stop (it then ends "stopped", not "failed").
+    stop_asked: bool,
+    queue: VecDeque<Event>,
+}
+
+impl Tunnel {
+    /// A tunnel in token slot `slot`; `gated`: starts wait for a handshake slot.
+    pub fn new(
+        name: Option<&str>,
+        settings: Settings,
+        prepared: Prepared,
+        slot: usize,
+        gated: bool,
+        registry: &Registry,
+    ) -> Result<Tunnel> {
+        let base = (slot + 1) * TOKENS;
+        let Prepared {
+            forwards,
+            listener,
+            session_socket,
+        } = prepared;
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let prober = Prober::new(
+            host,
+            std::process::id(),
+            prepare::random_u64(),
+            settings.message.clone(),
+        );
+        let mut monitor = match forwards {
+            Forwards::Off => None,
+            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
+            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
+            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
+        }
+        .map(|m| m.with_token_base(base));
+        if let Some(m) = monitor.as_mut() {
+            m.register(registry)
+                .map_err(|e| runtime(format!("poll: {e}")))?;
+        }
+        let mut sup = Supervisor::new(supervisor_config(&settings, &forwards, gated));
+        sup.set_remote_monitor_port(forwards.remote_listen_port());
+        if let Forwards::Loop { local, .. } = forwards {
+            sup.set_local_monitor_port(Some(local));
+        }
+        let proxied = settings
+            .user_o_keys
+            .iter()
+            .any(|k| k == "proxycommand" || k == "proxyjump")
+            || settings
+                .ssh_args
+                .iter()
+                .any(|a| a.to_string_lossy().starts_with("-J"));
+        let mut reach =
+            Reachability::new(settings.ssh_path.clone(), settings.ssh_args.clone(), base);
+        // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
+        // answer is checked for key hygiene.
+        reach.prepare();
+        Ok(Tunnel {
+            name: name.map(Rc::from),
+            base,
+            settings,
+            sup,
+            forwards,
+            monitor,
+            ssh: None,
+            transport: None,
+            proxied,
+            reach,
+            session_socket,
+            state_since: ("starting", Time::now()),
+            ended: None,
+            stop_asked: false,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// Its name (`None` for the command line's single tunnel).
+    pub fn name(&self) -> Option<&Rc<str>> {
+        self.name.as_ref()
+    }
+
+    pub fn sup(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    /// The exit code, once the supervisor is done.
+    pub fn ended(&self) -> Option<i32> {
+        self.ended
+    }
+
+    pub fn ssh_pid(&self) -> Option<u32> {
+        self.ssh.as_ref().map(|s| s.pid())
+    }
+
+    /// Whether `token` is in this tunnel's range.
+    pub fn owns(&self, token: Token) -> bool {
+        (self.base..self.base + TOKENS).contains(&token.0)
+    }
+
+    /// Queues the first start.
+    pub fn begin(&mut self) {
+        if self.proxied {
+            self.queue.push_back(Event::Proxied { target: None });
+        }
+        self.queue.push_back(Event::Begin);
+    }
+
+    /// Queues an event from outside (signals, network changes, a granted slot).
+    pub fn push(&mut self, ev: Event) {
+        self.queue.push_back(ev);
+    }
+
+    /// The handshake slot asked for is free: ssh starts.
+    pub fn grant(&mut self) {
+        self.queue.push_back(Event::SlotGranted);
+    }
+
+    /// Whether a handshake it holds a slot for is over: proven, or no ssh trying any more.
+    pub fn handshake_over(&self) -> bool {
+        self.sup.healthy() || self.ssh.is_none() || self.ended.is_some()
+    }
+
+    /// One of its sockets is ready.
+    pub fn ready(&mut self, registry: &Registry, token: Token) {
+        let local = Token(token.0 - self.base);
+        if local == SSH_STDERR {
+            self.on_stderr(registry);
+        } else if Monitor::owns(local) {
+            if let Some(e) = self.monitor.as_mut().and_then(|m| m.ready(registry, local)) {
+                self.queue.push_back(e);
+            }
+        } else if Reachability::owns(local) {
+            if let Some(e) = self.reach.ready(registry, local) {
+                self.queue.push_back(e);
+            }
+        }
+    }
+
+    /// Takes `ssh -G`'s answer when it is there: through a proxy (ProxyJump or ProxyCommand
+    /// from ssh_config too) the server cannot be checked, nor ssh's connection inspected.
+    pub fn learn_route(&mut self) {
+        if let Some(e) = self.reach.resolve() {
+            if let Event::Proxied { .. } = e {
+                self.proxied = true;
+            }
+            self.queue.push_back(e);
+        }
+    }
+
+    /// Checks that took too long count as "unreachable".
+    pub fn expire_checks(&mut self, registry: &Registry) {
+        let expired = self.reach.expire(registry);
+        self.queue.extend(expired);
+    }
+
+    /// When its supervisor next wants the time.
+    pub fn timeout(&self, now: Time) -> Option<Duration> {
+        if self.ended.is_some() {
+            return None;
+        }
+        self.sup.timeout(now)
+    }
+
+    /// Hands queued events to the supervisor, performing what it asks.
+    pub fn drain(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
+        while let Some(ev) = self.queue.pop_front() {
+            if self.ended.is_some() {
+                self.queue.clear();
+                return;
+            }
+            for a in self.sup.handle(ev, Time::now()) {
+                self.perform(registry, a, out);
+            }
+        }
+    }
+
+    /// Deadlines that have passed.
+    pub fn on_time(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
+        if self.ended.is_some() {
+            return;
+        }
+        for a in self.sup.on_time(Time::now()) {
+            self.perform(registry, a, out);
+        }
+        self.drain(registry, out);
+    }
+
+    /// Collects ssh if it has exited; its last stderr lines are handled first.
+    pub fn reap(&mut self, registry: &Registry) {
+        let Some(ssh) = self.ssh.as_mut() else { return };
+        match ssh.try_wait() {
+            Ok(Some(end)) => {
+                self.on_stderr(registry);
+                self.close_stderr(registry);
+                let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
+                self.transport = None;
+                debug!("ssh (pid {pid}) ended: {end:?}");
+                self.queue.push_back(Event::SshExited(end));
+            }
+            Ok(None) => {}
+            Err(e) => warn!("waitpid: {e}"),
+        }
+    }
+
+    fn on_stderr(&mut self, registry: &Registry) {
+        let Some(ssh) = self.ssh.as_mut() else { return };
+        let (lines, eof) = ssh.read_stderr();
+        let session_probe = self
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.session_probe_recent());
+        // Retrying through a proxy in an outage already logged: one line per outage, the
+        // lines that say it again go to debug (anything else ssh says is still news).
+        let quiet = self.sup.quiet();
+        for line in lines {
+            if session_probe && crate::core::ssh_stderr::is_session_probe_refusal(&line) {
+                // The server refusing the session probe's channel: the answer we wanted.
+                debug!("ssh: {line}");
+                continue;
+            }
+            let class = classify(&line);
+            if quiet && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
+                debug!("ssh: {line}");
+            } else {
+                info!("ssh: {line}");
+            }
+            if let Some(c) = class {
+                self.queue.push_back(Event::SshSaid(c));
+            }
+        }
+        if eof {
+            self.close_stderr(registry);
+        }
+    }
+
+    fn close_stderr(&mut self, registry: &Registry) {
+        if let Some(fd) = self.ssh.as_ref().and_then(|s| s.stderr_fd()) {
+            let _ = registry.deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    /// Notes when the reported state began.
+    pub fn state_since(&mut self, now: Time) -> Time {
+        let phase = self.phase_name();
+        if phase != self.state_since.0 {
+            self.state_since = (phase, now);
+        }
+        self.state_since.1
+    }
+
+    /// Its state in a word (one of many: `failed` once it ended on its own).
+    pub fn phase_name(&self) -> &'static str {
+        match self.ended {
+            Some(_) if self.name.is_some() && !self.stop_asked => "failed",
+            _ => self.sup.phase_name(),
+        }
+    }
+
+    /// Stops its ssh and ends it (removed, changed, or autossh exiting).
+    pub fn stop(&mut self) {
+        self.stop_asked = true;
+        if self.ended.is_none() {
+            self.queue
+                .push_back(Event::Signal(crate::core::supervisor::Sig::Terminate(
+                    libc::SIGTERM,
+                )));
+        }
+    }
+
+    /// Last line of defence: never leave ssh, or an `ssh -G` look-up, behind.
+    pub fn cleanup(&mut self, registry: &Registry) {
+        if let Some(m) = self.monitor.as_mut() {
+            m.drop_probe(registry);
+        }
+        self.reach.shutdown(registry);
+        self.close_stderr(registry);
+        if let Some(mut ssh) = self.ssh.take() {
+            ssh.signal(Signal::SIGKILL);
+            for _ in 0..500 {
+                if !matches!(ssh.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        self.session_socket = None;
+    }
+}
+
+/// The supervisor's settings, from the validated ones.
+fn supervisor_config(s: &Settings, forwards: &Forwards, gated: bool) -> Config {
+    Config {
+        gate_time: s.gate_time,
+        max_start: s.max_start,
+        max_lifetime: s.max_lifetime,
+        poll: s.poll,
+        first_poll: s.first_poll,
+        net_timeout: s.net_timeout(),
+        monitored: matches!(forwards, Forwards::Loop { .. } | Forwards::Echo { .. }),
+        session_probe: matches!(forwards, Forwards::Session { .. }),
+        seed: prepare::random_u64(),
+        gated,
+    }
+}
