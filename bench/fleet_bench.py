@@ -55,6 +55,8 @@ BEGIN_RE = re.compile(r"beginning MaxStartups throttling")
 EXITED_RE = re.compile(r"exited MaxStartups throttling after .*?, (\d+) connections dropped")
 CONN_RE = re.compile(r"Connection from \S+ port \d+ on ")
 LOGIN_RE = re.compile(r"Accepted publickey for ")
+# ssh's own words when sshd closed or reset the connection before its banner (MaxStartups)
+CUT_RE = re.compile(r"kex_exchange_identification: ")
 
 
 def settings():
@@ -92,6 +94,7 @@ class Fleet:
         self.names = [f"t{i:0{w}d}" for i in range(n)]
         self.procs = []
         self.logs = []
+        self.errs = []  # where ssh's stderr lines land: ours logs them, 1.4g's go to its stderr
 
     def ssh_args(self, i):
         return ["-F", "/dev/null", "-i", os.path.join(B.WORK, "keys", "client_key"),
@@ -114,6 +117,7 @@ class Fleet:
                     f.write(f"\n[tunnel.{name}]\nssh = [{args}]\nmonitor = \"{self.monitor(i)}\"\n")
             log = os.path.join(self.d, "ours.log")
             self.logs = [log]
+            self.errs = [log]
             self.ctl = os.path.join(self.d, "control.sock")
             self.procs = [B.start([PROGS["ours"], "--tunnels", toml, "--control-socket", self.ctl],
                                   env=B.autossh_env(log, POLL),
@@ -124,6 +128,7 @@ class Fleet:
             for i, name in enumerate(self.names):
                 log = os.path.join(ld, f"{name}.log")
                 self.logs.append(log)
+                self.errs.append(os.path.join(ld, f"{name}.stderr"))
                 self.procs.append(B.start([PROGS["1.4g"], "-M", self.monitor(i)] + self.ssh_args(i),
                                           env=B.autossh_env(log, POLL),
                                           stderr=os.path.join(ld, f"{name}.stderr")))
@@ -135,20 +140,43 @@ class Fleet:
         return sum(1 for p in self.procs if p.poll() is None)
 
     def log_sizes(self):
-        return [os.path.getsize(f) if os.path.exists(f) else 0 for f in self.logs]
+        return [size(f) for f in self.logs]
+
+    def err_sizes(self):
+        return [size(f) for f in self.errs]
 
     def starts_between(self, a, b=None):
         """"starting ssh" lines between two log_sizes() readings (b: now)."""
-        b = b or self.log_sizes()
-        n = 0
-        for f, x, y in zip(self.logs, a, b):
-            try:
-                with open(f, "rb") as fh:
-                    fh.seek(x)
-                    n += B.starts(fh.read(max(0, y - x)).decode(errors="replace"))
-            except OSError:
-                pass
-        return n
+        return sum(B.starts(t) for t in texts(self.logs, a, b))
+
+    def cut_between(self, a, b=None):
+        """ssh's "kex_exchange_identification: ..." lines between two err_sizes() readings."""
+        return sum(len(CUT_RE.findall(t)) for t in texts(self.errs, a, b))
+
+
+def texts(files, a, b=None):
+    """The text of each file between offsets a[i] and b[i] (b: the end)."""
+    out = []
+    for i, f in enumerate(files):
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(a[i])
+                out.append(fh.read(None if b is None else max(0, b[i] - a[i])).decode(errors="replace"))
+        except OSError:
+            pass
+    return out
+
+
+def log_summary(text, top=15):
+    """The kinds of lines in an autossh log text (time, pid, tunnel name and numbers left out),
+    most frequent first: [(count, line)]."""
+    kinds = {}
+    for line in text.splitlines():
+        line = re.sub(r"^\S+ \S+ autossh\[\d+\]: ", "", line)
+        line = re.sub(r"^t\d+: ", "", line)
+        line = re.sub(r"\d+", "N", line)[:160]
+        kinds[line] = kinds.get(line, 0) + 1
+    return [[c, k] for k, c in sorted(kinds.items(), key=lambda x: -x[1])[:top]]
 
     def ssh_pids(self):
         return [c for p in self.pids() for c in B.descendants(p)
@@ -287,6 +315,7 @@ def phase(cfg, mode, prog):
         # --- outage
         log1 = sshd.logf
         r["sshd_start"] = sshd_counts(log1)
+        r["sshd_start"]["ssh_cut"] = fl.cut_between([0] * len(fl.errs))
         sessions = len(sshd.sessions())
         sizes_kill = fl.log_sizes()
         t_kill = time.monotonic()
@@ -297,16 +326,20 @@ def phase(cfg, mode, prog):
                        "answering_2s_into": len(ok)}
         B.log(f"{prog}: sshd killed ({killed} processes); {len(ok)}/{n} tunnels answer 2 s later")
         time.sleep(max(0.0, t_kill + cfg["outage_s"] - time.monotonic()))
-        sizes_ret = fl.log_sizes()
+        sizes_ret, errs_ret = fl.log_sizes(), fl.err_sizes()
         r["outage"]["ssh_running_at_return"] = len(fl.ssh_pids())
         t_ret = sshd.start()
         log2 = sshd.logf
         ok, tries = B.check_ports(fl.tun, t_ret + giveup, interval=0.1, timeout=0.5)
         t_done = time.monotonic()
+        sizes_done, errs_done = fl.log_sizes(), fl.err_sizes()
         bs = back_stats(ok, fl.tun, t_ret)
         r["outage"].update(bs, tries=tries, giveup_s=giveup,
                            starts_during=fl.starts_between(sizes_kill, sizes_ret),
-                           starts_to_back=fl.starts_between(sizes_ret))
+                           starts_to_back=fl.starts_between(sizes_ret, sizes_done),
+                           ssh_cut_to_back=fl.cut_between(errs_ret, errs_done))
+        if fl.prog == "ours":
+            r["outage"]["log_to_back"] = log_summary("".join(texts(fl.logs, sizes_ret, sizes_done)))
         off_done = size(log2)
         time.sleep(3)  # sshd's last lines of the episode
         r["refusals"] = sshd_counts(log2)
@@ -437,7 +470,8 @@ def mode_section(mode, o, t, meta, goals, notes):
 
     row("supervisor processes", num("supervisors"))
     row("start → every tunnel answers, s", lambda r: secs(get(r, "start", "all_back_s"), giveup))
-    row("handshakes refused by sshd from the start to the outage", num("sshd_start", "dropped"))
+    row("connections refused by sshd from the start to the outage / ssh cut before its banner",
+        pair(("sshd_start", "dropped"), ("sshd_start", "ssh_cut")))
     ro, rt = get(o, "mem", "rss_kb"), get(t, "mem", "rss_kb")
     row(f"VmRSS of the supervisor(s), sum (after the {cpu_s} s window)", lambda r: kb(get(r, "mem", "rss_kb")),
         "≤ 6 MiB", ratio(ro, rt))
@@ -465,6 +499,8 @@ def mode_section(mode, o, t, meta, goals, notes):
         lambda r: f"{num('outage', 'within_goal')(r)}/{n} · {num('outage', 'back')(r)}/{n}")
     row("handshakes refused by sshd after its return (\"drop connection ... past MaxStartups\")",
         num("refusals", "dropped"), "0")
+    row("  ssh clients cut before the banner (ssh's \"kex_exchange_identification\" lines), to all back",
+        num("outage", "ssh_cut_to_back"))
     row("  \"beginning MaxStartups throttling\" lines", num("refusals", "throttling_began"))
     row("  TCP connections / logins at sshd after its return", pair(("refusals", "connections"), ("refusals", "logins")))
     row("  ssh starts during the outage / from the return to all back",
@@ -545,6 +581,13 @@ def report(args):
     md.append("")
     if notes:
         md += ["## Remarks and errors during the run", ""] + [f"- {x}" for x in notes] + [""]
+    summ = [r for r in res if get(r, "outage", "log_to_back")]
+    if summ:
+        md += ["## What ours' log said from sshd's return until every tunnel answered", "",
+               "Kinds of lines (time, pid, tunnel name and numbers as N), most frequent first; full "
+               "logs in bench/logs/fleet/MODE-ours/ours.log.", ""]
+        for r in summ:
+            md += [f"{r['mode']}:", "", "```"] + [f"{c:5d}  {k}" for c, k in r["outage"]["log_to_back"]] + ["```", ""]
     md += ["## Seconds from sshd's return until each tunnel answered (sorted)", ""]
     for r in res:
         ts = get(r, "outage", "times_s")
@@ -590,6 +633,12 @@ NOTES = """## Notes (fixed text, from fleet_bench.py)
   give-up {giveup:g} s (`> {giveup:g}`). *Refused handshakes* are the new sshd's own "drop
   connection #N from ... past MaxStartups" lines (logged at VERBOSE), read 3 s after the last
   tunnel came back (or the give-up); "beginning MaxStartups throttling" lines are counted apart.
+  sshd drops any TCP connection past MaxStartups, an ssh's or a plain connect's (ours checks
+  that the server answers with a TCP connect every 250 ms while it is down; sshd logs each as a
+  "Connection from" and a "kex_exchange_identification: Connection closed by remote host"), so the
+  client side is counted too: *ssh clients cut before the banner* are ssh's own
+  "kex_exchange_identification: ..." lines (1.4g: its ssh's stderr files; ours: its log, where
+  each ssh stderr line appears as "tNN: ssh: ...").
   *ssh starts* are "starting ssh (count N)" lines of the supervisors' logs. With
   `AUTOSSH_GATETIME=0` 1.4g restarts a failed ssh at once, which is why it hammers the dead port
   during the outage (its "ssh starts during the outage").
