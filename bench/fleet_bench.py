@@ -154,30 +154,6 @@ class Fleet:
         return sum(len(CUT_RE.findall(t)) for t in texts(self.errs, a, b))
 
 
-def texts(files, a, b=None):
-    """The text of each file between offsets a[i] and b[i] (b: the end)."""
-    out = []
-    for i, f in enumerate(files):
-        try:
-            with open(f, "rb") as fh:
-                fh.seek(a[i])
-                out.append(fh.read(None if b is None else max(0, b[i] - a[i])).decode(errors="replace"))
-        except OSError:
-            pass
-    return out
-
-
-def log_summary(text, top=15):
-    """The kinds of lines in an autossh log text (time, pid, tunnel name and numbers left out),
-    most frequent first: [(count, line)]."""
-    kinds = {}
-    for line in text.splitlines():
-        line = re.sub(r"^\S+ \S+ autossh\[\d+\]: ", "", line)
-        line = re.sub(r"^t\d+: ", "", line)
-        line = re.sub(r"\d+", "N", line)[:160]
-        kinds[line] = kinds.get(line, 0) + 1
-    return [[c, k] for k, c in sorted(kinds.items(), key=lambda x: -x[1])[:top]]
-
     def ssh_pids(self):
         return [c for p in self.pids() for c in B.descendants(p)
                 if B.cmdline(c).startswith("/usr/bin/ssh ")]
@@ -224,6 +200,30 @@ def log_summary(text, top=15):
         for p in self.procs:
             B.stop(p, grace=0.1)
 
+
+def texts(files, a, b=None):
+    """The text of each file between offsets a[i] and b[i] (b: the end)."""
+    out = []
+    for i, f in enumerate(files):
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(a[i])
+                out.append(fh.read(None if b is None else max(0, b[i] - a[i])).decode(errors="replace"))
+        except OSError:
+            pass
+    return out
+
+
+def log_summary(text, top=15):
+    """The kinds of lines in an autossh log text (time, pid, tunnel name and numbers left out),
+    most frequent first: [(count, line)]."""
+    kinds = {}
+    for line in text.splitlines():
+        line = re.sub(r"^\S+ \S+ autossh\[\d+\]: ", "", line)
+        line = re.sub(r"^t\d+: ", "", line)
+        line = re.sub(r"\d+", "N", line)[:160]
+        kinds[line] = kinds.get(line, 0) + 1
+    return [[c, k] for k, c in sorted(kinds.items(), key=lambda x: -x[1])[:top]]
 
 def sshd_counts(path, a=0, b=None):
     """Counts in an sshd log between byte offsets a and b (b: the end)."""

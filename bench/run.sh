@@ -268,7 +268,9 @@ for b in $ONLY; do
       fl_give=${FLEET_BENCH_GIVEUP:-180}
       case $fl_give in '' | *[!0-9]* | 0) fail "FLEET_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
       fl_phases=$(($(echo "${FLEET_BENCH_MONITOR:-loop echo}" | tr , ' ' | wc -w) * $(echo "${FLEET_BENCH_PROGS:-ours 1.4g}" | tr , ' ' | wc -w)))
-      run_step "7. fleet: ${FLEET_BENCH_TUNNELS:-100} tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
+      fl_n=${FLEET_BENCH_TUNNELS:-100}
+      [ -z "${FLEET_BENCH_QUICK:-}" ] || [ "${FLEET_BENCH_QUICK}" = 0 ] || fl_n=${FLEET_BENCH_TUNNELS:-20}
+      run_step "7. fleet: $fl_n tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
         $((fl_phases * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
     *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet)" ;;
   esac
