@@ -31,7 +31,8 @@ fn real_main() -> autossh::error::Result<i32> {
         let _ = std::io::stderr().write_all(usage::text().as_bytes());
         return Ok(1);
     }
-    if let Some((request, socket)) = autossh::shell::control::client::command(&args) {
+    if let Some(command) = autossh::shell::control::client::command(&args) {
+        let (request, socket) = command?;
         let socket = socket.unwrap_or_else(autossh::shell::control::client::find_socket);
         let answer = autossh::shell::control::client::send(&request, socket)?;
         let _ = std::io::stdout().write_all(answer.as_bytes());

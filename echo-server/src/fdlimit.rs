@@ -1,6 +1,7 @@
 //! The open-files limit: raised to the hard limit at start, and the connection maximum derived
 //! from it (or an explicit `--max-connections` capped by it).
 
+use log::{info, warn};
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 
 /// Descriptors kept back from the limit for everything that is not a client connection:
@@ -104,6 +105,53 @@ pub fn maximum(explicit: Option<usize>, soft: u64, listeners: usize) -> Maximum 
             capped_from: None,
         },
     }
+}
+
+/// The connection maximum when the open-files limit cannot even be read.
+const FALLBACK_MAX_CONNECTIONS: usize = 4096;
+
+/// Raises the open-files limit, works out the connection maximum from it, and says so once.
+pub fn connection_maximum(explicit: Option<usize>, listeners: usize) -> usize {
+    let limit = raise().map(Some).unwrap_or_else(|(why, kept)| {
+        warn!("{why}");
+        kept
+    });
+    let Some(limit) = limit else {
+        let max = explicit.unwrap_or(FALLBACK_MAX_CONNECTIONS);
+        info!("open-files limit unknown; up to {max} connections");
+        return max;
+    };
+    let max = maximum(explicit, limit.soft, listeners);
+    let raised = match limit.raised_from {
+        Some(before) => format!(" (raised from {before})"),
+        None => String::new(),
+    };
+    let how = match explicit {
+        Some(_) if max.capped_from.is_none() => "--max-connections".to_owned(),
+        _ => format!(
+            "derived from the open-files limit less {} for other files",
+            RESERVE + listeners as u64
+        ),
+    };
+    info!(
+        "open-files limit {}{raised}, hard limit {}: up to {} connections ({how})",
+        limit.soft, limit.hard, max.connections
+    );
+    if let Some(asked) = max.capped_from {
+        warn!(
+            "--max-connections {asked} capped to {}: the open-files limit {} allows no more \
+             (raise it, e.g. LimitNOFILE= or ulimit -Hn)",
+            max.connections, limit.soft
+        );
+    }
+    let needed = max.connections as u64 + RESERVE + listeners as u64;
+    if limit.soft < needed {
+        warn!(
+            "open-files limit {} is too low for {} connections: accepts will fail before that",
+            limit.soft, max.connections
+        );
+    }
+    max.connections
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@
 //! mio `Poll`, on one thread.
 
 use crate::cli::{Config, MAX_LISTENERS};
-use crate::clients::{ClientTable, Seen};
+use crate::clients::ClientTable;
 use crate::conn::{Conn, Pumped, State};
 use crate::error::{runtime, Result};
 use crate::fdlimit;
 use crate::idle::IdleQueue;
 use crate::probe::Probe;
-use crate::report::{self, Printable, Snapshot};
-use log::{debug, info, trace, warn};
+use crate::report::{self, Printable};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::signal::{SIGINT, SIGTERM};
@@ -17,9 +17,10 @@ use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+mod reports;
+use reports::{wall_secs, Output};
 /// SIGTERM and SIGINT arrive here.
 pub const SIGNALS: Token = Token(0);
 /// Listener `i` (in `--listen` order) is `Token(FIRST_LISTENER + i)`.
@@ -29,17 +30,6 @@ pub const FIRST_CONN: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// After an accept error other than "would block" (e.g. out of file descriptors), try again
 /// this much later: the listener will not report the connections still queued.
 const ACCEPT_RETRY: Duration = Duration::from_millis(200);
-/// The connection maximum when the open-files limit cannot even be read.
-const FALLBACK_MAX_CONNECTIONS: usize = 4096;
-
-/// A report file and whether its last write failed (to warn once per failure spell).
-#[derive(Debug)]
-struct Output {
-    path: PathBuf,
-    render: fn(&Snapshot) -> String,
-    failing: bool,
-}
-
 /// The echo server.
 pub struct Server {
     poll: Poll,
@@ -92,7 +82,7 @@ impl Server {
             listeners.push(l);
             local_addrs.push(local);
         }
-        let max_connections = connection_maximum(config.max_connections, listeners.len());
+        let max_connections = fdlimit::connection_maximum(config.max_connections, listeners.len());
         let mut outputs = Vec::new();
         if let Some(p) = &config.status_file {
             outputs.push(Output {
@@ -323,38 +313,6 @@ impl Server {
         }
     }
 
-    fn record(&mut self, p: Probe, peer: SocketAddr, now: Instant, wall: u64) {
-        let (host, pid, message, progname, format) = (
-            p.host.clone(),
-            p.pid,
-            p.message.clone(),
-            p.progname.clone(),
-            p.format,
-        );
-        let (seen, evicted) = self.clients.record(p, peer, now, wall);
-        let (host, message) = (Printable(&host), Printable(&message));
-        match seen {
-            Seen::New => info!(
-                "new client {host} pid {pid} ({message}): {} {}, via {peer}",
-                Printable(&progname),
-                format.as_str()
-            ),
-            Seen::Again => trace!("probe from {host} pid {pid} via {peer}"),
-            Seen::Back(d) => info!(
-                "client {host} pid {pid} ({message}) is back after {} s",
-                d.as_secs()
-            ),
-        }
-        if let Some(c) = evicted {
-            debug!(
-                "forgot client {} pid {} (--max-clients {} reached)",
-                Printable(&c.host),
-                c.pid,
-                self.config.max_clients
-            );
-        }
-    }
-
     fn remove(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
             conn.deregister(self.poll.registry());
@@ -385,86 +343,6 @@ impl Server {
             }
         }
     }
-
-    /// Rewrites the status and metrics files; a failure is warned about once until it heals.
-    fn write_reports(&mut self) {
-        if self.outputs.is_empty() {
-            return;
-        }
-        let snap = Snapshot {
-            generated_at: wall_secs(),
-            listen: &self.local_addrs,
-            connections: self.conns.len(),
-            refused_total: self.refused_total,
-            clients: self.clients.sorted(),
-        };
-        for out in &mut self.outputs {
-            match report::write_atomic(&out.path, &(out.render)(&snap)) {
-                Ok(()) if out.failing => {
-                    out.failing = false;
-                    info!("wrote {} again", out.path.display());
-                }
-                Ok(()) => {}
-                Err(e) if !out.failing => {
-                    out.failing = true;
-                    warn!("cannot write {}: {e}", out.path.display());
-                }
-                Err(e) => debug!("cannot write {}: {e}", out.path.display()),
-            }
-        }
-    }
-}
-
-/// Seconds since the epoch.
-fn wall_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Raises the open-files limit, works out the connection maximum from it, and says so once.
-fn connection_maximum(explicit: Option<usize>, listeners: usize) -> usize {
-    let limit = fdlimit::raise().map(Some).unwrap_or_else(|(why, kept)| {
-        warn!("{why}");
-        kept
-    });
-    let Some(limit) = limit else {
-        let max = explicit.unwrap_or(FALLBACK_MAX_CONNECTIONS);
-        info!("open-files limit unknown; up to {max} connections");
-        return max;
-    };
-    let max = fdlimit::maximum(explicit, limit.soft, listeners);
-    let raised = match limit.raised_from {
-        Some(before) => format!(" (raised from {before})"),
-        None => String::new(),
-    };
-    let how = match explicit {
-        Some(_) if max.capped_from.is_none() => "--max-connections".to_owned(),
-        _ => format!(
-            "derived from the open-files limit less {} for other files",
-            fdlimit::RESERVE + listeners as u64
-        ),
-    };
-    info!(
-        "open-files limit {}{raised}, hard limit {}: up to {} connections ({how})",
-        limit.soft, limit.hard, max.connections
-    );
-    if let Some(asked) = max.capped_from {
-        warn!(
-            "--max-connections {asked} capped to {}: the open-files limit {} allows no more \
-             (raise it, e.g. LimitNOFILE= or ulimit -Hn)",
-            max.connections, limit.soft
-        );
-    }
-    let needed = max.connections as u64 + fdlimit::RESERVE + listeners as u64;
-    if limit.soft < needed {
-        warn!(
-            "open-files limit {} is too low for {} connections: accepts will fail before that",
-            limit.soft, max.connections
-        );
-    }
-    max.connections
 }
 
 /// Listens with a deep accept queue: after a server restart a whole fleet reconnects at once.

@@ -151,7 +151,7 @@ impl Supervisor {
         self.run.blind = blind;
         self.timers.set(Timer::Watch, now + WATCH_EVERY);
         let phase = if self.cfg.monitored {
-            self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+            self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             self.timers.set(
                 Timer::ConfirmBy,
                 now + (self.cfg.first_poll + self.cfg.net_timeout).max(CONFIRM_FLOOR),
@@ -164,7 +164,7 @@ impl Supervisor {
                 now + self.cfg.gate_time.max(Duration::from_secs(1)),
             );
             if self.cfg.session_probe {
-                self.timers.set(Timer::Probe, now + CONFIRM_FIRST_GAP);
+                self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             }
             Phase::Unmonitored
         };
@@ -235,7 +235,12 @@ impl Supervisor {
     pub(super) fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Vec<Action>) {
         match sig {
             Sig::Terminate(n) => {
-                info!("received signal to exit ({n})");
+                // 0: the event loop stops this one of many tunnels (it said why).
+                if n == 0 {
+                    debug!("stopping");
+                } else {
+                    info!("received signal to exit ({n})");
+                }
                 if let State::Stopping {
                     then: Then::Exit(_),
                 } = self.state

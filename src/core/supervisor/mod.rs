@@ -22,6 +22,10 @@ const CONFIRM_FLOOR: Duration = Duration::from_secs(15);
 /// First confirmation probe after a start, then doubling up to [`CONFIRM_MAX_GAP`].
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
+/// One of many tunnels holds a handshake slot of its server until its tunnel is proven: it
+/// confirms every 100 ms for its first 20 tries, so the slot goes to the next one quickly.
+const GATED_CONFIRM_GAP: Duration = Duration::from_millis(100);
+const GATED_QUICK_TRIES: u32 = 20;
 /// A session probe not yet answered 15 s after the start is retried this often.
 const SESSION_RETRY_MAX_GAP: Duration = Duration::from_secs(30);
 /// A probe drawn by an unanswered request is judged sooner: the session had already been

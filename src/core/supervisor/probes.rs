@@ -228,6 +228,14 @@ impl Supervisor {
         }
     }
 
+    /// The gap before confirmation try `tries` (0: the first after a start).
+    pub(super) fn confirm_gap(&self, tries: u32) -> Duration {
+        if self.cfg.gated && tries < GATED_QUICK_TRIES {
+            return GATED_CONFIRM_GAP;
+        }
+        (CONFIRM_FIRST_GAP * 2u32.saturating_pow(tries)).min(CONFIRM_MAX_GAP)
+    }
+
     pub(super) fn probe_failed(&mut self, why: String, now: Time, out: &mut Vec<Action>) {
         match self.state {
             State::Running {
@@ -236,9 +244,7 @@ impl Supervisor {
                 debug!("tunnel not up yet: {why}");
                 self.run.last_failure = Some(why);
                 self.clear_probe(out);
-                let gap = (CONFIRM_FIRST_GAP * 2u32.saturating_pow(attempt + 1))
-                    .min(CONFIRM_MAX_GAP)
-                    .min(self.cfg.poll);
+                let gap = self.confirm_gap(attempt + 1).min(self.cfg.poll);
                 self.timers.set(Timer::Probe, now + gap);
                 self.state = State::Running {
                     phase: Phase::Confirming {
@@ -271,8 +277,7 @@ impl Supervisor {
                 } else {
                     SESSION_RETRY_MAX_GAP
                 };
-                let gap =
-                    (CONFIRM_FIRST_GAP * 2u32.saturating_pow(self.run.session_tries)).min(cap);
+                let gap = self.confirm_gap(self.run.session_tries).min(cap);
                 self.run.session_tries += 1;
                 self.timers.set(Timer::Probe, now + gap);
             }

@@ -26,7 +26,8 @@ pub struct Config {
 /// Signals to autossh, by meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sig {
-    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0.
+    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0 (0: the event loop stops one of many
+    /// tunnels).
     Terminate(i32),
     /// SIGUSR1: kill ssh and start a new one now.
     Restart,

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A control command from the command line, if it is one: `status [--json]`, `restart NAME`,
-/// `reload`, each with an optional `--control-socket PATH`.
-pub fn command(args: &[OsString]) -> Option<(Request, Option<PathBuf>)> {
+/// `reload`, each with an optional `--control-socket PATH`; `restart` alone is an error.
+pub fn command(args: &[OsString]) -> Option<Result<(Request, Option<PathBuf>)>> {
     let mut words: Vec<String> = Vec::new();
     let mut socket = None;
     let mut i = 0;
@@ -31,7 +31,14 @@ pub fn command(args: &[OsString]) -> Option<(Request, Option<PathBuf>)> {
     if !matches!(first.as_str(), "status" | "restart" | "reload") {
         return None;
     }
-    Request::parse(&words.join(" ")).map(|r| (r, socket))
+    match Request::parse(&words.join(" ")) {
+        Some(r) => Some(Ok((r, socket))),
+        None if words.len() == 1 => Some(Err(usage(
+            "restart needs a tunnel's name: autossh restart NAME",
+        ))),
+        // `status -N`, `reload host`...: ssh's arguments after all.
+        None => None,
+    }
 }
 
 /// The socket when none is given: the default path, else the packaged unit's.

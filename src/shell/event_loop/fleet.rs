@@ -108,20 +108,38 @@ impl Runner {
             return;
         };
         match slot.retire.take() {
-            Some(Retire::Remove) => self.slots[i] = None,
+            Some(Retire::Remove) => {
+                self.slots[i] = None;
+                self.start_pending();
+            }
             // Kept for the last report ("stopped").
             Some(Retire::Shutdown) => slot.retire = Some(Retire::Shutdown),
-            Some(Retire::Replace(def)) => {
-                self.slots[i] = None;
-                let name = def.name.clone();
-                if let Err(e) = self.start_tunnel(*def) {
-                    error!("{name}: cannot start: {e}");
-                }
-            }
             None => {
                 let _log = tunnel_context(slot.tunnel.name());
                 error!("tunnel ended for good (code {code}); the others go on");
                 f.failures |= code != 0;
+            }
+        }
+    }
+
+    /// Starts the tunnels waiting for removed ones to be gone, once they all are.
+    pub(super) fn start_pending(&mut self) {
+        let removing = self
+            .slots
+            .iter()
+            .flatten()
+            .any(|s| matches!(s.retire, Some(Retire::Remove)));
+        if removing || self.shutting_down {
+            return;
+        }
+        let pending = match self.fleet.as_mut() {
+            Some(f) => std::mem::take(&mut f.pending),
+            None => return,
+        };
+        for def in pending {
+            let name = def.name.clone();
+            if let Err(e) = self.start_tunnel(def) {
+                error!("{name}: cannot start: {e}");
             }
         }
     }
@@ -159,6 +177,7 @@ impl Runner {
             }
         };
         let (mut added, mut changed, mut removed, mut same) = (0, 0, 0, 0);
+        let mut pending = Vec::new();
         let mut kept: Vec<String> = Vec::new();
         for slot in self.slots.iter_mut().flatten() {
             if slot.retire.is_some() {
@@ -171,54 +190,46 @@ impl Runner {
             match defs.iter().find(|d| d.name == old.name) {
                 None => {
                     info!("removed from the file: stopping");
-                    slot.retire = Some(Retire::Remove);
-                    slot.tunnel.stop();
                     removed += 1;
                 }
                 Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
                     kept.push(new.name.clone());
                     same += 1;
+                    continue;
                 }
                 Some(new) => {
-                    info!("changed in the file: starting it again");
+                    info!("changed in the file: stopping, then starting it again");
                     kept.push(new.name.clone());
-                    slot.retire = Some(Retire::Replace(Box::new(new.clone())));
-                    slot.tunnel.stop();
+                    pending.push(new.clone());
                     changed += 1;
                 }
             }
+            slot.retire = Some(Retire::Remove);
+            slot.tunnel.stop();
         }
-        // A tunnel that had ended for good was restarted at once by its Terminate: it is done.
-        for i in 0..self.slots.len() {
-            let ended = matches!(&self.slots[i], Some(s) if s.tunnel.ended().is_some() && s.retire.is_some());
-            if ended {
-                let code = self.slots[i]
-                    .as_ref()
-                    .and_then(|s| s.tunnel.ended())
-                    .unwrap_or(0);
-                self.on_ended(i, code);
-            }
-        }
-        let mut problems = Vec::new();
         for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
-            let name = def.name.clone();
-            match self.start_tunnel(def) {
-                Ok(()) => added += 1,
-                Err(e) => problems.push(format!("{name}: cannot start: {e}")),
+            pending.push(def);
+            added += 1;
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.pending = pending;
+        }
+        // A tunnel that had already ended for good is gone at once.
+        for i in 0..self.slots.len() {
+            let done = match &self.slots[i] {
+                Some(s) => s.tunnel.ended().is_some() && s.retire.is_some(),
+                None => false,
+            };
+            if done {
+                self.slots[i] = None;
             }
         }
+        self.start_pending();
         let summary = format!(
             "reloaded: {added} added, {changed} changed, {removed} removed, {same} unchanged"
         );
         info!("{summary}");
-        for p in &problems {
-            error!("{p}");
-        }
-        if problems.is_empty() {
-            Ok(summary)
-        } else {
-            Err(format!("{summary}; {}", problems.join("; ")))
-        }
+        Ok(summary)
     }
 
     /// Requests on the control socket.

@@ -45,10 +45,8 @@ fn suspended_offset() -> Duration {
 
 /// Why a tunnel is being stopped by the loop.
 enum Retire {
-    /// Gone from the file.
+    /// Gone from the file, or changed (its new definition waits in `Fleet::pending`).
     Remove,
-    /// Changed in the file: start this instead once the old ssh is gone.
-    Replace(Box<TunnelDef>),
     /// autossh is exiting.
     Shutdown,
 }
@@ -71,6 +69,9 @@ struct Fleet {
     ready_sent: bool,
     /// Some tunnel ended on its own with a non-zero code.
     failures: bool,
+    /// Tunnels to start once every tunnel being removed is gone (a changed tunnel's new
+    /// definition, new ones): none binds a port an old one still holds.
+    pending: Vec<TunnelDef>,
 }
 
 struct Runner {
@@ -203,32 +204,33 @@ impl Runner {
             }
             self.notice_resume();
             self.work();
-            let registry = self.poll.registry();
-            let mut outcomes = Vec::new();
-            for (i, slot) in self.slots.iter_mut().enumerate() {
-                let Some(slot) = slot else { continue };
-                let _log = tunnel_context(slot.tunnel.name());
-                let mut out = Vec::new();
-                slot.tunnel.on_time(registry, &mut out);
-                outcomes.extend(out.into_iter().map(|o| (i, o)));
-            }
+            let outcomes = self.each_tunnel(Tunnel::on_time);
             self.settle(outcomes);
         }
+    }
+
+    /// Runs `step` for every tunnel (its name on the log lines); what they ask of the loop.
+    fn each_tunnel(
+        &mut self,
+        step: fn(&mut Tunnel, &mio::Registry, &mut Vec<Outcome>),
+    ) -> Vec<(usize, Outcome)> {
+        let registry = self.poll.registry();
+        let mut outcomes = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            let _log = tunnel_context(slot.tunnel.name());
+            let mut out = Vec::new();
+            step(&mut slot.tunnel, registry, &mut out);
+            outcomes.extend(out.into_iter().map(|o| (i, o)));
+        }
+        outcomes
     }
 
     /// Drains every tunnel's queue and settles what they ask of the loop, until quiet.
     fn work(&mut self) {
         // Bounded: a grant queues an event, which may ask for more; a few rounds settle it.
         for _ in 0..8 {
-            let registry = self.poll.registry();
-            let mut outcomes = Vec::new();
-            for (i, slot) in self.slots.iter_mut().enumerate() {
-                let Some(slot) = slot else { continue };
-                let _log = tunnel_context(slot.tunnel.name());
-                let mut out = Vec::new();
-                slot.tunnel.drain(registry, &mut out);
-                outcomes.extend(out.into_iter().map(|o| (i, o)));
-            }
+            let outcomes = self.each_tunnel(Tunnel::drain);
             let granted = self.gate_round();
             if outcomes.is_empty() && !granted {
                 return;
@@ -271,10 +273,12 @@ impl Runner {
                 .next()
                 .and_then(|s| s.tunnel.ended()),
             Some(f) => {
-                let live = self.slots.iter().flatten().any(|s| {
-                    s.tunnel.ended().is_none() || matches!(s.retire, Some(Retire::Replace(_)))
-                });
-                if live {
+                let live = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.tunnel.ended().is_none());
+                if live || (!f.pending.is_empty() && !self.shutting_down) {
                     return None;
                 }
                 Some(if self.shutting_down || !f.failures {

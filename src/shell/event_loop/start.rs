@@ -29,6 +29,8 @@ pub fn run(settings: Settings) -> Result<i32> {
 pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result<i32> {
     let env = |k: &str| std::env::var_os(k);
     let defs = crate::setup::tunnels_file::load(&file, &env)?;
+    // Another autossh on the same socket says so before its ports get in the way.
+    let mut control = ControlServer::bind(&control)?;
     // Everything that can fail is done before anything starts: the monitors' ports bound
     // and the control socket made, or nothing is left behind.
     let mut prepared = Vec::with_capacity(defs.len());
@@ -44,7 +46,6 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         })?;
         prepared.push(p);
     }
-    let mut control = ControlServer::bind(&control)?;
     let (mut pidfile, notifier) = settle_process(&process)?;
     let mut runner = Runner::new(process, notifier)?;
     control
@@ -63,6 +64,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         ready_by: Instant::now() + Duration::from_secs(30),
         ready_sent: false,
         failures: false,
+        pending: Vec::new(),
     });
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));

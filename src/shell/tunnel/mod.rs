@@ -342,10 +342,9 @@ impl Tunnel {
     pub fn stop(&mut self) {
         self.stop_asked = true;
         if self.ended.is_none() {
-            self.queue
-                .push_back(Event::Signal(crate::core::supervisor::Sig::Terminate(
-                    libc::SIGTERM,
-                )));
+            // Signal 0: asked by the event loop, which logged why.
+            let stop = crate::core::supervisor::Sig::Terminate(0);
+            self.queue.push_back(Event::Signal(stop));
         }
     }
 

@@ -182,3 +182,21 @@ fn a_waiting_tunnel_stops_at_once() {
     // A slot granted too late starts nothing.
     assert!(s.ev(Event::SlotGranted).is_empty());
 }
+
+#[test]
+fn one_of_many_confirms_quickly_to_free_its_handshake_slot() {
+    let mut s = Sim::new(Config {
+        gated: true,
+        ..monitored(600.0)
+    });
+    s.ev(Event::Begin);
+    assert_eq!(s.ev(Event::SlotGranted), [Action::Spawn]);
+    assert!(s.advance(0.1).contains(&Action::SendProbe { seq: 1 }));
+    // Not there yet (ssh still authenticating): again 100 ms later, not 400.
+    let failed = Event::ProbeFailed {
+        seq: 1,
+        why: ProbeFailure::Refused("refused".into()),
+    };
+    s.ev(failed);
+    assert!(s.advance(0.1).contains(&Action::SendProbe { seq: 2 }));
+}
