@@ -86,7 +86,9 @@ class Fleet:
         self.cfg, self.mode, self.prog, self.d = cfg, mode, prog, d
         n = cfg["tunnels"]
         mon_span = 4 if mode == "loop" else 1
-        base = B.free_block(3 + n + mon_span * n)
+        # below the ephemeral range: an ssh's own connection to sshd (a random local port from
+        # that range) must not take a tunnel's or a monitor's port before its ssh binds it
+        base = B.free_block(3 + n + mon_span * n, lo=10000, hi=ephemeral_low())
         self.sshd_port, self.svc, self.echo = base, base + 1, base + 2
         self.tun = [base + 3 + i for i in range(n)]
         self.mon = [base + 3 + n + mon_span * i for i in range(n)]
@@ -199,6 +201,15 @@ class Fleet:
             time.sleep(0.05)
         for p in self.procs:
             B.stop(p, grace=0.1)
+
+
+def ephemeral_low():
+    """The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def texts(files, a, b=None):
@@ -617,6 +628,11 @@ NOTES = """## Notes (fixed text, from fleet_bench.py)
   Ours: one `autossh --tunnels FILE --control-socket PATH` whose file has one `[tunnel.tNN]` table
   per tunnel (`ssh = [...]`, `monitor = "..."`; bench/logs/fleet/MODE-ours/tunnels.toml); 1.4g:
   {n} processes of `/usr/lib/autossh/autossh -M ... ARGS`, started together.
+- **Ports**: a phase's ports (sshd, services, tunnels, monitors) are one free block below the
+  kernel's ephemeral range (net.ipv4.ip_local_port_range), so that no ssh's own connection to
+  sshd (a random local port from that range) takes a tunnel's or monitor's port before its ssh
+  binds it (in a smoke run with ports inside the range, one did: that tunnel's ssh then failed
+  "bind: Address already in use" at every start until the give-up).
 - **Memory**: VmRSS, VmHWM (/proc/PID/status) and PSS (/proc/PID/smaps_rollup) of the supervisor
   process(es) only, summed, read after the CPU window; the ssh clients are listed apart. 1.4g's
   processes share their libc pages, so their PSS sum is far below their RSS sum; ours is one
