@@ -542,6 +542,13 @@ def mode_section(mode, o, t, meta, goals, notes):
         if alive is not None and alive < r.get("supervisors", 0):
             notes.append(f"{tag}: only {alive} of {r['supervisors']} supervisor processes still ran "
                          "after the recovery")
+        dr, cut = get(r, "refusals_to_back", "dropped"), get(r, "outage", "ssh_cut_to_back")
+        if r["prog"] == "ours" and dr and cut is not None and cut < dr:
+            notes.append(f"{tag}: from sshd's return until every tunnel answered sshd refused {dr} "
+                         f"connections, {cut} of them an ssh's (ssh said \"kex_exchange_identification\"); "
+                         "the others were ours' plain TCP reachability checks (each waiting tunnel "
+                         f"connects every 250 ms while the server is down, so ~{n} connections land at once "
+                         "on the new listener)")
         d = get(r, "refusals", "dropped_by_exit_lines")
         if d and d != get(r, "refusals", "dropped"):
             notes.append(f"{tag}: sshd's \"exited MaxStartups throttling\" lines count {d} dropped "
