@@ -28,6 +28,15 @@ impl Time {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// `self` rounded up to a multiple of `step` (deadlines of many tunnels on one grid
+    /// share the event loop's wake-ups).
+    pub fn on_grid(self, step: Duration) -> Time {
+        let step = step.as_nanos().max(1);
+        let t = self.0.as_nanos();
+        let up = t.div_ceil(step) * step;
+        Time(Duration::from_nanos(up.min(u64::MAX as u128) as u64))
+    }
+
     /// The time `d` before `self` (the clock's origin at the earliest).
     pub fn before(self, d: Duration) -> Time {
         Time(self.0.saturating_sub(d))

@@ -72,7 +72,10 @@ pub fn parse(
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let doc: Doc = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
-        usage(format!("{file}:{line}: {}", e.message().trim()))
+        let tunnel = tunnel_at(text, line)
+            .map(|n| format!("tunnel {n:?}: "))
+            .unwrap_or_default();
+        usage(format!("{file}:{line}: {tunnel}{}", e.message().trim()))
     })?;
     let empty = Keys::new();
     let defaults = doc.defaults.as_ref().unwrap_or(&empty);
@@ -115,6 +118,18 @@ pub fn parse(
     defs.sort_by_key(|d| d.line);
     check_clashes(file, &defs)?;
     Ok(defs)
+}
+
+/// The tunnel whose table holds `line` (its `[tunnel.NAME]` header at or above it).
+fn tunnel_at(text: &str, line: usize) -> Option<String> {
+    let header = text
+        .lines()
+        .take(line)
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .last()?;
+    let name = header.strip_prefix("[tunnel.")?.strip_suffix(']')?.trim();
+    Some(name.trim_matches('"').to_string())
 }
 
 fn check_name(name: &str) -> std::result::Result<(), String> {
@@ -203,8 +218,10 @@ fn tunnel(
     let ssh = find(keys, "ssh").ok_or((None, "no ssh = \"...\" (ssh's arguments)".to_string()))?;
     let mut args: Vec<OsString> = Vec::new();
     if let Some(monitor) = find(keys, "monitor").or_else(|| find(defaults, "monitor")) {
-        let text = value_text("monitor", monitor.get_ref())
-            .map_err(|m| (Some(line_of(monitor.span().start)), m))?;
+        let at = Some(line_of(monitor.span().start));
+        let text = value_text("monitor", monitor.get_ref()).map_err(|m| (at, m))?;
+        cli::parse_monitor(std::ffi::OsStr::new(&text), "monitor")
+            .map_err(|e| (at, e.to_string()))?;
         args.push("-M".into());
         args.push(text.into());
     }

@@ -39,7 +39,7 @@ impl Supervisor {
             }
             Timer::Watch => {
                 if matches!(self.state, State::Running { .. }) {
-                    self.timers.set(Timer::Watch, now + WATCH_EVERY);
+                    self.timers.set(Timer::Watch, self.idle_watch(now));
                     out.push(Action::InspectStall);
                 }
             }
@@ -122,6 +122,7 @@ impl Supervisor {
         if let Some(max) = self.cfg.max_start {
             if self.start_count >= max {
                 info!("max start count reached; exiting");
+                self.end_with(true, "max start count reached".into());
                 self.finish(0, out);
                 return;
             }
@@ -149,7 +150,7 @@ impl Supervisor {
         }
         self.run = Run::new(now);
         self.run.blind = blind;
-        self.timers.set(Timer::Watch, now + WATCH_EVERY);
+        self.timers.set(Timer::Watch, self.idle_watch(now));
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + self.confirm_gap(0));
             self.timers.set(
@@ -176,6 +177,7 @@ impl Supervisor {
         self.clear_probe(out);
         if self.start_count <= 1 {
             log::error!("cannot run ssh: {e}");
+            self.end_with(true, format!("cannot run ssh: {e}"));
             self.finish(1, out);
             return;
         }
@@ -205,17 +207,23 @@ impl Supervisor {
                 };
                 match judge(end, facts) {
                     Verdict::Exit { code, why } => {
-                        match (self.reason(), code) {
-                            (_, 0) => info!("{why}"),
+                        let said = match (self.reason(), code) {
+                            (_, 0) => why.to_string(),
                             (Some(Reason::Config(line)), _) => {
-                                log::error!("{why}: configuration error, not retrying: {line}")
+                                format!("{why}: configuration error, not retrying: {line}")
                             }
                             (Some(Reason::Network(line)), _) => {
-                                log::error!("{why}: the server could not be reached: {line}")
+                                format!("{why}: the server could not be reached: {line}")
                             }
-                            (Some(r), _) => log::error!("{why}: {}", self.describe(&r)),
-                            _ => log::error!("{why}"),
+                            (Some(r), _) => format!("{why}: {}", self.describe(&r)),
+                            _ => why.to_string(),
+                        };
+                        if code == 0 {
+                            info!("{said}");
+                        } else {
+                            log::error!("{said}");
                         }
+                        self.end_with(code != 0, said);
                         self.finish(code, out);
                     }
                     Verdict::Restart(why) => {
@@ -306,7 +314,17 @@ impl Supervisor {
         }
     }
 
+    /// Notes how it ends (the first word stands: a later finish does not overwrite it).
+    pub(super) fn end_with(&mut self, failed: bool, reason: String) {
+        self.ending.get_or_insert(Ending { failed, reason });
+    }
+
     pub(super) fn finish(&mut self, code: i32, out: &mut Vec<Action>) {
+        if code != 0 {
+            self.end_with(true, format!("exit status {code}"));
+        } else {
+            self.end_with(false, "stopped".into());
+        }
         if self.timers.get(Timer::ReachCheck).is_some() {
             out.push(Action::StopReach);
         }

@@ -37,6 +37,9 @@ const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
 const NET_SETTLE: Duration = Duration::from_millis(200);
 /// How often ssh's connection is looked at for a stall, and for unanswered requests.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// One of many tunnels puts its idle looks on this grid: the looks of a hundred tunnels take
+/// ten wake-ups a second, not a hundred.
+const WATCH_GRID: Duration = Duration::from_millis(100);
 /// ... while data moved on it within [`ACTIVE_WITHIN`].
 const WATCH_ACTIVE: Duration = Duration::from_millis(250);
 const ACTIVE_WITHIN: Duration = Duration::from_secs(2);
@@ -94,7 +97,18 @@ pub struct Supervisor {
     ready_sent: bool,
     /// The pending `InspectPath` was asked at the net timeout.
     hard_look: bool,
+    /// Once done: whether it ended for good on its own (a failure), and why.
+    ending: Option<Ending>,
     stats: Stats,
+}
+
+/// How the supervisor ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// Ended on its own for good (ssh's exit said so, MAXSTART, ssh could not run), as
+    /// opposed to stopped (a signal, MAXLIFETIME, ssh exiting 0 or killed on purpose).
+    pub failed: bool,
+    pub reason: String,
 }
 
 impl Supervisor {
@@ -124,6 +138,7 @@ impl Supervisor {
             backoff_until: Time::from_origin(Duration::ZERO),
             ready_sent: false,
             hard_look: false,
+            ending: None,
             stats: Stats::default(),
         }
     }
@@ -254,6 +269,11 @@ impl Supervisor {
             State::Stopping { .. } => "stopping",
             State::Done => "stopped",
         }
+    }
+
+    /// How it ended, once done.
+    pub fn ending(&self) -> Option<&Ending> {
+        self.ending.as_ref()
     }
 
     /// Whether the tunnel is proven up right now (systemd's watchdog is fed only then).

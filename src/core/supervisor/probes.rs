@@ -65,12 +65,13 @@ impl Supervisor {
         } else {
             WATCH_EVERY
         };
-        if self
-            .timers
-            .get(Timer::Watch)
-            .is_some_and(|at| now + again < at)
-        {
-            self.timers.set(Timer::Watch, now + again);
+        let next = if again == WATCH_EVERY {
+            self.idle_watch(now)
+        } else {
+            now + again
+        };
+        if self.timers.get(Timer::Watch).is_some_and(|at| next < at) {
+            self.timers.set(Timer::Watch, next);
         }
         if self.in_flight.is_some() {
             return;
@@ -225,6 +226,15 @@ impl Supervisor {
                     p.seq
                 )
             }
+        }
+    }
+
+    /// When the next idle look at ssh's connection is due.
+    pub(super) fn idle_watch(&self, now: Time) -> Time {
+        if self.cfg.gated {
+            (now + WATCH_EVERY).on_grid(WATCH_GRID)
+        } else {
+            now + WATCH_EVERY
         }
     }
 

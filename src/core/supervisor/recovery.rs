@@ -81,10 +81,12 @@ impl Supervisor {
             .is_some_and(|max| self.start_count >= max)
         {
             // No start is left: say so now rather than announce a restart.
-            match why {
-                Some(why) => info!("{why}; max start count reached; exiting"),
-                None => info!("max start count reached; exiting"),
-            }
+            let reason = match why {
+                Some(why) => format!("{why}; max start count reached"),
+                None => "max start count reached".to_string(),
+            };
+            info!("{reason}; exiting");
+            self.end_with(true, reason);
             self.stop_checks(out);
             self.finish(0, out);
             return;

@@ -64,7 +64,10 @@ fn errors_name_file_line_and_tunnel() {
     let e = err("[tunnel.db]\nmonitor = 0\n");
     assert!(e.starts_with("t.toml:1: tunnel \"db\": no ssh"), "{e}");
     let e = err("[tunnel.db]\nssh = \"h\"\n[tunnel.db]\nssh = \"i\"\n");
-    assert!(e.starts_with("t.toml:3: duplicate key"), "{e}");
+    assert!(
+        e.starts_with("t.toml:3: tunnel \"db\": duplicate key"),
+        "{e}"
+    );
     let e = err("[tunnel.db]\nssh = \"-f h\"\n");
     assert!(e.starts_with("t.toml:2: tunnel \"db\": ssh: -f"), "{e}");
     let e = err("[defaults]\nlogfile = \"/tmp/x\"\n[tunnel.db]\nssh = \"h\"\n");
@@ -98,4 +101,15 @@ fn clashing_ports_are_refused() {
     // Distinct ports are fine.
     load("[tunnel.a]\nssh = \"-L 1:x:1 h\"\nmonitor = 20000\n[tunnel.b]\nssh = \"-L 2:x:1 h\"\nmonitor = 20002\n")
         .unwrap();
+}
+
+#[test]
+fn a_bad_monitor_and_a_duplicate_name_are_placed() {
+    let e = err("[tunnel.db]\nssh = \"h\"\nmonitor = \"abc\"\n");
+    assert!(e.starts_with("t.toml:3: tunnel \"db\": monitor"), "{e}");
+    let e = err("[tunnel.a]\nssh = \"h\"\n[tunnel.db]\nssh = \"h\"\n\n[tunnel.db]\nssh = \"i\"\n");
+    assert!(
+        e.starts_with("t.toml:6: tunnel \"db\": duplicate key"),
+        "{e}"
+    );
 }

@@ -99,7 +99,7 @@ impl Runner {
         };
         let registry = self.poll.registry();
         slot.tunnel.cleanup(registry);
-        let Some(f) = self.fleet.as_mut() else {
+        if self.fleet.is_none() {
             if code != 0 {
                 if let Some(n) = self.notifier.as_mut() {
                     n.failed(&format!("autossh exited with status {code} (see its log)"));
@@ -115,9 +115,24 @@ impl Runner {
             // Kept for the last report ("stopped").
             Some(Retire::Shutdown) => slot.retire = Some(Retire::Shutdown),
             None => {
-                let _log = tunnel_context(slot.tunnel.name());
-                error!("tunnel ended for good (code {code}); the others go on");
-                f.failures |= code != 0;
+                let name = slot.tunnel.name().cloned();
+                let failed = slot.tunnel.failed();
+                let why = slot.tunnel.last_reason().unwrap_or("ended").to_string();
+                let verdict = if failed { "failed" } else { "stopped" };
+                let others = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.tunnel.ended().is_none());
+                let _log = tunnel_context(name.as_ref());
+                if others {
+                    error!("tunnel {verdict} ({why}); the others go on");
+                } else {
+                    error!("tunnel {verdict} ({why})");
+                }
+                if let Some(f) = self.fleet.as_mut() {
+                    f.failures |= failed;
+                }
             }
         }
     }

@@ -22,6 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod checks;
 mod fleet;
 mod start;
 mod status;
@@ -69,6 +70,9 @@ struct Fleet {
     ready_sent: bool,
     /// Some tunnel ended on its own with a non-zero code.
     failures: bool,
+    /// One reachability check per server at a time, its answer shared (a hundred tunnels
+    /// checking a returning server at once would hit its `MaxStartups` themselves).
+    checks: std::collections::HashMap<String, checks::SharedCheck>,
     /// Tunnels to start once every tunnel being removed is gone (a changed tunnel's new
     /// definition, new ones): none binds a port an old one still holds.
     pending: Vec<TunnelDef>,
@@ -202,6 +206,7 @@ impl Runner {
                 let _log = tunnel_context(slot.tunnel.name());
                 slot.tunnel.expire_checks(self.poll.registry());
             }
+            self.share_check_answers();
             self.notice_resume();
             self.work();
             let outcomes = self.each_tunnel(Tunnel::on_time);
@@ -245,6 +250,7 @@ impl Runner {
             match o {
                 Outcome::Ready => self.on_ready(i),
                 Outcome::AwaitSlot => self.await_slot(i),
+                Outcome::CheckReach => self.check_reach(i),
                 Outcome::Started => {
                     if self.fleet.is_none() {
                         if let Some(n) = self.notifier.as_mut() {

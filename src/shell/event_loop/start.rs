@@ -65,6 +65,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         ready_sent: false,
         failures: false,
         pending: Vec::new(),
+        checks: Default::default(),
     });
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));

@@ -21,6 +21,8 @@ pub(super) enum ShellTimer {
 pub(super) struct ShellTimers {
     at: [Option<Instant>; 2],
     watchdog_every: Option<Duration>,
+    /// When the status line was last worked out (many tunnels: at most once a second).
+    line_at: Option<Instant>,
 }
 
 impl ShellTimers {
@@ -29,6 +31,7 @@ impl ShellTimers {
         ShellTimers {
             at: [None, watchdog_every.map(|_| Instant::now())],
             watchdog_every,
+            line_at: None,
         }
     }
 
@@ -64,9 +67,6 @@ impl Runner {
     /// the refresh is due; feeds the watchdog.
     pub(super) fn report(&mut self) {
         let now = Time::now();
-        for slot in self.slots.iter_mut().flatten() {
-            slot.tunnel.state_since(now);
-        }
         if self.timers.due(ShellTimer::Watchdog) {
             // One tunnel: only while it is proven. Many: while the loop runs.
             let alive = self.fleet.is_some()
@@ -88,6 +88,16 @@ impl Runner {
         if !self.reports_wanted() {
             return;
         }
+        // Many tunnels: their line is worked out at most once a second (each wake-up would
+        // otherwise walk them all), unless the refresh is due.
+        let recent = self
+            .timers
+            .line_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        if self.fleet.is_some() && recent && !self.timers.due(ShellTimer::Report) {
+            return;
+        }
+        self.timers.line_at = Some(Instant::now());
         let line = match self.fleet {
             Some(_) => self.fleet_status_line(now),
             None => match self.slots.iter().flatten().next() {
@@ -181,7 +191,7 @@ impl Runner {
             let t = &mut slot.tunnel;
             let since = t.state_since(now);
             let st = t.sup().stats();
-            let last_reason = st.recent_restarts.back().map(|r| r.reason.clone());
+            let last_reason = t.last_reason().map(str::to_string);
             rows.push(Row {
                 name: t.name().map(|n| n.to_string()).unwrap_or_default(),
                 state: t.phase_name(),

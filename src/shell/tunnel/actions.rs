@@ -43,12 +43,14 @@ impl Tunnel {
             Action::RelocateMonitor(why) => self.relocate(why),
             Action::Ready => out.push(Outcome::Ready),
             Action::CheckReach => {
-                let e = if self.proxied {
-                    Some(Event::ReachUnknown)
+                if self.proxied {
+                    self.queue.push_back(Event::ReachUnknown);
+                } else if self.shares_checks {
+                    out.push(Outcome::CheckReach);
                 } else {
-                    self.reach.check(registry)
-                };
-                self.queue.extend(e);
+                    let e = self.reach.check(registry);
+                    self.queue.extend(e);
+                }
             }
             Action::StopReach => self.reach.stop(registry),
             Action::InspectStall => self.watch_ssh(),

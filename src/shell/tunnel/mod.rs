@@ -40,6 +40,9 @@ pub enum Outcome {
     Ready,
     /// It wants to start ssh: grant a handshake slot ([`Tunnel::grant`]).
     AwaitSlot,
+    /// It wants its server checked (many tunnels share one check per server: the loop runs
+    /// [`Tunnel::check_reach_now`] for one of them and hands the answer to the others).
+    CheckReach,
     /// ssh started (for `-f`'s parent).
     Started,
     /// ssh could not be started.
@@ -78,8 +81,10 @@ pub struct Tunnel {
     state_since: (&'static str, Time),
     /// The exit code once the supervisor is done.
     ended: Option<i32>,
-    /// The event loop asked it to stop (it then ends "stopped", not "failed").
-    stop_asked: bool,
+    /// One of many: reachability checks are shared with the tunnels to the same server.
+    shares_checks: bool,
+    /// The answer of its own last reachability check, until the loop takes it.
+    reached: Option<bool>,
     queue: VecDeque<Event>,
 }
 
@@ -151,7 +156,8 @@ impl Tunnel {
             session_socket,
             state_since: ("starting", Time::now()),
             ended: None,
-            stop_asked: false,
+            shares_checks: gated,
+            reached: None,
             queue: VecDeque::new(),
         })
     }
@@ -213,6 +219,7 @@ impl Tunnel {
             }
         } else if Reachability::owns(local) {
             if let Some(e) = self.reach.ready(registry, local) {
+                self.note_reached(&e);
                 self.queue.push_back(e);
             }
         }
@@ -232,7 +239,31 @@ impl Tunnel {
     /// Checks that took too long count as "unreachable".
     pub fn expire_checks(&mut self, registry: &Registry) {
         let expired = self.reach.expire(registry);
+        for e in &expired {
+            self.note_reached(e);
+        }
         self.queue.extend(expired);
+    }
+
+    fn note_reached(&mut self, e: &Event) {
+        if let Event::Reachable(ok) = e {
+            self.reached = Some(*ok);
+        }
+    }
+
+    /// Checks its server now, for itself and the tunnels sharing the check; the answer
+    /// when it is known at once (else [`Tunnel::take_reached`] has it later).
+    pub fn check_reach_now(&mut self, registry: &Registry) -> Option<bool> {
+        self.reached = None;
+        let e = self.reach.check(registry)?;
+        self.note_reached(&e);
+        self.queue.push_back(e);
+        self.reached.take()
+    }
+
+    /// The answer of its last check, once.
+    pub fn take_reached(&mut self) -> Option<bool> {
+        self.reached.take()
     }
 
     /// When its supervisor next wants the time.
@@ -245,25 +276,35 @@ impl Tunnel {
 
     /// Hands queued events to the supervisor, performing what it asks.
     pub fn drain(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
+        if self.queue.is_empty() {
+            return;
+        }
         while let Some(ev) = self.queue.pop_front() {
             if self.ended.is_some() {
                 self.queue.clear();
-                return;
+                break;
             }
             for a in self.sup.handle(ev, Time::now()) {
                 self.perform(registry, a, out);
             }
         }
+        // Its state changes only here and in `on_time`: noted when it happens.
+        self.state_since(Time::now());
     }
 
-    /// Deadlines that have passed.
+    /// Deadlines that have passed (nothing to do, and cheap, when none has).
     pub fn on_time(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
         if self.ended.is_some() {
             return;
         }
-        for a in self.sup.on_time(Time::now()) {
+        let now = Time::now();
+        if self.sup.timeout(now).is_none_or(|d| !d.is_zero()) {
+            return;
+        }
+        for a in self.sup.on_time(now) {
             self.perform(registry, a, out);
         }
+        self.state_since(now);
         self.drain(registry, out);
     }
 
@@ -332,15 +373,33 @@ impl Tunnel {
 
     /// Its state in a word (one of many: `failed` once it ended on its own).
     pub fn phase_name(&self) -> &'static str {
-        match self.ended {
-            Some(_) if self.name.is_some() && !self.stop_asked => "failed",
-            _ => self.sup.phase_name(),
+        if self.name.is_some() && self.failed() {
+            "failed"
+        } else {
+            self.sup.phase_name()
+        }
+    }
+
+    /// Whether it ended for good on its own (see [`crate::core::supervisor::Ending`]).
+    pub fn failed(&self) -> bool {
+        self.sup.ending().is_some_and(|e| e.failed)
+    }
+
+    /// Why it ended, or why ssh was last restarted.
+    pub fn last_reason(&self) -> Option<&str> {
+        match self.sup.ending() {
+            Some(e) if self.ended.is_some() => Some(&e.reason),
+            _ => self
+                .sup
+                .stats()
+                .recent_restarts
+                .back()
+                .map(|r| r.reason.as_str()),
         }
     }
 
     /// Stops its ssh and ends it (removed, changed, or autossh exiting).
     pub fn stop(&mut self) {
-        self.stop_asked = true;
         if self.ended.is_none() {
             // Signal 0: asked by the event loop, which logged why.
             let stop = crate::core::supervisor::Sig::Terminate(0);
