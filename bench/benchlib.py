@@ -273,6 +273,15 @@ class Sshd:
         return pids
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T, Z, ...), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def wait_gone(pids, timeout=5.0):
     """Waits (at most timeout s) until none of pids is in /proc any more."""
     deadline = time.monotonic() + timeout
@@ -326,10 +335,25 @@ class ListenerSshd:
         return len(victims)
 
     def kill(self):
-        """SIGKILLs the listener and its sessions together; returns how many processes."""
+        """SIGKILLs the listener and its sessions together; returns how many processes. The
+        listener is stopped first (and every session found), so that no session forked while
+        they are listed survives as an orphan still carrying its tunnel."""
         if self.proc is None:
             return 0
-        victims = [self.proc.pid] + self.sessions()
+        victims = [self.proc.pid]
+        # SIGSTOP directly (not freeze(): the pids die right below and are not to be recorded)
+        _signal(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and proc_state(self.proc.pid) not in ("T", "t", "Z", None):
+            time.sleep(0.005)
+        for _ in range(5):  # sessions may fork their privilege-separated children meanwhile
+            new = [p for p in self.sessions() if p not in victims]
+            if not new:
+                break
+            for p in new:
+                _signal(p, signal.SIGSTOP)
+            victims += new
+            time.sleep(0.01)
         for p in victims:
             _signal(p, signal.SIGKILL)
         stop(self.proc, grace=0)
