@@ -273,6 +273,95 @@ class Sshd:
         return pids
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T, Z, ...), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def wait_gone(pids, timeout=5.0):
+    """Waits (at most timeout s) until none of pids is in /proc any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.02)
+
+
+class ListenerSshd:
+    """OpenSSH's sshd (`sshd -D -e -f cfg`, keys of make_keys) on address:port that can be
+    killed (listener and sessions together, the server's outage) and started again on the same
+    port; each start logs to a file of its own (sshd-1.log, sshd-2.log, ... in d/sshd-NAME).
+    tail: config lines (LogLevel, MaxStartups, ...); ns: a network namespace to run it in
+    (`ip netns exec`), None for this one."""
+
+    def __init__(self, address, port, d, name, tail, ns=None):
+        self.ns, self.address, self.port, self.name = ns, address, port, name
+        self.dir = os.path.join(d, "sshd-" + name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.cfg = os.path.join(self.dir, "sshd_config")
+        with open(self.cfg, "w") as f:
+            f.write(sshd_config(port, address, self.dir, tail))
+        self.proc = None
+        self.count = 0
+        self.logs = []
+
+    @property
+    def logf(self):
+        return self.logs[-1] if self.logs else None
+
+    def start(self, timeout=10.0):
+        """Starts the listener; returns the monotonic time its log said it listens."""
+        self.count += 1
+        logf = os.path.join(self.dir, f"sshd-{self.count}.log")
+        self.logs.append(logf)
+        pre = ["ip", "netns", "exec", self.ns] if self.ns else []
+        self.proc = start(pre + ["/usr/sbin/sshd", "-D", "-e", "-f", self.cfg], stderr=logf)
+        t = wait_listening(self.proc, logf, f"Server listening on {self.address} port {self.port}", timeout)
+        if t is None:
+            raise RuntimeError(f"sshd {self.name} did not start; see {logf}")
+        return t
+
+    def sessions(self):
+        return descendants(self.proc.pid) if self.proc is not None else []
+
+    def kill_sessions(self):
+        """SIGKILLs every session process (the listener stays); returns how many."""
+        victims = self.sessions()
+        for p in victims:
+            _signal(p, signal.SIGKILL)
+        wait_gone(victims)
+        return len(victims)
+
+    def kill(self):
+        """SIGKILLs the listener and its sessions together; returns how many processes. The
+        listener is stopped first (and every session found), so that no session forked while
+        they are listed survives as an orphan still carrying its tunnel."""
+        if self.proc is None:
+            return 0
+        victims = [self.proc.pid]
+        # SIGSTOP directly (not freeze(): the pids die right below and are not to be recorded)
+        _signal(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and proc_state(self.proc.pid) not in ("T", "t", "Z", None):
+            time.sleep(0.005)
+        for _ in range(5):  # sessions may fork their privilege-separated children meanwhile
+            new = [p for p in self.sessions() if p not in victims]
+            if not new:
+                break
+            for p in new:
+                _signal(p, signal.SIGSTOP)
+            victims += new
+            time.sleep(0.01)
+        for p in victims:
+            _signal(p, signal.SIGKILL)
+        stop(self.proc, grace=0)
+        self.proc = None
+        wait_gone(victims)
+        return len(victims)
+
+
 def make_keys():
     keys = os.path.join(WORK, "keys")
     if os.path.exists(os.path.join(keys, "client_key")):
@@ -392,6 +481,83 @@ class Checker:
         return bool(r and r[0][2])
 
 
+def check_ports(ports, until, interval=0.1, timeout=0.5, stop=None):
+    """Tunnel checks on many ports at once (a fleet): each port of `ports` on 127.0.0.1 is
+    tried (connect, send a line, expect it back within `timeout` s; one try in flight per port,
+    the next starts `interval` s after the last one started) until it has answered once, or
+    until monotonic time `until`, or until `stop()` returns true. Returns ({port: monotonic
+    time its first answered try ended}, number of tries)."""
+    sel = selectors.DefaultSelector()
+    ok, tries = {}, 0
+    nxt = {p: time.monotonic() for p in ports}
+    live = {}  # sock -> [port, start, line, received, sent]
+    try:
+        while len(ok) < len(nxt):
+            t = time.monotonic()
+            if t >= until or (stop is not None and stop()):
+                break
+            busy = {st[0] for st in live.values()}
+            for p, when in nxt.items():
+                if p in ok or p in busy or t < when:
+                    continue
+                nxt[p] = t + interval
+                tries += 1
+                line = f"check {p} {tries} {random.getrandbits(48):012x}\n".encode()
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", p))
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    s.close()
+                    continue
+                live[s] = [p, t, line, b"", False]
+                sel.register(s, selectors.EVENT_WRITE)
+            t = time.monotonic()
+            for s, st in list(live.items()):
+                if t - st[1] >= timeout:
+                    sel.unregister(s)
+                    s.close()
+                    del live[s]
+            for key, _ev in sel.select(0.01):
+                s = key.fileobj
+                st = live.get(s)
+                if st is None:
+                    continue
+                done, good = False, False
+                try:
+                    if not st[4]:
+                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                            done = True
+                        else:
+                            s.send(st[2])
+                            st[4] = True
+                            sel.modify(s, selectors.EVENT_READ)
+                    else:
+                        data = s.recv(4096)
+                        if not data:
+                            done = True
+                        else:
+                            st[3] += data
+                            if len(st[3]) >= len(st[2]):
+                                done, good = True, st[3] == st[2]
+                except OSError:
+                    done = True
+                if done:
+                    if good and st[0] not in ok:
+                        ok[st[0]] = time.monotonic()
+                    sel.unregister(s)
+                    s.close()
+                    del live[s]
+    finally:
+        for s in live:
+            s.close()
+        sel.close()
+    return ok, tries
+
+
 # ---------------------------------------------------------------------------------------------
 # /proc
 
@@ -418,6 +584,18 @@ def mem_kb(pid):
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0])
     return out
+
+
+def pss_kb(pid):
+    """Proportional set size in kB (/proc/PID/smaps_rollup), or None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def write_json(path, obj):

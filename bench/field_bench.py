@@ -89,70 +89,17 @@ def runs_of(case):
 # ---------------------------------------------------------------------------------------------
 # worker side (inside CLI)
 
-class NsSshd:
+class NsSshd(B.ListenerSshd):
     """OpenSSH's sshd in namespace ns on address:port (LogLevel VERBOSE: one "Connection from"
     line per TCP connection). kill() takes down this listener and its sessions only."""
 
     def __init__(self, ns, address, port, d, name):
-        self.ns, self.address, self.port, self.name = ns, address, port, name
-        self.dir = os.path.join(d, "sshd-" + name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.cfg = os.path.join(self.dir, "sshd_config")
-        with open(self.cfg, "w") as f:
-            f.write(B.sshd_config(port, address, self.dir,
-                                  "ClientAliveInterval 0\n"
-                                  "LogLevel VERBOSE\n"
-                                  "MaxStartups 100:30:200\n"
-                                  "MaxSessions 100\n"
-                                  "UseDNS no\n"))
-        self.proc = None
-        self.count = 0
-        self.logs = []
-
-    @property
-    def logf(self):
-        return self.logs[-1] if self.logs else None
-
-    def start(self, timeout=10.0):
-        """Starts the listener; returns the monotonic time its log said it listens."""
-        self.count += 1
-        logf = os.path.join(self.dir, f"sshd-{self.count}.log")
-        self.logs.append(logf)
-        self.proc = B.start(["ip", "netns", "exec", self.ns, "/usr/sbin/sshd", "-D", "-e",
-                             "-f", self.cfg], stderr=logf)
-        t = B.wait_listening(self.proc, logf, f"Server listening on {self.address} port {self.port}", timeout)
-        if t is None:
-            raise RuntimeError(f"sshd {self.name} did not start; see {logf}")
-        return t
-
-    def sessions(self):
-        return B.descendants(self.proc.pid) if self.proc is not None else []
-
-    def kill_sessions(self):
-        """SIGKILLs every session process (the listener stays); returns how many."""
-        victims = self.sessions()
-        for p in victims:
-            B._signal(p, signal.SIGKILL)
-        wait_gone(victims)
-        return len(victims)
-
-    def kill(self):
-        """SIGKILLs the listener and its sessions together; returns how many processes."""
-        if self.proc is None:
-            return 0
-        victims = [self.proc.pid] + self.sessions()
-        for p in victims:
-            B._signal(p, signal.SIGKILL)
-        B.stop(self.proc, grace=0)
-        self.proc = None
-        wait_gone(victims)
-        return len(victims)
-
-
-def wait_gone(pids, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-        time.sleep(0.02)
+        super().__init__(address, port, d, name,
+                         "ClientAliveInterval 0\n"
+                         "LogLevel VERBOSE\n"
+                         "MaxStartups 100:30:200\n"
+                         "MaxSessions 100\n"
+                         "UseDNS no\n", ns=ns)
 
 
 def ssh_config(spec):

@@ -7,6 +7,8 @@
 # server side fails):                                     bash bench/run.sh app
 # And the field cases (jump host, connection sharing, -M 0 black hole, the client's address
 # changing; default settings):                            bash bench/run.sh field
+# And the fleet benchmark (100 tunnels to one sshd: one autossh --tunnels against 100 x 1.4g;
+# memory, CPU, a 30 s server outage):                     bash bench/run.sh fleet
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -16,10 +18,12 @@
 #   BENCH_KEEP=1       keep the work directory (logs, JSON) under /tmp
 #   APP_BENCH_REPEAT, APP_BENCH_GIVEUP, APP_BENCH_QUICK, APP_BENCH_ONLY: see bench/README.md (5.)
 #   FIELD_BENCH_QUICK, FIELD_BENCH_REPEAT, FIELD_BENCH_GIVEUP, FIELD_BENCH_ONLY: bench/README.md (6.)
+#   FLEET_BENCH_QUICK, FLEET_BENCH_TUNNELS, FLEET_BENCH_GIVEUP, FLEET_BENCH_PROGS: bench/README.md (7.)
 #
 # Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
-# bench/results-app.md, field: bench/results-field.md); per-run autossh logs go to bench/logs/
-# (recovery: bench/logs/recovery/, app: bench/logs/app/, field: bench/logs/field/).
+# bench/results-app.md, field: bench/results-field.md, fleet: bench/results-fleet.md); per-run
+# autossh logs go to bench/logs/ (recovery: bench/logs/recovery/, app: bench/logs/app/, field:
+# bench/logs/field/, fleet: bench/logs/fleet/).
 # Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
 # network namespaces are deleted too.
 set -euo pipefail
@@ -34,17 +38,20 @@ case ${1:-} in
   recovery) ONLY=recovery ;;
   app) ONLY=app ;;
   field) ONLY=field ;;
-  *) printf 'usage: bash bench/run.sh [recovery|app|field]\n' >&2; exit 2 ;;
+  fleet) ONLY=fleet ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
 APP=0
 FIELD=0
+FLEET=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
     app) APP=1 ;;
     field) FIELD=1 ;;
+    fleet) FLEET=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -186,11 +193,12 @@ info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(uli
 # logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
 if [ "$CLASSIC" = 1 ]; then
-  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field -exec rm -rf {} +
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field ! -name fleet -exec rm -rf {} +
 fi
 [ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
 [ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
 [ "$FIELD" = 0 ] || rm -rf "$BENCH_DIR/logs/field"
+[ "$FLEET" = 0 ] || rm -rf "$BENCH_DIR/logs/fleet"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -212,7 +220,7 @@ run_step() { # name, timeout seconds, command...
 # leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
 NETNS=()
 NETNS_NOTE="no: the host's network namespace"
-if [ "$CLASSIC" = 1 ] && [ "${BENCH_NETNS:-1}" != 0 ]; then
+if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
   if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
     NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
     NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
@@ -254,7 +262,17 @@ for b in $ONLY; do
       case $f_give in '' | *[!0-9]* | 0) fail "FIELD_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
       run_step "6. field: jump host, connection sharing, -M 0 black hole, address change; ours vs 1.4g, R=$f_rep (~3-4 min)" \
         $((f_rep * (4 * f_give + 320) + 120)) $PY field_bench.py run --out "$BENCH_WORK/field.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field)" ;;
+    fleet)
+      # in a private namespace (loopback only): one sshd, N tunnels per program, the programs
+      # (and monitor modes) one after the other. Bound: per phase 2 give-ups + ~200 s
+      fl_give=${FLEET_BENCH_GIVEUP:-180}
+      case $fl_give in '' | *[!0-9]* | 0) fail "FLEET_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
+      fl_phases=$(($(echo "${FLEET_BENCH_MONITOR:-loop echo}" | tr , ' ' | wc -w) * $(echo "${FLEET_BENCH_PROGS:-ours 1.4g}" | tr , ' ' | wc -w)))
+      fl_n=${FLEET_BENCH_TUNNELS:-100}
+      [ -z "${FLEET_BENCH_QUICK:-}" ] || [ "${FLEET_BENCH_QUICK}" = 0 ] || fl_n=${FLEET_BENCH_TUNNELS:-20}
+      run_step "7. fleet: $fl_n tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
+        $((fl_phases * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet)" ;;
   esac
 done
 
@@ -305,6 +323,12 @@ if [ "$FIELD" = 1 ]; then
     --md "$BENCH_DIR/results-field.md" || fail "field report failed"
   mkdir -p "$BENCH_DIR/logs/field"
   cp "$BENCH_WORK/field.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/field/" 2>/dev/null || true
+fi
+if [ "$FLEET" = 1 ]; then
+  $PY fleet_bench.py report --json "$BENCH_WORK/fleet.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-fleet.md" || fail "fleet report failed"
+  mkdir -p "$BENCH_DIR/logs/fleet"
+  cp "$BENCH_WORK/fleet.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/fleet/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
