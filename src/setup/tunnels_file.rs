@@ -20,6 +20,9 @@ pub struct TunnelDef {
     /// The server it reaches (destination host and port as given): tunnels to one server
     /// share its handshake slots.
     pub server: String,
+    /// TCP ports the other tunnels of the file bind, here or on their servers: a loop
+    /// monitor moving its remote port steps over them.
+    pub others: Vec<u16>,
 }
 
 /// Keys that map to an `AUTOSSH_*` variable.
@@ -113,10 +116,31 @@ pub fn parse(
             line,
             server: forwards::server_of(&def.ssh_args),
             settings: def,
+            others: Vec::new(),
         });
     }
     defs.sort_by_key(|d| d.line);
     check_clashes(file, &defs)?;
+    let ports: Vec<(String, Vec<u16>)> = defs
+        .iter()
+        .map(|d| {
+            let p = binds(&d.settings)
+                .into_iter()
+                .filter_map(|(b, _)| match b {
+                    Bind::Port(p) | Bind::RemotePort(p) => Some(p),
+                    Bind::Socket(_) => None,
+                })
+                .collect();
+            (d.name.clone(), p)
+        })
+        .collect();
+    for d in &mut defs {
+        d.others = ports
+            .iter()
+            .filter(|(n, _)| *n != d.name)
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+    }
     Ok(defs)
 }
 

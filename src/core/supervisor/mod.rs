@@ -41,6 +41,9 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// and probes of a hundred tunnels take four wake-ups a second, not a hundred and more (each
 /// wake-up of the event loop costs more than the looks it serves).
 const FLEET_GRID: Duration = Duration::from_millis(250);
+/// ... and its periodic probes on this one (a poll is at least a second; a probe up to a
+/// second late is within it): the probes of ten tunnels leave, and come back, together.
+const PROBE_GRID: Duration = Duration::from_secs(1);
 /// ... while data moved on it within [`ACTIVE_WITHIN`].
 const WATCH_ACTIVE: Duration = Duration::from_millis(250);
 const ACTIVE_WITHIN: Duration = Duration::from_secs(2);

@@ -179,7 +179,7 @@ impl Supervisor {
         }
         let mut next = (p.sent + self.cfg.poll).max(now);
         if self.cfg.gated {
-            next = next.on_grid(FLEET_GRID);
+            next = next.on_grid(PROBE_GRID);
         }
         self.timers.set(Timer::Probe, next);
     }

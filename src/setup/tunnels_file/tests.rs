@@ -113,3 +113,13 @@ fn a_bad_monitor_and_a_duplicate_name_are_placed() {
         "{e}"
     );
 }
+
+#[test]
+fn each_tunnel_knows_the_ports_of_the_others() {
+    let defs = load(
+        "[tunnel.a]\nssh = \"-L 5000:x:1 h\"\nmonitor = 20000\n[tunnel.b]\nssh = \"-D 6000 h\"\nmonitor = \"21000:7\"\n",
+    )
+    .unwrap();
+    assert_eq!(defs[0].others, vec![6000, 21000]);
+    assert_eq!(defs[1].others, vec![5000, 20000, 20001, 20000]);
+}

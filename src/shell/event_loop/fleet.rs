@@ -171,7 +171,8 @@ impl Runner {
             self.slots.len(),
             true,
             self.poll.registry(),
-        )?;
+        )?
+        .with_reserved(def.others.clone());
         tunnel.begin();
         self.add(tunnel, Some(def));
         Ok(())

@@ -77,7 +77,8 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
             i,
             true,
             runner.poll.registry(),
-        )?;
+        )?
+        .with_reserved(def.others.clone());
         runner.add(tunnel, Some(def));
     }
     if let Some(n) = runner.notifier.as_mut() {

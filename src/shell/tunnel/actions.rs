@@ -158,7 +158,17 @@ impl Tunnel {
     fn relocate(&mut self, why: Relocation) {
         if let Forwards::Loop { local, remote } = &self.forwards {
             let (local, remote) = (*local, *remote);
-            let next = if remote >= 65533 { 20000 } else { remote + 2 };
+            let step = |p: u16| if p >= 65533 { 20000 } else { p + 2 };
+            let mut next = step(remote);
+            // Not onto a port another tunnel binds, nor onto our own local pair (the server
+            // may be this host); bounded, for a file that reserves every port.
+            for _ in 0..1000 {
+                let taken = self.reserved.contains(&next) || next == local || next == local + 1;
+                if !taken {
+                    break;
+                }
+                next = step(next);
+            }
             match why {
                 Relocation::Busy => info!("next ssh uses remote monitor port {next}"),
                 Relocation::AfterFailure => info!(

@@ -25,7 +25,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 mod actions;
+mod checks;
 pub mod prepare;
+mod ssh_io;
+mod status;
 
 /// Tokens each tunnel has: tunnel `slot` owns `(slot + 1) * TOKENS .. (slot + 2) * TOKENS`;
 /// the first range is the event loop's own.
@@ -85,6 +88,9 @@ pub struct Tunnel {
     shares_checks: bool,
     /// The answer of its own last reachability check, until the loop takes it.
     reached: Option<bool>,
+    /// Ports the other tunnels bind (many tunnels): a loop monitor's remote port never moves
+    /// onto one of them.
+    reserved: Vec<u16>,
     queue: VecDeque<Event>,
 }
 
@@ -158,8 +164,15 @@ impl Tunnel {
             ended: None,
             shares_checks: gated,
             reached: None,
+            reserved: Vec::new(),
             queue: VecDeque::new(),
         })
+    }
+
+    /// Ports its loop monitor's remote port must step over (the other tunnels').
+    pub fn with_reserved(mut self, ports: Vec<u16>) -> Tunnel {
+        self.reserved = ports;
+        self
     }
 
     /// Its name (`None` for the command line's single tunnel).
@@ -256,27 +269,6 @@ impl Tunnel {
         self.queue.extend(expired);
     }
 
-    fn note_reached(&mut self, e: &Event) {
-        if let Event::Reachable(ok) = e {
-            self.reached = Some(*ok);
-        }
-    }
-
-    /// Checks its server now, for itself and the tunnels sharing the check; the answer
-    /// when it is known at once (else [`Tunnel::take_reached`] has it later).
-    pub fn check_reach_now(&mut self, registry: &Registry) -> Option<bool> {
-        self.reached = None;
-        let e = self.reach.check(registry)?;
-        self.note_reached(&e);
-        self.queue.push_back(e);
-        self.reached.take()
-    }
-
-    /// The answer of its last check, once.
-    pub fn take_reached(&mut self) -> Option<bool> {
-        self.reached.take()
-    }
-
     /// When its supervisor next wants the time.
     pub fn timeout(&self, now: Time) -> Option<Duration> {
         if self.ended.is_some() {
@@ -317,96 +309,6 @@ impl Tunnel {
         }
         self.state_since(now);
         self.drain(registry, out);
-    }
-
-    /// Collects ssh if it has exited; its last stderr lines are handled first.
-    pub fn reap(&mut self, registry: &Registry) {
-        let Some(ssh) = self.ssh.as_mut() else { return };
-        match ssh.try_wait() {
-            Ok(Some(end)) => {
-                self.on_stderr(registry);
-                self.close_stderr(registry);
-                let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
-                self.transport = None;
-                debug!("ssh (pid {pid}) ended: {end:?}");
-                self.queue.push_back(Event::SshExited(end));
-            }
-            Ok(None) => {}
-            Err(e) => warn!("waitpid: {e}"),
-        }
-    }
-
-    fn on_stderr(&mut self, registry: &Registry) {
-        let Some(ssh) = self.ssh.as_mut() else { return };
-        let (lines, eof) = ssh.read_stderr();
-        let session_probe = self
-            .monitor
-            .as_ref()
-            .is_some_and(|m| m.session_probe_recent());
-        // Retrying through a proxy in an outage already logged: one line per outage, the
-        // lines that say it again go to debug (anything else ssh says is still news).
-        let quiet = self.sup.quiet();
-        for line in lines {
-            if session_probe && crate::core::ssh_stderr::is_session_probe_refusal(&line) {
-                // The server refusing the session probe's channel: the answer we wanted.
-                debug!("ssh: {line}");
-                continue;
-            }
-            let class = classify(&line);
-            if quiet && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
-                debug!("ssh: {line}");
-            } else {
-                info!("ssh: {line}");
-            }
-            if let Some(c) = class {
-                self.queue.push_back(Event::SshSaid(c));
-            }
-        }
-        if eof {
-            self.close_stderr(registry);
-        }
-    }
-
-    fn close_stderr(&mut self, registry: &Registry) {
-        if let Some(fd) = self.ssh.as_ref().and_then(|s| s.stderr_fd()) {
-            let _ = registry.deregister(&mut SourceFd(&fd));
-        }
-    }
-
-    /// Notes when the reported state began.
-    pub fn state_since(&mut self, now: Time) -> Time {
-        let phase = self.phase_name();
-        if phase != self.state_since.0 {
-            self.state_since = (phase, now);
-        }
-        self.state_since.1
-    }
-
-    /// Its state in a word (one of many: `failed` once it ended on its own).
-    pub fn phase_name(&self) -> &'static str {
-        if self.name.is_some() && self.failed() {
-            "failed"
-        } else {
-            self.sup.phase_name()
-        }
-    }
-
-    /// Whether it ended for good on its own (see [`crate::core::supervisor::Ending`]).
-    pub fn failed(&self) -> bool {
-        self.sup.ending().is_some_and(|e| e.failed)
-    }
-
-    /// Why it ended, or why ssh was last restarted.
-    pub fn last_reason(&self) -> Option<&str> {
-        match self.sup.ending() {
-            Some(e) if self.ended.is_some() => Some(&e.reason),
-            _ => self
-                .sup
-                .stats()
-                .recent_restarts
-                .back()
-                .map(|r| r.reason.as_str()),
-        }
     }
 
     /// Stops its ssh and ends it (removed, changed, or autossh exiting).
