@@ -7,7 +7,7 @@ use super::json::{self, Json};
 use super::util::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A tunnel must be up (status `up` and a request through its `-L` port answered) within this.
 pub const UP: Duration = Duration::from_secs(20);
@@ -16,18 +16,8 @@ pub const T: Duration = Duration::from_secs(10);
 
 /// Bounded polling at `every` until `cond` holds (true) or `timeout` passed (false); for
 /// conditions that spawn a process (`autossh status`), which [`wait_until`]'s 20 ms would spin.
-pub fn poll(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        std::thread::sleep(every.min(deadline - now));
-    }
+pub fn poll(timeout: Duration, every: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_every(timeout, every, cond)
 }
 
 /// A TOML basic string.
