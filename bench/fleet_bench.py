@@ -520,8 +520,8 @@ def mode_section(mode, o, t, meta, goals, notes):
     if o is not None and "error" not in o:
         goals.append((f"{mode}: memory: ours' VmRSS ≤ 6 MiB for {n} tunnels", kb(ro),
                       ro is not None and ro <= RSS_GOAL_KB))
-        goals.append((f"{mode}: CPU while healthy: ours ≤ 1.4g's, utime+stime ticks", f"{co} vs {ct} ticks",
-                      co is not None and ct is not None and co <= ct))
+        # Not a goal on ticks: each of 1.4g's processes rounds its few ms down to 0 ticks, so
+        # their sum is no measure of what they use (the row is in the table for reference).
         goals.append((f"{mode}: CPU while healthy: ours ≤ 1.4g's, exact (schedstat)", f"{mo} vs {mt} ms",
                       mo is not None and mt is not None and mo <= mt))
         goals.append((f"{mode}: after a {outage} s outage every tunnel of ours answers within "
