@@ -379,6 +379,56 @@ def make_keys():
 # ---------------------------------------------------------------------------------------------
 # tunnel checker
 
+class _Try:
+    """One check in flight: a non-blocking connect to 127.0.0.1:port, then `line` sent and
+    expected back byte for byte."""
+
+    def __init__(self, port, line, start):
+        self.port, self.line, self.start = port, line, start
+        self.got, self.sent = b"", False
+        self.sock = socket.socket()
+        # close with RST: thousands of checks would otherwise pile up in TIME_WAIT
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.setblocking(False)
+
+    def connect(self, sel):
+        """Starts the connect; False (socket closed) when it failed at once."""
+        try:
+            self.sock.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.sock.close()
+            return False
+        sel.register(self.sock, selectors.EVENT_WRITE)
+        return True
+
+    def step(self, sel):
+        """Advances on readiness: (done, ok)."""
+        s = self.sock
+        try:
+            if not self.sent:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    return True, False
+                s.send(self.line)
+                self.sent = True
+                sel.modify(s, selectors.EVENT_READ)
+                return False, False
+            data = s.recv(4096)
+            if not data:
+                return True, False
+            self.got += data
+            if len(self.got) >= len(self.line):
+                return True, self.got == self.line
+            return False, False
+        except OSError:
+            return True, False
+
+    def close(self, sel):
+        sel.unregister(self.sock)
+        self.sock.close()
+
+
 class Checker:
     """Starts a check every `interval` s: connect to the tunnel port, send a line, expect it back
     within `timeout` s. Checks overlap, so a frozen tunnel does not slow the sampling down."""
@@ -394,7 +444,7 @@ class Checker:
         check is in flight). Returns a list of (start, end, ok) per check, in start order."""
         sel = selectors.DefaultSelector()
         results = []
-        live = {}  # sock -> [start, expected bytes, received bytes, index]
+        live = {}  # sock -> (_Try, index in results)
         next_start = time.monotonic()
         try:
             while True:
@@ -407,30 +457,19 @@ class Checker:
                         next_start = t + interval
                     self.seq += 1
                     line = f"check {self.seq} {random.getrandbits(48):012x}\n".encode()
-                    s = socket.socket()
-                    # close with RST: thousands of checks would otherwise pile up in TIME_WAIT
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.setblocking(False)
                     idx = len(results)
                     results.append([t, None, False])
-                    try:
-                        s.connect(("127.0.0.1", self.port))
-                    except BlockingIOError:
-                        pass
-                    except OSError:
+                    tr = _Try(self.port, line, t)
+                    if tr.connect(sel):
+                        live[tr.sock] = (tr, idx)
+                    else:
                         results[idx][1:] = [time.monotonic(), False]
-                        s.close()
-                        s = None
-                    if s is not None:
-                        live[s] = [t, line, b"", idx, False]
-                        sel.register(s, selectors.EVENT_WRITE)
                 # expire
                 t = time.monotonic()
-                for s, st in list(live.items()):
-                    if t - st[0] >= self.timeout:
-                        results[st[3]][1:] = [t, False]
-                        sel.unregister(s)
-                        s.close()
+                for s, (tr, idx) in list(live.items()):
+                    if t - tr.start >= self.timeout:
+                        results[idx][1:] = [t, False]
+                        tr.close(sel)
                         del live[s]
                 if stop_on_success and any(r[2] for r in results):
                     break
@@ -439,37 +478,17 @@ class Checker:
                 if t >= until and not live:
                     break
                 wait = min([next_start - t if t < until else 0.05] +
-                           [st[0] + self.timeout - t for st in live.values()])
+                           [tr.start + self.timeout - t for tr, _ in live.values()])
                 for key, ev in sel.select(max(0.0, min(wait, 0.05))):
-                    s = key.fileobj
-                    st = live.get(s)
-                    if st is None:
+                    entry = live.get(key.fileobj)
+                    if entry is None:
                         continue
-                    done, ok = False, False
-                    try:
-                        if not st[4]:
-                            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                            if err:
-                                done = True
-                            else:
-                                s.send(st[1])
-                                st[4] = True
-                                sel.modify(s, selectors.EVENT_READ)
-                        else:
-                            data = s.recv(4096)
-                            if not data:
-                                done = True
-                            else:
-                                st[2] += data
-                                if len(st[2]) >= len(st[1]):
-                                    done, ok = True, st[2] == st[1]
-                    except OSError:
-                        done = True
+                    tr, idx = entry
+                    done, ok = tr.step(sel)
                     if done:
-                        results[st[3]][1:] = [time.monotonic(), ok]
-                        sel.unregister(s)
-                        s.close()
-                        del live[s]
+                        results[idx][1:] = [time.monotonic(), ok]
+                        tr.close(sel)
+                        del live[key.fileobj]
         finally:
             for s in live:
                 s.close()
@@ -490,67 +509,37 @@ def check_ports(ports, until, interval=0.1, timeout=0.5, stop=None):
     sel = selectors.DefaultSelector()
     ok, tries = {}, 0
     nxt = {p: time.monotonic() for p in ports}
-    live = {}  # sock -> [port, start, line, received, sent]
+    live = {}  # sock -> _Try
     try:
         while len(ok) < len(nxt):
             t = time.monotonic()
             if t >= until or (stop is not None and stop()):
                 break
-            busy = {st[0] for st in live.values()}
+            busy = {tr.port for tr in live.values()}
             for p, when in nxt.items():
                 if p in ok or p in busy or t < when:
                     continue
                 nxt[p] = t + interval
                 tries += 1
                 line = f"check {p} {tries} {random.getrandbits(48):012x}\n".encode()
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                s.setblocking(False)
-                try:
-                    s.connect(("127.0.0.1", p))
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    s.close()
-                    continue
-                live[s] = [p, t, line, b"", False]
-                sel.register(s, selectors.EVENT_WRITE)
+                tr = _Try(p, line, t)
+                if tr.connect(sel):
+                    live[tr.sock] = tr
             t = time.monotonic()
-            for s, st in list(live.items()):
-                if t - st[1] >= timeout:
-                    sel.unregister(s)
-                    s.close()
+            for s, tr in list(live.items()):
+                if t - tr.start >= timeout:
+                    tr.close(sel)
                     del live[s]
             for key, _ev in sel.select(0.01):
-                s = key.fileobj
-                st = live.get(s)
-                if st is None:
+                tr = live.get(key.fileobj)
+                if tr is None:
                     continue
-                done, good = False, False
-                try:
-                    if not st[4]:
-                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                            done = True
-                        else:
-                            s.send(st[2])
-                            st[4] = True
-                            sel.modify(s, selectors.EVENT_READ)
-                    else:
-                        data = s.recv(4096)
-                        if not data:
-                            done = True
-                        else:
-                            st[3] += data
-                            if len(st[3]) >= len(st[2]):
-                                done, good = True, st[3] == st[2]
-                except OSError:
-                    done = True
+                done, good = tr.step(sel)
                 if done:
-                    if good and st[0] not in ok:
-                        ok[st[0]] = time.monotonic()
-                    sel.unregister(s)
-                    s.close()
-                    del live[s]
+                    if good and tr.port not in ok:
+                        ok[tr.port] = time.monotonic()
+                    tr.close(sel)
+                    del live[key.fileobj]
     finally:
         for s in live:
             s.close()
