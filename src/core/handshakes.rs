@@ -65,6 +65,7 @@ impl Handshakes {
     }
 
     /// Whether `tunnel` waits for a slot.
+    #[cfg(test)]
     pub fn is_waiting(&self, tunnel: usize) -> bool {
         self.servers.values().any(|s| s.waiting.contains(&tunnel))
     }

@@ -109,8 +109,8 @@ pub fn parse(
             usage(format!("{file}:{line}: tunnel {:?}: {m}", name.get_ref()))
         };
         check_name(name.get_ref()).map_err(|m| at(line, m))?;
-        let def = tunnel(name.get_ref(), keys, defaults, env, &line_of)
-            .map_err(|(l, m)| at(l.unwrap_or(line), m))?;
+        let def =
+            tunnel(keys, defaults, env, &line_of).map_err(|(l, m)| at(l.unwrap_or(line), m))?;
         defs.push(TunnelDef {
             name: name.get_ref().clone(),
             line,
@@ -222,7 +222,6 @@ type Located = (Option<usize>, String);
 
 /// One tunnel's settings: its keys, then `[defaults]`, then the environment.
 fn tunnel(
-    name: &str,
     keys: &Keys,
     defaults: &Keys,
     env: &dyn Fn(&str) -> Option<OsString>,
@@ -291,7 +290,6 @@ fn tunnel(
             }
         }
     }
-    let _ = name;
     config::from_env(parsed, lookup).map_err(|e| {
         let msg = e.to_string();
         match from_file

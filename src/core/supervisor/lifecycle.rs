@@ -242,12 +242,10 @@ impl Supervisor {
 
     pub(super) fn on_signal(&mut self, sig: Sig, now: Time, out: &mut Vec<Action>) {
         match sig {
-            Sig::Terminate(n) => {
-                // 0: the event loop stops this one of many tunnels (it said why).
-                if n == 0 {
-                    debug!("stopping");
-                } else {
-                    info!("received signal to exit ({n})");
+            Sig::Terminate(_) | Sig::Stop => {
+                match sig {
+                    Sig::Terminate(n) => info!("received signal to exit ({n})"),
+                    _ => debug!("stopping"),
                 }
                 if let State::Stopping {
                     then: Then::Exit(_),

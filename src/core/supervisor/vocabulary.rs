@@ -26,9 +26,10 @@ pub struct Config {
 /// Signals to autossh, by meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sig {
-    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0 (0: the event loop stops one of many
-    /// tunnels).
+    /// SIGTERM, SIGINT, SIGQUIT: stop ssh and exit 0.
     Terminate(i32),
+    /// The event loop stops this one of many tunnels (it logged why): as `Terminate`.
+    Stop,
     /// SIGUSR1: kill ssh and start a new one now.
     Restart,
     /// SIGHUP: skip a backoff wait; when running, probe now.

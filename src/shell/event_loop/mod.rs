@@ -14,7 +14,7 @@ use crate::setup::tunnels_file::TunnelDef;
 use crate::shell::control::ControlServer;
 use crate::shell::nonblocking::interrupted;
 use crate::shell::sd_notify::SdNotify;
-use crate::shell::tunnel::{Outcome, Tunnel, TOKENS};
+use crate::shell::tunnel::{slot_of, Outcome, Tunnel};
 use log::{debug, info};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::signal::*;
@@ -190,18 +190,17 @@ impl Runner {
                     NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
                         self.broadcast(Event::NetworkChanged);
                     }
-                    t if t.0 < TOKENS => {
-                        if ControlServer::owns(t) {
-                            self.on_control(t);
+                    t => match slot_of(t) {
+                        None if ControlServer::owns(t) => self.on_control(t),
+                        None => {}
+                        Some(i) => {
+                            let registry = self.poll.registry();
+                            if let Some(Some(slot)) = self.slots.get_mut(i) {
+                                let _log = tunnel_context(slot.tunnel.name());
+                                slot.tunnel.ready(registry, t);
+                            }
                         }
-                    }
-                    t => {
-                        let registry = self.poll.registry();
-                        if let Some(Some(slot)) = self.slots.get_mut(t.0 / TOKENS - 1) {
-                            let _log = tunnel_context(slot.tunnel.name());
-                            slot.tunnel.ready(registry, t);
-                        }
-                    }
+                    },
                 }
             }
             for slot in self.slots.iter_mut().flatten() {

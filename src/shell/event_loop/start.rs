@@ -9,7 +9,7 @@ use crate::shell::tunnel::prepare;
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
     let prepared = prepare::monitor(&settings)?;
-    let (mut pidfile, notifier) = settle_process(&settings)?;
+    let (pidfile, notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
     let prepared = prepare::session_probe(&settings, prepared);
     if !settings.sharing_asked {
@@ -21,7 +21,7 @@ pub fn run(settings: Settings) -> Result<i32> {
     let mut runner = Runner::new(settings.clone(), notifier)?;
     let tunnel = Tunnel::new(None, settings, prepared, 0, false, runner.poll.registry())?;
     runner.add(tunnel, None);
-    finish(runner, pidfile.as_mut())
+    finish(runner, pidfile)
 }
 
 /// Runs every tunnel of `file` (`--tunnels`); `process`: the settings of the whole process
@@ -46,7 +46,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         })?;
         prepared.push(p);
     }
-    let (mut pidfile, notifier) = settle_process(&process)?;
+    let (pidfile, notifier) = settle_process(&process)?;
     let mut runner = Runner::new(process, notifier)?;
     control
         .register(runner.poll.registry())
@@ -84,7 +84,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     if let Some(n) = runner.notifier.as_mut() {
         n.started();
     }
-    finish(runner, pidfile.as_mut())
+    finish(runner, pidfile)
 }
 
 /// The pid file locked and written, and the process detached for `-f`.
@@ -106,11 +106,12 @@ fn settle_process(s: &Settings) -> Result<(Option<Pidfile>, Option<Notifier>)> {
 }
 
 /// Runs the loop, then leaves nothing behind and says "stopped" a last time.
-fn finish(mut runner: Runner, pidfile: Option<&mut Pidfile>) -> Result<i32> {
+/// The pid file goes last, once ssh is gone and the last report written.
+fn finish(mut runner: Runner, pidfile: Option<Pidfile>) -> Result<i32> {
     let code = runner.run();
     runner.cleanup();
     runner.write_files(Time::now());
     drop(runner);
-    let _ = pidfile;
+    drop(pidfile);
     code
 }

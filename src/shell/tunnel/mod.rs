@@ -33,6 +33,11 @@ mod status;
 /// Tokens each tunnel has: tunnel `slot` owns `(slot + 1) * TOKENS .. (slot + 2) * TOKENS`;
 /// the first range is the event loop's own.
 pub const TOKENS: usize = 64;
+/// The tunnel slot whose range holds `token` (`None`: the event loop's own range).
+pub fn slot_of(token: Token) -> Option<usize> {
+    (token.0 / TOKENS).checked_sub(1)
+}
+
 /// ssh's stderr pipe, within a tunnel's range (the monitor's and the checks' are theirs).
 const SSH_STDERR: Token = Token(1);
 
@@ -193,11 +198,6 @@ impl Tunnel {
         self.ssh.as_ref().map(|s| s.pid())
     }
 
-    /// Whether `token` is in this tunnel's range.
-    pub fn owns(&self, token: Token) -> bool {
-        (self.base..self.base + TOKENS).contains(&token.0)
-    }
-
     /// Queues the first start.
     pub fn begin(&mut self) {
         if self.proxied {
@@ -314,8 +314,7 @@ impl Tunnel {
     /// Stops its ssh and ends it (removed, changed, or autossh exiting).
     pub fn stop(&mut self) {
         if self.ended.is_none() {
-            // Signal 0: asked by the event loop, which logged why.
-            let stop = crate::core::supervisor::Sig::Terminate(0);
+            let stop = crate::core::supervisor::Sig::Stop;
             self.queue.push_back(Event::Signal(stop));
         }
     }
