@@ -206,7 +206,7 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
         .env("AUTOSSH_GATETIME", "0")
         .env("NOTIFY_SOCKET", &sd.path)
         .env("AUTOSSH_STATUSFILE", &status)
-        .args(["-M", &free_port_pair().to_string(), "-N"])
+        .args(["-M", &free_loop_ports().to_string(), "-N"])
         .args(sshd.client_args())
         .spawn(&dir);
     assert!(

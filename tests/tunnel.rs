@@ -45,7 +45,7 @@ impl Rig {
         let tunnel = free_port();
         let (monitor, echo) = match mode {
             None => ("0".to_string(), None),
-            Some(Mode::Loop) => (free_port_pair().to_string(), None),
+            Some(Mode::Loop) => (free_loop_ports().to_string(), None),
             Some(Mode::Echo) => {
                 let e = free_port();
                 let echo = Cmd::new(echo_bin())

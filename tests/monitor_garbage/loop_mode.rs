@@ -22,7 +22,7 @@ impl LoopRig {
         let sshd = Sshd::start(&dir);
         let service = Service::start();
         let tunnel = free_port();
-        let port = free_port_pair();
+        let port = free_loop_ports();
         let autossh = Cmd::autossh()
             .env("AUTOSSH_POLL", "2")
             .env("AUTOSSH_GATETIME", "0")
