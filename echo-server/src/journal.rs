@@ -1,6 +1,6 @@
 //! Logging to systemd's journal: when `JOURNAL_STREAM` names stderr (systemd.exec(5)), each
 //! line is `<N>message` (sd-daemon(3)), so journald files it under its priority and adds the
-//! time and `autossh-echo[pid]:` itself. autossh has the same detection (src/journal.rs).
+//! time and `autossh-echo[pid]:` itself. autossh has the same detection (src/setup/journal.rs).
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;

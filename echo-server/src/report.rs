@@ -112,81 +112,78 @@ impl std::fmt::Display for Printable<'_> {
     }
 }
 
-/// The metrics file, in the Prometheus text exposition format.
-pub fn metrics_text(s: &Snapshot) -> String {
-    let mut o = String::with_capacity(1024 + 300 * s.clients.len());
-    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} {kind}");
-    };
-    family(
-        &mut o,
+/// The metric families of the metrics file: name, type, help.
+const FAMILIES: [(&str, &str, &str); 6] = [
+    (
         "autossh_echo_connections",
         "gauge",
         "Open echo connections.",
-    );
-    let _ = writeln!(o, "autossh_echo_connections {}", s.connections);
-    family(
-        &mut o,
+    ),
+    (
         "autossh_echo_connections_refused_total",
         "counter",
         "Connections closed at once because --max-connections were open.",
-    );
-    let _ = writeln!(
-        o,
-        "autossh_echo_connections_refused_total {}",
-        s.refused_total
-    );
-    family(
-        &mut o,
+    ),
+    (
         "autossh_echo_clients",
         "gauge",
         "autossh clients in the client table.",
-    );
-    let _ = writeln!(o, "autossh_echo_clients {}", s.clients.len());
-
-    let labels: Vec<String> = s
-        .clients
-        .iter()
-        .map(|c| {
-            let mut l = String::from("{host=");
-            label_value(&mut l, &c.host);
-            let _ = write!(l, ",pid=\"{}\"}}", c.pid);
-            l
-        })
-        .collect();
-    family(
-        &mut o,
+    ),
+    (
         "autossh_echo_client_probes_total",
         "counter",
         "Probe lines received from each autossh client.",
-    );
-    for (c, l) in s.clients.iter().zip(&labels) {
-        let _ = writeln!(o, "autossh_echo_client_probes_total{l} {}", c.probes);
-    }
-    family(
-        &mut o,
+    ),
+    (
         "autossh_echo_client_last_seen_seconds",
         "gauge",
         "When each autossh client last probed, seconds since the epoch.",
-    );
-    for (c, l) in s.clients.iter().zip(&labels) {
-        let _ = writeln!(
-            o,
-            "autossh_echo_client_last_seen_seconds{l} {}",
-            c.last_seen
-        );
-    }
-    family(
-        &mut o,
+    ),
+    (
         "autossh_echo_client_silent",
         "gauge",
         "1 if the autossh client stopped probing for --silent-after seconds.",
-    );
-    for (c, l) in s.clients.iter().zip(&labels) {
-        let _ = writeln!(o, "autossh_echo_client_silent{l} {}", u8::from(c.silent));
+    ),
+];
+
+/// The metrics file, in the Prometheus text exposition format.
+pub fn metrics_text(s: &Snapshot) -> String {
+    let mut o = String::with_capacity(1024 + 300 * s.clients.len());
+    let one = |v: String| vec![(String::new(), v)];
+    let labels: Vec<String> = s.clients.iter().map(|c| client_labels(c)).collect();
+    let per = |v: &dyn Fn(&Client) -> String| -> Vec<(String, String)> {
+        let values = s.clients.iter().map(|c| v(c));
+        labels.iter().cloned().zip(values).collect()
+    };
+    let samples = [
+        one(s.connections.to_string()),
+        one(s.refused_total.to_string()),
+        one(s.clients.len().to_string()),
+        per(&|c| c.probes.to_string()),
+        per(&|c| c.last_seen.to_string()),
+        per(&|c| u8::from(c.silent).to_string()),
+    ];
+    for (f, samples) in FAMILIES.into_iter().zip(samples) {
+        family(&mut o, f, samples);
     }
     o
+}
+
+/// A client's label set: `{host="...",pid="..."}`.
+fn client_labels(c: &Client) -> String {
+    let mut l = String::from("{host=");
+    label_value(&mut l, &c.host);
+    let _ = write!(l, ",pid=\"{}\"}}", c.pid);
+    l
+}
+
+/// One metric family: `(name, type, help)`, then one line per (labels, value).
+fn family(o: &mut String, (name, kind, help): (&str, &str, &str), samples: Vec<(String, String)>) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(o, "{name}{labels} {value}");
+    }
 }
 
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory, then

@@ -93,6 +93,8 @@ impl Handshakes {
                 s.in_flight.push((t, now));
                 out.push(t);
             }
+            // INVARIANT: at most `per_server` handshakes in flight to one server.
+            debug_assert!(s.in_flight.len() <= self.per_server);
         }
         out
     }

@@ -77,6 +77,7 @@ impl Timers {
 
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Time> {
+        // INVARIANT: `earliest` is the earliest armed deadline.
         debug_assert_eq!(self.earliest, self.slots.iter().flatten().min().copied());
         self.earliest
     }

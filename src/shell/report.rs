@@ -152,81 +152,105 @@ pub fn prometheus(sup: &Supervisor, now: Time) -> String {
     prometheus_fleet(&[(None, sup)], now)
 }
 
+/// Every tunnel's series: name, type, help (the samples come from [`tunnel_samples`], in
+/// this order).
+const TUNNEL_SERIES: [(&str, &str, &str); 5] = [
+    ("autossh_up", "gauge", "Whether the tunnel is proven up."),
+    (
+        "autossh_restarts_total",
+        "counter",
+        "ssh restarts by reason.",
+    ),
+    (
+        "autossh_probe_rtt_seconds",
+        "gauge",
+        "Round-trip time of the last probe.",
+    ),
+    (
+        "autossh_probe_failures_total",
+        "counter",
+        "Probes that failed on a proven tunnel.",
+    ),
+    (
+        "autossh_tunnel_up_seconds",
+        "gauge",
+        "How long the tunnel has been up.",
+    ),
+];
+
+/// One series' samples: label set (`None`: none), value.
+type Samples = Vec<(Option<String>, f64)>;
+
 /// The metrics of one tunnel, or of many with a `tunnel` label on every series.
 pub fn prometheus_fleet(items: &[(Option<&str>, &Supervisor)], now: Time) -> String {
     let mut o = String::with_capacity(1024 * items.len());
-    let label = |name: Option<&str>, more: &str| match (name, more) {
-        (None, "") => String::new(),
-        (None, m) => format!("{{{m}}}"),
-        (Some(n), "") => format!("{{tunnel={}}}", json_str(n)),
-        (Some(n), m) => format!("{{tunnel={},{m}}}", json_str(n)),
-    };
     if items.iter().any(|(n, _)| n.is_some()) {
-        o.push_str(
-            "# HELP autossh_tunnels Tunnels in the tunnels file.\n# TYPE autossh_tunnels gauge\n",
-        );
-        let _ = writeln!(o, "autossh_tunnels {}", items.len());
-        o.push_str(
-            "# HELP autossh_tunnels_up Tunnels proven up.\n# TYPE autossh_tunnels_up gauge\n",
-        );
         let up = items.iter().filter(|(_, s)| s.healthy()).count();
-        let _ = writeln!(o, "autossh_tunnels_up {up}");
-    }
-    o.push_str("# HELP autossh_up Whether the tunnel is proven up.\n# TYPE autossh_up gauge\n");
-    for (n, sup) in items {
-        let _ = writeln!(o, "autossh_up{} {}", label(*n, ""), u8::from(sup.healthy()));
-    }
-    o.push_str("# HELP autossh_restarts_total ssh restarts by reason.\n");
-    o.push_str("# TYPE autossh_restarts_total counter\n");
-    for (n, sup) in items {
-        for k in RestartKind::ALL {
-            let more = format!("reason=\"{}\"", k.name());
-            let _ = writeln!(
-                o,
-                "autossh_restarts_total{} {}",
-                label(*n, &more),
-                sup.stats().restarts_of(k)
-            );
-        }
-    }
-    o.push_str("# HELP autossh_probe_rtt_seconds Round-trip time of the last probe.\n");
-    o.push_str("# TYPE autossh_probe_rtt_seconds gauge\n");
-    for (n, sup) in items {
-        if let Some(rtt) = sup.stats().last_rtt {
-            let _ = writeln!(
-                o,
-                "autossh_probe_rtt_seconds{} {:.6}",
-                label(*n, ""),
-                rtt.as_secs_f64()
-            );
-        }
-    }
-    o.push_str("# HELP autossh_probe_failures_total Probes that failed on a proven tunnel.\n");
-    o.push_str("# TYPE autossh_probe_failures_total counter\n");
-    for (n, sup) in items {
-        let _ = writeln!(
-            o,
-            "autossh_probe_failures_total{} {}",
-            label(*n, ""),
-            sup.stats().probe_failures
+        let all = vec![(None, items.len() as f64)];
+        series(
+            &mut o,
+            ("autossh_tunnels", "gauge", "Tunnels in the tunnels file."),
+            all,
+        );
+        let up = vec![(None, up as f64)];
+        series(
+            &mut o,
+            ("autossh_tunnels_up", "gauge", "Tunnels proven up."),
+            up,
         );
     }
-    o.push_str("# HELP autossh_tunnel_up_seconds How long the tunnel has been up.\n");
-    o.push_str("# TYPE autossh_tunnel_up_seconds gauge\n");
-    for (n, sup) in items {
-        let up_for = sup
-            .stats()
-            .up_since
-            .map(|t| now.since(t))
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "autossh_tunnel_up_seconds{} {:.3}",
-            label(*n, ""),
-            up_for.as_secs_f64()
-        );
+    let mut per_tunnel: Vec<_> = items
+        .iter()
+        .map(|(n, sup)| tunnel_samples(*n, sup, now).into_iter())
+        .collect();
+    for s in TUNNEL_SERIES {
+        let samples = per_tunnel.iter_mut().flat_map(|t| t.next()).flatten();
+        series(&mut o, s, samples.collect());
     }
     o
+}
+
+/// One tunnel's samples of each of [`TUNNEL_SERIES`].
+fn tunnel_samples(name: Option<&str>, sup: &Supervisor, now: Time) -> [Samples; 5] {
+    let st = sup.stats();
+    let one = |v: f64| vec![(label(name, ""), v)];
+    let restarts = RestartKind::ALL
+        .into_iter()
+        .map(|k| {
+            let more = format!("reason=\"{}\"", k.name());
+            (label(name, &more), st.restarts_of(k) as f64)
+        })
+        .collect();
+    let up_for = st.up_since.map(|t| now.since(t)).unwrap_or_default();
+    [
+        one(f64::from(u8::from(sup.healthy()))),
+        restarts,
+        st.last_rtt
+            .map(|r| one(r.as_secs_f64()))
+            .unwrap_or_default(),
+        one(st.probe_failures as f64),
+        one(up_for.as_secs_f64()),
+    ]
+}
+
+/// The label set of one tunnel's sample (`None`: no labels).
+fn label(name: Option<&str>, more: &str) -> Option<String> {
+    match (name, more) {
+        (None, "") => None,
+        (None, m) => Some(format!("{{{m}}}")),
+        (Some(n), "") => Some(format!("{{tunnel={}}}", json_str(n))),
+        (Some(n), m) => Some(format!("{{tunnel={},{m}}}", json_str(n))),
+    }
+}
+
+/// One series: its HELP and TYPE lines, then a line per sample (labels, value). Values
+/// are rounded to the microsecond and print in their shortest form (`3`, `0.012345`).
+fn series(o: &mut String, (name, kind, help): (&str, &str, &str), samples: Samples) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let v = (v * 1e6).round() / 1e6;
+        let _ = writeln!(o, "{name}{} {v}", labels.as_deref().unwrap_or(""));
+    }
 }
 
 /// A line for `systemctl status`.

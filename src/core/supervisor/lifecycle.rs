@@ -3,55 +3,15 @@
 use super::*;
 
 impl Supervisor {
+    /// A deadline fired: one method per timer.
     pub(super) fn on_timer(&mut self, t: Timer, now: Time, out: &mut Vec<Action>) {
         match t {
-            Timer::Restart => match self.state {
-                State::BackingOff => self.spawn(now, out),
-                State::WaitingForServer => {
-                    debug!("backoff over; trying ssh although the server did not answer a check");
-                    // Checks go on: if the server answers while this ssh is still stuck in
-                    // its connect (TCP backoff), it is replaced at once.
-                    self.spawn_as(true, now, out);
-                }
-                _ => {}
-            },
+            Timer::Restart => self.on_restart_due(now, out),
             Timer::ReachCheck => self.on_reach_tick(now, out),
-            Timer::NetCheck => match self.state {
-                State::Running { .. } => out.push(Action::CheckNetPath),
-                // No ssh: the server may be reachable now (another network): check at once.
-                State::WaitingForServer => self.timers.set(Timer::ReachCheck, now),
-                _ => {}
-            },
-            Timer::Settled => {
-                if self.state
-                    == (State::Running {
-                        phase: Phase::Unmonitored,
-                    })
-                {
-                    if let Some(since) = self.target_away_since {
-                        info!(
-                            "ssh runs: the target answers again (unreachable for {:.1} s)",
-                            now.since(since).as_secs_f64()
-                        );
-                    }
-                    self.became_up(now, out);
-                }
-            }
-            Timer::Watch => {
-                if matches!(self.state, State::Running { .. }) {
-                    self.timers.set(Timer::Watch, self.idle_watch(now));
-                    out.push(Action::InspectStall);
-                }
-            }
-            Timer::KillEscalation => {
-                if matches!(self.state, State::Stopping { .. }) {
-                    warn!(
-                        "ssh did not exit {} s after SIGTERM; sending SIGKILL",
-                        KILL_GRACE.as_secs()
-                    );
-                    out.push(Action::KillSsh);
-                }
-            }
+            Timer::NetCheck => self.on_net_check_due(now, out),
+            Timer::Settled => self.on_settled(now, out),
+            Timer::Watch => self.on_watch_due(now, out),
+            Timer::KillEscalation => self.on_kill_due(out),
             Timer::MaxLifetime => {
                 info!("maximum lifetime reached; exiting");
                 self.terminate(0, now, out);
@@ -62,53 +22,118 @@ impl Supervisor {
                 }
             }
             Timer::ProbeSoft => {
-                if let Some(p) = self.in_flight {
-                    out.push(Action::InspectPath {
-                        waited: now.since(p.sent),
-                    });
+                if let Some(p) = self.probe() {
+                    self.inspect_path(now.since(p.sent), now, out);
                 }
             }
-            Timer::ProbeHard => {
-                if let Some(p) = self.in_flight {
-                    if self.state == (State::Running { phase: Phase::Up }) {
-                        // One more look: a full link gets more time, a dead one does not.
-                        self.hard_look = true;
-                        out.push(Action::InspectPath {
-                            waited: now.since(p.sent),
-                        });
-                    } else {
-                        let waited = now.since(p.sent);
-                        self.probe_failed(
-                            format!("probe timed out after {:.1} s", waited.as_secs_f64()),
-                            now,
-                            out,
-                        );
-                    }
-                }
-            }
-            Timer::ConfirmBy => {
-                if let State::Running {
-                    phase: Phase::Confirming { .. },
-                } = self.state
-                {
-                    let waited = self.run.lived(now);
-                    let last = match self.run.last_failure.take() {
-                        Some(why) => format!(" (last probe: {why})"),
-                        None => String::new(),
-                    };
-                    self.restart_ssh(
-                        RestartKind::Unconfirmed,
-                        format!(
-                            "tunnel not working {:.0} s after ssh started{last}",
-                            waited.as_secs_f64()
-                        ),
-                        true,
-                        now,
-                        out,
-                    );
-                }
-            }
+            Timer::ProbeHard => self.on_probe_hard(now, out),
+            Timer::ConfirmBy => self.on_confirm_by(now, out),
         }
+    }
+
+    /// The backoff is over.
+    fn on_restart_due(&mut self, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::BackingOff => self.spawn(now, out),
+            State::WaitingForServer(_) => {
+                debug!("backoff over; trying ssh although the server did not answer a check");
+                // Checks go on: if the server answers while this ssh is still stuck in its
+                // connect (TCP backoff), it is replaced at once.
+                self.spawn_as(true, now, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// An address or route change has settled.
+    fn on_net_check_due(&mut self, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::Running { .. } if self.route.proxied => {
+                debug!("network change: ssh's path through the proxy cannot be seen")
+            }
+            State::Running { .. } => out.push(Action::CheckNetPath),
+            // No ssh: the server may be reachable now (another network): check at once.
+            State::WaitingForServer(_) => self.timers.set(Timer::ReachCheck, now),
+            _ => {}
+        }
+    }
+
+    /// `-M 0`: ssh has lived past the gate.
+    fn on_settled(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.phase() != Some(Phase::Unmonitored) {
+            return;
+        }
+        if let Some(since) = self.outage.target_away_since {
+            info!(
+                "ssh runs: the target answers again (unreachable for {:.1} s)",
+                now.since(since).as_secs_f64()
+            );
+        }
+        self.became_up(now, out);
+    }
+
+    /// Time for a look at ssh's connection.
+    fn on_watch_due(&mut self, now: Time, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Running { .. }) {
+            return;
+        }
+        self.timers.set(Timer::Watch, self.idle_watch(now));
+        out.push(Action::InspectStall {
+            proxied: self.route.proxied,
+            threshold: self.is_up().then(|| self.unanswered_threshold()),
+        });
+    }
+
+    fn on_kill_due(&mut self, out: &mut Vec<Action>) {
+        if matches!(self.state, State::Stopping { .. }) {
+            warn!(
+                "ssh did not exit {} s after SIGTERM; sending SIGKILL",
+                KILL_GRACE.as_secs()
+            );
+            out.push(Action::KillSsh);
+        }
+    }
+
+    /// The net timeout of the probe in flight: while confirming, it failed; when up, one
+    /// more look at the path (a full link gets more time, a dead one does not).
+    fn on_probe_hard(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(p) = self.probe() else { return };
+        let waited = now.since(p.sent);
+        if self.is_up() {
+            self.set_probe(Some(InFlight {
+                hard_look: true,
+                ..p
+            }));
+            self.inspect_path(waited, now, out);
+        } else {
+            self.probe_failed(
+                format!("probe timed out after {:.1} s", waited.as_secs_f64()),
+                now,
+                out,
+            );
+        }
+    }
+
+    /// A new ssh has not proven its tunnel in time.
+    fn on_confirm_by(&mut self, now: Time, out: &mut Vec<Action>) {
+        if !matches!(self.phase(), Some(Phase::Confirming { .. })) {
+            return;
+        }
+        let waited = self.run.lived(now);
+        let last = match self.run.last_failure.take() {
+            Some(why) => format!(" (last probe: {why})"),
+            None => String::new(),
+        };
+        self.restart_ssh(
+            RestartKind::Unconfirmed,
+            format!(
+                "tunnel not working {:.0} s after ssh started{last}",
+                waited.as_secs_f64()
+            ),
+            true,
+            now,
+            out,
+        );
     }
 
     /// Starts ssh unless MAXSTART says otherwise.
@@ -122,8 +147,7 @@ impl Supervisor {
         if let Some(max) = self.cfg.max_start {
             if self.start_count >= max {
                 info!("max start count reached; exiting");
-                self.end_with(true, "max start count reached".into());
-                self.finish(0, out);
+                self.finish(0, Ending::failure("max start count reached"), out);
                 return;
             }
         }
@@ -139,7 +163,8 @@ impl Supervisor {
     pub(super) fn start(&mut self, blind: bool, now: Time, out: &mut Vec<Action>) {
         self.start_count += 1;
         // One line per outage: handshakes retried through a proxy are not logged each.
-        let level = if self.quiet() {
+        let quiet = self.quiet();
+        let level = if quiet {
             log::Level::Debug
         } else {
             log::Level::Info
@@ -169,16 +194,15 @@ impl Supervisor {
             }
             Phase::Unmonitored
         };
-        self.state = State::Running { phase };
-        out.push(Action::Spawn);
+        self.state = State::Running { phase, probe: None };
+        out.push(Action::Spawn { quiet });
     }
 
     pub(super) fn on_spawn_failed(&mut self, e: String, now: Time, out: &mut Vec<Action>) {
         self.clear_probe(out);
         if self.start_count <= 1 {
             log::error!("cannot run ssh: {e}");
-            self.end_with(true, format!("cannot run ssh: {e}"));
-            self.finish(1, out);
+            self.finish(1, Ending::failure(format!("cannot run ssh: {e}")), out);
             return;
         }
         warn!("cannot run ssh: {e}");
@@ -189,53 +213,54 @@ impl Supervisor {
         self.timers.clear(Timer::KillEscalation);
         self.clear_probe(out);
         self.timers.clear(Timer::ConfirmBy);
-        match std::mem::replace(&mut self.state, State::Done) {
+        match self.state.clone() {
             State::Stopping { then } => match then {
-                Then::Exit(code) => self.finish(code, out),
+                Then::Exit(code) => self.finish(code, Ending::of_code(code), out),
                 Then::Restart { paced } => self.after_exit(paced, None, now, out),
             },
-            State::Running { phase } => {
-                // `self.state` is already replaced: the phase tells whether it was up.
-                if phase == Phase::Up {
-                    self.note_down(now);
-                }
-                let lived = self.run.lived(now);
-                let facts = RunFacts {
-                    start_count: self.start_count,
-                    lived,
-                    gate_time: self.cfg.gate_time,
+            State::Running { phase, .. } => self.judge_exit(end, phase, now, out),
+            other => debug!("ssh exit while {other:?}; ignored"),
+        }
+    }
+
+    /// ssh ended on its own: the exit table says whether to restart or to exit.
+    fn judge_exit(&mut self, end: SshEnd, phase: Phase, now: Time, out: &mut Vec<Action>) {
+        if phase == Phase::Up {
+            self.note_down(now);
+        }
+        let facts = RunFacts {
+            start_count: self.start_count,
+            lived: self.run.lived(now),
+            gate_time: self.cfg.gate_time,
+        };
+        match judge(end, facts) {
+            Verdict::Exit { code, why } => {
+                let said = match (self.reason(), code) {
+                    (_, 0) => why.to_string(),
+                    (Some(Reason::Config(line)), _) => {
+                        format!("{why}: configuration error, not retrying: {line}")
+                    }
+                    (Some(Reason::Network(line)), _) => {
+                        format!("{why}: the server could not be reached: {line}")
+                    }
+                    (Some(r), _) => format!("{why}: {}", self.describe(&r)),
+                    _ => why.to_string(),
                 };
-                match judge(end, facts) {
-                    Verdict::Exit { code, why } => {
-                        let said = match (self.reason(), code) {
-                            (_, 0) => why.to_string(),
-                            (Some(Reason::Config(line)), _) => {
-                                format!("{why}: configuration error, not retrying: {line}")
-                            }
-                            (Some(Reason::Network(line)), _) => {
-                                format!("{why}: the server could not be reached: {line}")
-                            }
-                            (Some(r), _) => format!("{why}: {}", self.describe(&r)),
-                            _ => why.to_string(),
-                        };
-                        if code == 0 {
-                            info!("{said}");
-                        } else {
-                            log::error!("{said}");
-                        }
-                        self.end_with(code != 0, said);
-                        self.finish(code, out);
-                    }
-                    Verdict::Restart(why) => {
-                        self.stats
-                            .record_restart(RestartKind::SshExit, why.clone(), now);
-                        self.after_exit(true, Some(why), now, out);
-                    }
+                if code == 0 {
+                    info!("{said}");
+                } else {
+                    log::error!("{said}");
                 }
+                let ending = Ending {
+                    failed: code != 0,
+                    reason: said,
+                };
+                self.finish(code, ending, out);
             }
-            other => {
-                debug!("ssh exit while {other:?}; ignored");
-                self.state = other;
+            Verdict::Restart(why) => {
+                self.stats
+                    .record_restart(RestartKind::SshExit, why.clone(), now);
+                self.after_exit(true, Some(why), now, out);
             }
         }
     }
@@ -264,24 +289,19 @@ impl Supervisor {
                     now,
                     out,
                 ),
-                State::BackingOff | State::WaitingForServer => {
+                State::BackingOff | State::WaitingForServer(_) => {
                     info!("signalled to restart ssh; skipping the wait");
-                    self.timers.clear(Timer::Restart);
-                    self.stop_checks(out);
-                    self.spawn(now, out);
+                    self.skip_wait(now, out);
                 }
                 _ => {}
             },
             Sig::Retry => match self.state {
-                State::BackingOff | State::WaitingForServer => {
+                State::BackingOff | State::WaitingForServer(_) => {
                     info!("SIGHUP: retrying now");
-                    self.timers.clear(Timer::Restart);
-                    self.stop_checks(out);
-                    self.spawn(now, out);
+                    self.skip_wait(now, out);
                 }
-                State::Running { .. }
-                    if self.in_flight.is_none()
-                        && (self.cfg.monitored || self.cfg.session_probe) =>
+                State::Running { probe: None, .. }
+                    if self.cfg.monitored || self.cfg.session_probe =>
                 {
                     info!("SIGHUP: probing the tunnel now");
                     self.timers.set(Timer::Probe, now);
@@ -290,6 +310,13 @@ impl Supervisor {
             },
             Sig::Wake => debug!("SIGUSR2: awake"),
         }
+    }
+
+    /// A signal cut a wait short: ssh starts now.
+    fn skip_wait(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::Restart);
+        self.stop_checks(out);
+        self.spawn(now, out);
     }
 
     /// Stop everything and exit with `code`.
@@ -304,31 +331,21 @@ impl Supervisor {
                     then: Then::Exit(code),
                 };
             }
-            State::Idle | State::BackingOff | State::WaitingForServer | State::Queued { .. } => {
+            State::Idle | State::BackingOff | State::WaitingForServer(_) | State::Queued { .. } => {
                 self.stop_checks(out);
-                self.finish(code, out)
+                self.finish(code, Ending::of_code(code), out)
             }
-            State::Done => {}
+            State::Done(_) => {}
         }
     }
 
-    /// Notes how it ends (the first word stands: a later finish does not overwrite it).
-    pub(super) fn end_with(&mut self, failed: bool, reason: String) {
-        self.ending.get_or_insert(Ending { failed, reason });
-    }
-
-    pub(super) fn finish(&mut self, code: i32, out: &mut Vec<Action>) {
-        if code != 0 {
-            self.end_with(true, format!("exit status {code}"));
-        } else {
-            self.end_with(false, "stopped".into());
-        }
+    /// Ends: every deadline disarmed, `Exit(code)` for the loop.
+    pub(super) fn finish(&mut self, code: i32, ending: Ending, out: &mut Vec<Action>) {
         if self.timers.get(Timer::ReachCheck).is_some() {
             out.push(Action::StopReach);
         }
         self.timers = Timers::default();
-        self.in_flight = None;
-        self.state = State::Done;
+        self.state = State::Done(ending);
         out.push(Action::Exit(code));
     }
 

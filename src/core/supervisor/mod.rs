@@ -8,7 +8,7 @@ use crate::core::backoff::Backoff;
 use crate::core::clock::{ms, Time};
 use crate::core::exit_rules::{judge, RunFacts, SshEnd, Verdict};
 use crate::core::probe::RttEstimate;
-use crate::core::ssh_stderr::{Complaint, Reason, Story};
+use crate::core::ssh_stderr::{classify, Complaint, Reason, Story};
 use crate::core::timers::{Timer, Timers};
 use log::{debug, info, warn};
 use std::time::Duration;
@@ -35,20 +35,21 @@ const DRAWN_PATIENCE_FLOOR: Duration = Duration::from_millis(400);
 const MAX_PROBE_WAIT: Duration = Duration::from_secs(60);
 /// An address or route change is looked at this long after the first message of a burst.
 const NET_SETTLE: Duration = Duration::from_millis(200);
-/// How often ssh's connection is looked at for a stall, and for unanswered requests.
+/// How often ssh's connection is looked at for a stall, and for unanswered requests ...
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-/// One of many tunnels puts its idle looks and its periodic probes on this grid: the looks
-/// and probes of a hundred tunnels take four wake-ups a second, not a hundred and more (each
-/// wake-up of the event loop costs more than the looks it serves).
-const FLEET_GRID: Duration = Duration::from_millis(250);
-/// ... and its periodic probes on this one (a poll is at least a second; a probe up to a
-/// second late is within it): the probes of ten tunnels leave, and come back, together.
-const PROBE_GRID: Duration = Duration::from_secs(1);
-/// ... while data moved on it within [`ACTIVE_WITHIN`].
+/// ... while data moved on it within [`ACTIVE_WITHIN`] ...
 const WATCH_ACTIVE: Duration = Duration::from_millis(250);
 const ACTIVE_WITHIN: Duration = Duration::from_secs(2);
-/// ... while the server owes ssh an answer: an unanswered request is seen within this.
+/// ... and while the server owes ssh an answer: an unanswered request is seen within this.
 const WATCH_OWED: Duration = Duration::from_millis(100);
+/// One of many tunnels puts its idle looks at ssh's connection on this grid: the looks of a
+/// hundred tunnels take four wake-ups a second, not a hundred (each wake-up of the event
+/// loop costs more than the looks it serves).
+const FLEET_GRID: Duration = Duration::from_millis(250);
+/// One of many tunnels puts its periodic probes on this grid (a poll is at least a second;
+/// a probe up to a second late is within it): the probes of ten tunnels leave, and come
+/// back, together.
+const PROBE_GRID: Duration = Duration::from_secs(1);
 /// What ssh sends or hears this soon after a probe came back is the probe's own exchange
 /// (the channel closing).
 const PROBE_TAIL: Duration = Duration::from_millis(100);
@@ -56,7 +57,8 @@ const PROBE_TAIL: Duration = Duration::from_millis(100);
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
 
-/// The supervisor.
+/// The supervisor. What only one state has lives in that state's variant ([`State`]);
+/// what belongs to one ssh lives in [`Run`], rebuilt at each start.
 #[derive(Debug)]
 pub struct Supervisor {
     cfg: Config,
@@ -66,43 +68,13 @@ pub struct Supervisor {
     start_count: u32,
     /// What belongs to the current (or last) ssh: built fresh at each start.
     run: Run,
-    next_seq: u64,
-    in_flight: Option<InFlight>,
-    rtt: RttEstimate,
-    relocations: u32,
-    /// The remote port of loop mode's `-R`, as the event loop told us.
-    remote_monitor_port: Option<u16>,
-    /// Loop mode's local `-L` port (the remote one starts equal to it, as in 1.4g).
-    local_monitor_port: Option<u16>,
-    /// When the tunnel was last seen failing: to tell how long an outage lasted.
-    down_since: Option<Time>,
-    /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
-    /// on ssh's connection. An outage is counted from here, not from when it was noticed.
-    last_proof: Option<Time>,
-    /// When the last probe came back: its exchange on ssh's connection is not application
-    /// traffic.
-    probe_answered_at: Option<Time>,
-    /// ssh goes through a jump host or a proxy command.
-    proxied: bool,
-    /// The server behind the proxy (`host:port`), for the log.
-    target: Option<String>,
-    /// Through a proxy, since when the target has not answered (handshakes through the
-    /// proxy are retried at a steady pace meanwhile, see `recovery.rs`).
-    target_away_since: Option<Time>,
-    /// The server's address cannot be checked.
-    reach_unknown: bool,
-    /// Since when reachability checks have failed (while waiting or stalled).
-    unreachable_since: Option<Time>,
-    /// The backoff asked for no wait: a reachable server gets ssh at once.
-    quick_retry: bool,
-    /// When the backoff of the current wait ends.
-    backoff_until: Time,
+    probes: Probes,
+    /// Loop mode's monitor ports.
+    ports: Option<LoopPorts>,
+    route: Route,
+    outage: Outage,
     /// `Action::Ready` was given.
     ready_sent: bool,
-    /// The pending `InspectPath` was asked at the net timeout.
-    hard_look: bool,
-    /// Once done: whether it ended for good on its own (a failure), and why.
-    ending: Option<Ending>,
     stats: Stats,
 }
 
@@ -115,34 +87,45 @@ pub struct Ending {
     pub reason: String,
 }
 
+impl Ending {
+    /// A failure, for this reason.
+    pub(super) fn failure(reason: impl Into<String>) -> Ending {
+        Ending {
+            failed: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// The ending an exit code tells when nothing more was said.
+    pub(super) fn of_code(code: i32) -> Ending {
+        match code {
+            0 => Ending {
+                failed: false,
+                reason: "stopped".into(),
+            },
+            c => Ending::failure(format!("exit status {c}")),
+        }
+    }
+}
+
 impl Supervisor {
     pub fn new(cfg: Config) -> Supervisor {
         Supervisor {
             backoff: Backoff::new(cfg.poll, cfg.seed),
+            ports: cfg.loop_monitor.as_ref().map(LoopPorts::new),
+            route: Route {
+                proxied: cfg.proxied,
+                unknown: cfg.proxied,
+                target: None,
+            },
             cfg,
             state: State::Idle,
             timers: Timers::default(),
             start_count: 0,
             run: Run::default(),
-            next_seq: 1,
-            in_flight: None,
-            rtt: RttEstimate::default(),
-            relocations: 0,
-            remote_monitor_port: None,
-            local_monitor_port: None,
-            down_since: None,
-            last_proof: None,
-            probe_answered_at: None,
-            proxied: false,
-            target: None,
-            target_away_since: None,
-            reach_unknown: false,
-            unreachable_since: None,
-            quick_retry: false,
-            backoff_until: Time::from_origin(Duration::ZERO),
+            probes: Probes::default(),
+            outage: Outage::default(),
             ready_sent: false,
-            hard_look: false,
-            ending: None,
             stats: Stats::default(),
         }
     }
@@ -157,18 +140,6 @@ impl Supervisor {
 
     pub fn start_count(&self) -> u32 {
         self.start_count
-    }
-
-    /// Tells the supervisor which remote port loop mode's `-R` asks for (so it can
-    /// recognise ssh's complaint about it). `None` in echo mode or with `-M 0`.
-    pub fn set_remote_monitor_port(&mut self, port: Option<u16>) {
-        self.remote_monitor_port = port;
-    }
-
-    /// Tells the supervisor loop mode's local `-L` port: a server on this very host sees
-    /// it as busy when the remote port is the same number.
-    pub fn set_local_monitor_port(&mut self, port: Option<u16>) {
-        self.local_monitor_port = port;
     }
 
     /// How long the event loop may sleep before calling [`Supervisor::on_time`].
@@ -188,37 +159,45 @@ impl Supervisor {
     /// Handles one event.
     pub fn handle(&mut self, ev: Event, now: Time) -> Vec<Action> {
         let mut out = Vec::new();
+        let done = matches!(self.state, State::Done(_));
+        self.on_event(ev, now, &mut out);
+        // INVARIANT: once done, a supervisor asks for nothing more.
+        debug_assert!(!done || out.is_empty(), "{out:?} after Done");
+        out
+    }
+
+    fn on_event(&mut self, ev: Event, now: Time, out: &mut Vec<Action>) {
         match ev {
             Event::Begin => {
+                if self.route.proxied {
+                    debug!("ssh goes through a proxy: handshakes are the only check of the server");
+                }
                 if let Some(life) = self.cfg.max_lifetime {
                     self.timers.set(Timer::MaxLifetime, now + life);
                 }
-                self.spawn(now, &mut out);
+                self.spawn(now, out);
             }
-            Event::SpawnFailed(e) => self.on_spawn_failed(e, now, &mut out),
-            Event::SshExited(end) => self.on_exit(end, now, &mut out),
-            Event::Signal(sig) => self.on_signal(sig, now, &mut out),
-            Event::ProbeEchoed { seq } => self.on_echo(seq, now, &mut out),
+            Event::SpawnFailed(e) => self.on_spawn_failed(e, now, out),
+            Event::SshExited(end) => self.on_exit(end, now, out),
+            Event::Signal(sig) => self.on_signal(sig, now, out),
+            Event::ProbeEchoed { seq } => self.on_echo(seq, now, out),
             Event::ProbeFailed { seq, why } => {
-                if self.in_flight.map(|p| p.seq) == Some(seq) {
-                    self.probe_failed(why.to_string(), now, &mut out);
+                if self.probe().map(|p| p.seq) == Some(seq) {
+                    self.probe_failed(why.to_string(), now, out);
                 }
             }
-            Event::Path(path) => self.on_path(path, now, &mut out),
-            Event::SshSaid(Complaint::RemoteForwardFailed(port)) => {
-                self.on_forward_failed(port, now, &mut out)
-            }
-            Event::SshSaid(c) => self.run.story.hear(&c),
-            Event::Reachable(ok) => self.on_reachable(ok, now, &mut out),
-            Event::ReachUnknown => self.on_reach_unknown(now, &mut out),
+            Event::Path(path) => self.on_path(path, now, out),
+            Event::SshSaid(line) => self.on_ssh_line(line, now, out),
+            Event::Reachable(ok) => self.on_reachable(ok, now, out),
+            Event::ReachUnknown => self.on_reach_unknown(now, out),
             Event::Proxied { target } => self.on_proxied(target),
-            Event::Stall(stalled) => self.on_stall(stalled, now, &mut out),
-            Event::Traffic(t) => self.on_traffic(t, now, &mut out),
+            Event::Stall(stalled) => self.on_stall(stalled, now, out),
+            Event::Traffic(t) => self.on_traffic(t, now, out),
             Event::Connected(c) => {
                 self.run.ssh_connected = c;
                 if c && self.run.blind {
                     self.run.blind = false;
-                    self.stop_checks(&mut out);
+                    self.stop_checks(out);
                 }
             }
             Event::Resumed => self.on_resumed(now),
@@ -228,20 +207,63 @@ impl Supervisor {
                     self.timers.set(Timer::NetCheck, now + NET_SETTLE);
                 }
             }
-            Event::NetPath(p) => self.on_net_path(p, now, &mut out),
+            Event::NetPath(p) => self.on_net_path(p, now, out),
             Event::SlotGranted => {
                 if let State::Queued { blind } = self.state {
-                    self.start(blind, now, &mut out);
+                    self.start(blind, now, out);
                 }
             }
         }
-        out
+    }
+
+    /// One line of ssh's stderr: logged (at debug level when it only repeats an outage
+    /// already logged), and taken into the current ssh's story.
+    fn on_ssh_line(&mut self, line: String, now: Time, out: &mut Vec<Action>) {
+        let class = classify(&line);
+        if self.quiet() && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
+            debug!("ssh: {line}");
+        } else {
+            info!("ssh: {line}");
+        }
+        match class {
+            Some(Complaint::RemoteForwardFailed(port)) => self.on_forward_failed(port, now, out),
+            Some(c) => self.run.story.hear(&c),
+            None => {}
+        }
+    }
+
+    /// The probe in flight, if any (only a running ssh carries one).
+    fn probe(&self) -> Option<InFlight> {
+        match self.state {
+            State::Running { probe, .. } => probe,
+            _ => None,
+        }
+    }
+
+    /// The monitor's phase while ssh runs.
+    fn phase(&self) -> Option<Phase> {
+        match self.state {
+            State::Running { phase, .. } => Some(phase),
+            _ => None,
+        }
+    }
+
+    /// Whether the tunnel is proven by a probe and watched by probes.
+    fn is_up(&self) -> bool {
+        self.phase() == Some(Phase::Up)
+    }
+
+    /// Moves to `phase`, keeping the probe in flight.
+    fn set_phase(&mut self, phase: Phase) {
+        if let State::Running { phase: p, .. } = &mut self.state {
+            *p = phase;
+        }
     }
 
     /// The tunnel is proven (a probe came back, or ssh lived past the gate with `-M 0`).
     fn became_up(&mut self, now: Time, out: &mut Vec<Action>) {
         self.stats.up_since = Some(now);
-        self.target_away_since = None;
+        self.outage.target_away_since = None;
         if !self.ready_sent {
             self.ready_sent = true;
             out.push(Action::Ready);
@@ -253,10 +275,8 @@ impl Supervisor {
         match self.state {
             State::Idle => "starting",
             State::Running {
-                phase: Phase::Confirming { .. },
-            }
-            | State::Running {
-                phase: Phase::Unmonitored,
+                phase: Phase::Confirming { .. } | Phase::Unmonitored,
+                ..
             } if self.stats.up_since.is_none() => {
                 if self.start_count <= 1 {
                     "starting"
@@ -264,20 +284,23 @@ impl Supervisor {
                     "reconnecting"
                 }
             }
-            State::Running { .. } if self.in_flight.is_some() => "probing",
+            State::Running { probe: Some(_), .. } => "probing",
             State::Running { .. } => "up",
-            State::WaitingForServer => "reconnecting",
-            State::BackingOff if self.target_away_since.is_some() => "reconnecting",
+            State::WaitingForServer(_) => "reconnecting",
+            State::BackingOff if self.outage.target_away_since.is_some() => "reconnecting",
             State::BackingOff => "backing-off",
             State::Queued { .. } => "waiting",
             State::Stopping { .. } => "stopping",
-            State::Done => "stopped",
+            State::Done(_) => "stopped",
         }
     }
 
     /// How it ended, once done.
     pub fn ending(&self) -> Option<&Ending> {
-        self.ending.as_ref()
+        match &self.state {
+            State::Done(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// Whether the tunnel is proven up right now (systemd's watchdog is fed only then).
@@ -288,24 +311,26 @@ impl Supervisor {
     /// When the current outage began, if the server has been seen unreachable (by checks,
     /// or through a proxy by handshakes).
     pub fn unreachable_since(&self) -> Option<Time> {
-        self.unreachable_since.or(self.target_away_since)
+        self.outage
+            .unreachable_since
+            .or(self.outage.target_away_since)
     }
 
-    /// Handshakes are being retried through a proxy in an outage already logged: the event
-    /// loop logs the ssh lines that say so again at debug level, so an outage is one line
-    /// in the log.
-    pub fn quiet(&self) -> bool {
-        self.target_away_since.is_some()
+    /// Handshakes are being retried through a proxy in an outage already logged: the lines
+    /// that say so again, and the new ssh's pid, go to the debug log, so an outage is one
+    /// line in the log.
+    fn quiet(&self) -> bool {
+        self.outage.target_away_since.is_some()
     }
 
     /// Why the current (or last) ssh failed, from what it said.
     fn reason(&self) -> Option<Reason> {
-        self.run.story.reason(self.proxied)
+        self.run.story.reason(self.route.proxied)
     }
 
     /// A reason in words, for the log.
     fn describe(&self, r: &Reason) -> String {
-        let target = match &self.target {
+        let target = match &self.route.target {
             Some(t) => format!("the target {t}"),
             None => "the target".to_string(),
         };
@@ -323,20 +348,20 @@ impl Supervisor {
 
     /// Notes when a proven tunnel went down (not a start-up that never came up).
     fn mark_down(&mut self, now: Time) {
-        if self.state == (State::Running { phase: Phase::Up }) {
+        if self.is_up() {
             self.note_down(now);
         }
     }
 
     /// The tunnel went down: counted from the last proof that it worked.
     fn note_down(&mut self, now: Time) {
-        let since = self.last_proof.map_or(now, |p| p.min(now));
-        self.down_since.get_or_insert(since);
+        let since = self.outage.last_proof.map_or(now, |p| p.min(now));
+        self.outage.down_since.get_or_insert(since);
     }
 
     /// "tunnel up, ... (down for N s)": N from the last proof before the outage.
     fn log_up(&mut self, what: &str, rtt: Duration, now: Time) {
-        match self.down_since.take() {
+        match self.outage.down_since.take() {
             Some(down) => info!(
                 "tunnel up, {what} rtt {} ms (down for {:.1} s)",
                 ms(rtt),
@@ -348,6 +373,8 @@ impl Supervisor {
 }
 
 mod lifecycle;
+mod parts;
+use parts::{LoopPorts, Outage, Probes, Route};
 mod probes;
 mod recovery;
 mod run;

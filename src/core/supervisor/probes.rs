@@ -3,15 +3,10 @@
 use super::*;
 
 impl Supervisor {
-    /// Whether unanswered requests are watched now (a tunnel proven by a probe).
-    pub fn watching_requests(&self) -> bool {
-        self.state == (State::Running { phase: Phase::Up })
-    }
-
     /// How long an application's request must go unanswered, with the server silent as
     /// long, before it draws a probe: `max(500 ms, 2·srtt + 4·rttvar)` of the probes' RTT.
     pub fn unanswered_threshold(&self) -> Duration {
-        self.rtt.patience(
+        self.probes.rtt.patience(
             unanswered::FLOOR,
             self.cfg.net_timeout.max(unanswered::FLOOR),
         )
@@ -30,7 +25,7 @@ impl Supervisor {
                 out.push(Action::KillSsh);
             }
             NetPath::Moved(what) => {
-                if self.state == (State::Running { phase: Phase::Up }) && self.in_flight.is_none() {
+                if self.is_up() && self.probe().is_none() {
                     info!("{what}; probing the tunnel now");
                     self.send_probe(now, true, out);
                 } else {
@@ -51,7 +46,7 @@ impl Supervisor {
     ) -> bool {
         let ours = |age: Option<Duration>| {
             let at = age.map(|a| now.before(a));
-            matches!((at, self.probe_answered_at), (Some(t), Some(a)) if t <= a + PROBE_TAIL)
+            matches!((at, self.probes.answered_at), (Some(t), Some(a)) if t <= a + PROBE_TAIL)
         };
         ours(sent) && ours(recv)
     }
@@ -59,11 +54,12 @@ impl Supervisor {
     /// A look at ssh's sockets: look again sooner while the tunnel carries traffic, and
     /// probe now when an application's request has gone unanswered (whatever the poll).
     pub(super) fn on_traffic(&mut self, t: Traffic, now: Time, out: &mut Vec<Action>) {
-        if self.state != (State::Running { phase: Phase::Up }) {
+        if !self.is_up() {
             return;
         }
         if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
-            self.last_proof = Some(self.last_proof.map_or(heard, |p| p.max(heard)));
+            let proof = &mut self.outage.last_proof;
+            *proof = Some(proof.map_or(heard, |p| p.max(heard)));
         }
         let only_probes = self.only_probe_traffic(t.server_sent, t.server_recv, now);
         let again = if only_probes {
@@ -83,7 +79,7 @@ impl Supervisor {
         if self.timers.get(Timer::Watch).is_some_and(|at| next < at) {
             self.timers.set(Timer::Watch, next);
         }
-        if self.in_flight.is_some() {
+        if self.probe().is_some() {
             return;
         }
         if self
@@ -103,17 +99,18 @@ impl Supervisor {
     }
 
     pub(super) fn send_probe(&mut self, now: Time, drawn: bool, out: &mut Vec<Action>) {
-        if self.in_flight.is_some() {
+        if self.probe().is_some() {
             return;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.in_flight = Some(InFlight {
+        let seq = self.probes.next_seq;
+        self.probes.next_seq += 1;
+        self.set_probe(Some(InFlight {
             seq,
             sent: now,
             drawn,
-        });
-        let confirming = self.state != (State::Running { phase: Phase::Up });
+            hard_look: false,
+        }));
+        let confirming = !self.is_up();
         let hard = self.cfg.net_timeout;
         if !confirming {
             let floor = if drawn {
@@ -121,7 +118,7 @@ impl Supervisor {
             } else {
                 PATIENCE_FLOOR
             };
-            let soft = self.rtt.patience(floor.min(hard), hard);
+            let soft = self.probes.rtt.patience(floor.min(hard), hard);
             if soft < hard {
                 self.timers.set(Timer::ProbeSoft, now + soft);
             }
@@ -131,51 +128,67 @@ impl Supervisor {
     }
 
     pub(super) fn clear_probe(&mut self, out: &mut Vec<Action>) {
-        self.hard_look = false;
         self.timers.clear(Timer::Probe);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
-        if self.in_flight.take().is_some() {
+        if self.probe().is_some() {
+            self.set_probe(None);
             out.push(Action::DropProbe);
         }
     }
 
+    /// Records the probe in flight (only a running ssh carries one).
+    pub(super) fn set_probe(&mut self, p: Option<InFlight>) {
+        // INVARIANT: a probe is only ever out through a running ssh.
+        debug_assert!(p.is_none() || matches!(self.state, State::Running { .. }));
+        if let State::Running { probe, .. } = &mut self.state {
+            *probe = p;
+        }
+    }
+
+    /// Asks for a look at ssh's connection while a probe is late; through a proxy ssh has
+    /// none of its own: the path is unknown.
+    pub(super) fn inspect_path(&mut self, waited: Duration, now: Time, out: &mut Vec<Action>) {
+        if self.route.proxied {
+            self.on_path(PathState::Unknown, now, out);
+        } else {
+            out.push(Action::InspectPath { waited });
+        }
+    }
+
     pub(super) fn on_echo(&mut self, seq: u64, now: Time, out: &mut Vec<Action>) {
-        let Some(p) = self.in_flight.filter(|p| p.seq == seq) else {
+        let Some(p) = self.probe().filter(|p| p.seq == seq) else {
             return;
         };
-        self.in_flight = None;
+        self.set_probe(None);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
         let rtt = now.since(p.sent);
-        self.last_proof = Some(now);
-        self.probe_answered_at = Some(now);
-        self.rtt.sample(rtt);
+        self.outage.last_proof = Some(now);
+        self.probes.answered_at = Some(now);
+        self.probes.rtt.sample(rtt);
         self.stats.record_rtt(rtt);
-        if self.state
-            == (State::Running {
-                phase: Phase::Unmonitored,
-            })
-        {
-            // The session probe answered: from now on the tunnel is watched by probes.
-            match self.stats.up_since {
-                Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
-                None => self.log_up("session probe", rtt, now),
+        match self.phase() {
+            Some(Phase::Unmonitored) => {
+                // The session probe answered: from now on the tunnel is watched by probes.
+                match self.stats.up_since {
+                    Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
+                    None => self.log_up("session probe", rtt, now),
+                }
+                self.outage.down_since = None;
+                self.set_phase(Phase::Up);
+                self.became_up(now, out);
             }
-            self.down_since = None;
-            self.state = State::Running { phase: Phase::Up };
-            self.became_up(now, out);
-        } else if let State::Running {
-            phase: Phase::Confirming { .. },
-        } = self.state
-        {
-            self.timers.clear(Timer::ConfirmBy);
-            self.relocations = 0;
-            self.log_up("probe", rtt, now);
-            self.state = State::Running { phase: Phase::Up };
-            self.became_up(now, out);
-        } else {
-            debug!("probe {seq} ok, rtt {} ms", ms(rtt));
+            Some(Phase::Confirming { .. }) => {
+                self.timers.clear(Timer::ConfirmBy);
+                if let Some(ports) = self.ports.as_mut() {
+                    ports.moves = 0;
+                }
+                self.log_up("probe", rtt, now);
+                self.set_phase(Phase::Up);
+                self.became_up(now, out);
+            }
+            _ => debug!("probe {seq} ok, rtt {} ms", ms(rtt)),
         }
         let mut next = (p.sent + self.cfg.poll).max(now);
         if self.cfg.gated {
@@ -185,35 +198,13 @@ impl Supervisor {
     }
 
     pub(super) fn on_path(&mut self, path: PathState, now: Time, out: &mut Vec<Action>) {
-        let Some(p) = self.in_flight else { return };
-        let waited = now.since(p.sent);
-        if std::mem::take(&mut self.hard_look) {
-            if matches!(path, PathState::Alive | PathState::Lossy) && waited < MAX_PROBE_WAIT {
-                debug!(
-                    "probe {} late after {:.1} s, path {path:?}: the link is alive, waiting",
-                    p.seq,
-                    waited.as_secs_f64()
-                );
-                self.timers
-                    .set(Timer::ProbeHard, now + self.cfg.net_timeout);
-            } else {
-                let why = match path {
-                    PathState::Alive => "the server sends, but not the echo",
-                    PathState::Lossy => "lossy link, no echo",
-                    PathState::Quiet => "server acknowledged it, session silent",
-                    PathState::Busy => "nothing from the server",
-                    PathState::Unknown => "path unknown",
-                };
-                self.probe_failed(
-                    format!(
-                        "probe timed out after {:.1} s ({why})",
-                        waited.as_secs_f64()
-                    ),
-                    now,
-                    out,
-                );
-            }
-            return;
+        let Some(p) = self.probe() else { return };
+        if p.hard_look {
+            self.set_probe(Some(InFlight {
+                hard_look: false,
+                ..p
+            }));
+            return self.on_hard_look(p, path, now, out);
         }
         match path {
             PathState::Quiet => {
@@ -242,6 +233,37 @@ impl Supervisor {
         }
     }
 
+    /// The path at the net timeout of probe `p`: a link that is alive gets more time (up to
+    /// [`MAX_PROBE_WAIT`]), anything else fails the probe.
+    fn on_hard_look(&mut self, p: InFlight, path: PathState, now: Time, out: &mut Vec<Action>) {
+        let waited = now.since(p.sent);
+        if matches!(path, PathState::Alive | PathState::Lossy) && waited < MAX_PROBE_WAIT {
+            debug!(
+                "probe {} late after {:.1} s, path {path:?}: the link is alive, waiting",
+                p.seq,
+                waited.as_secs_f64()
+            );
+            self.timers
+                .set(Timer::ProbeHard, now + self.cfg.net_timeout);
+            return;
+        }
+        let why = match path {
+            PathState::Alive => "the server sends, but not the echo",
+            PathState::Lossy => "lossy link, no echo",
+            PathState::Quiet => "server acknowledged it, session silent",
+            PathState::Busy => "nothing from the server",
+            PathState::Unknown => "path unknown",
+        };
+        self.probe_failed(
+            format!(
+                "probe timed out after {:.1} s ({why})",
+                waited.as_secs_f64()
+            ),
+            now,
+            out,
+        );
+    }
+
     /// When the next idle look at ssh's connection is due.
     pub(super) fn idle_watch(&self, now: Time) -> Time {
         if self.cfg.gated {
@@ -260,32 +282,26 @@ impl Supervisor {
     }
 
     pub(super) fn probe_failed(&mut self, why: String, now: Time, out: &mut Vec<Action>) {
-        match self.state {
-            State::Running {
-                phase: Phase::Confirming { attempt },
-            } => {
+        match self.phase() {
+            Some(Phase::Confirming { attempt }) => {
                 debug!("tunnel not up yet: {why}");
                 self.run.last_failure = Some(why);
                 self.clear_probe(out);
                 let gap = self.confirm_gap(attempt + 1).min(self.cfg.poll);
                 self.timers.set(Timer::Probe, now + gap);
-                self.state = State::Running {
-                    phase: Phase::Confirming {
-                        attempt: attempt + 1,
-                    },
-                };
+                self.set_phase(Phase::Confirming {
+                    attempt: attempt + 1,
+                });
             }
-            State::Running { phase: Phase::Up } => {
-                if self.remote_monitor_port.is_some() {
-                    out.push(Action::RelocateMonitor(Relocation::AfterFailure));
-                }
+            Some(Phase::Up) => {
                 self.stats.probe_failures += 1;
                 self.restart_ssh(RestartKind::Probe, why, true, now, out);
                 self.run.server_silent = true;
+                // The dead session may still hold the remote port on the server for a
+                // while: the next ssh asks for another one instead of failing on it.
+                self.relocate(false, out);
             }
-            State::Running {
-                phase: Phase::Unmonitored,
-            } => {
+            Some(Phase::Unmonitored) => {
                 // The session probe's socket is not there yet (ssh still authenticating),
                 // or the session does not answer: ServerAlive is still watching; retry, at
                 // most once a second early on, then every 30 s.
@@ -304,24 +320,29 @@ impl Supervisor {
                 self.run.session_tries += 1;
                 self.timers.set(Timer::Probe, now + gap);
             }
-            _ => self.clear_probe(out),
+            None => self.clear_probe(out),
         }
     }
 
+    /// ssh said the server would not listen on `port` for a remote forward: when that is
+    /// loop mode's remote monitor port, the next ssh asks for another (at most
+    /// [`MAX_RELOCATIONS`] in a row without a proven tunnel).
     pub(super) fn on_forward_failed(&mut self, port: u16, now: Time, out: &mut Vec<Action>) {
-        if Some(port) != self.remote_monitor_port || !matches!(self.state, State::Running { .. }) {
+        let Some(ports) = self.ports.as_mut() else {
+            return;
+        };
+        if port != ports.remote || !matches!(self.state, State::Running { .. }) {
             return;
         }
-        if self.relocations >= MAX_RELOCATIONS {
+        if ports.moves >= MAX_RELOCATIONS {
             warn!(
                 "remote monitor port {port} busy on the server, and {MAX_RELOCATIONS} others \
                  before it; keeping this ssh (is remote forwarding allowed?)"
             );
             return;
         }
-        self.relocations += 1;
-        out.push(Action::RelocateMonitor(Relocation::Busy));
-        let own = if Some(port) == self.local_monitor_port {
+        ports.moves += 1;
+        let own = if port == ports.local {
             format!(" (if the server is this host, by our own -L {port})")
         } else {
             String::new()
@@ -333,5 +354,23 @@ impl Supervisor {
             now,
             out,
         );
+        self.relocate(true, out);
+    }
+
+    /// Moves loop mode's remote port for the next ssh (`busy`: ssh said the server holds
+    /// it; else the tunnel just failed).
+    fn relocate(&mut self, busy: bool, out: &mut Vec<Action>) {
+        let Some(ports) = self.ports.as_mut() else {
+            return;
+        };
+        let old = ports.remote;
+        ports.remote = ports.next_remote();
+        let to = ports.remote;
+        if busy {
+            info!("next ssh uses remote monitor port {to}");
+        } else {
+            info!("next ssh uses remote monitor port {to} (the old session may still hold {old})");
+        }
+        out.push(Action::RelocateMonitor { to });
     }
 }

@@ -43,14 +43,16 @@ impl Supervisor {
             Some(Reason::TargetUnreachable { .. }) => Cause::Target,
             // A probe went unanswered, or the server failed a check and has not answered
             // one since (a stalled ssh in a black hole): the network, whatever ssh said.
-            None if self.run.server_silent || self.unreachable_since.is_some() => Cause::Network,
+            None if self.run.server_silent || self.outage.unreachable_since.is_some() => {
+                Cause::Network
+            }
             None => Cause::Other,
         }
     }
 
     /// ssh goes through a proxy: the server cannot be checked from here.
     pub(super) fn on_proxied(&mut self, target: Option<String>) {
-        if !self.proxied {
+        if !self.route.proxied {
             debug!(
                 "ssh goes through a proxy{}: handshakes are the only check of the server",
                 target
@@ -59,10 +61,10 @@ impl Supervisor {
                     .unwrap_or_default()
             );
         }
-        self.proxied = true;
-        self.reach_unknown = true;
+        self.route.proxied = true;
+        self.route.unknown = true;
         if target.is_some() {
-            self.target = target;
+            self.route.target = target;
         }
     }
 
@@ -86,9 +88,8 @@ impl Supervisor {
                 None => "max start count reached".to_string(),
             };
             info!("{reason}; exiting");
-            self.end_with(true, reason);
             self.stop_checks(out);
-            self.finish(0, out);
+            self.finish(0, Ending::failure(reason), out);
             return;
         }
         let cause = self.cause();
@@ -97,13 +98,33 @@ impl Supervisor {
             return;
         }
         // Whatever ended this ssh, it was not the target missing behind the proxy.
-        self.target_away_since = None;
+        self.outage.target_away_since = None;
         let delay = if paced {
             let lived = self.run.lived(now);
             self.backoff.next_delay(lived, cause == Cause::Config)
         } else {
             Duration::ZERO
         };
+        self.log_restart(why, delay);
+        if self.backoff.tries() == 0 {
+            // The last ssh lived long: any earlier outage is over.
+            self.outage.unreachable_since = None;
+        }
+        let check_first = !self.route.unknown
+            && cause != Cause::Config
+            && (cause == Cause::Network || !delay.is_zero());
+        if check_first {
+            self.wait_for_server(delay, now);
+        } else if delay.is_zero() {
+            self.spawn(now, out);
+        } else {
+            self.timers.set(Timer::Restart, now + delay);
+            self.state = State::BackingOff;
+        }
+    }
+
+    /// "... restarting ssh in N s", with what ssh said about why it failed.
+    fn log_restart(&self, why: Option<String>, delay: Duration) {
         let detail = match self.reason() {
             Some(r) => format!(" ({})", self.describe(&r)),
             None => String::new(),
@@ -121,35 +142,26 @@ impl Supervisor {
             }
             None => {}
         }
-        let check_first = !self.reach_unknown
-            && cause != Cause::Config
-            && (cause == Cause::Network || !delay.is_zero());
-        self.quick_retry = delay.is_zero();
-        self.backoff_until = now + delay;
-        if self.backoff.tries() == 0 {
-            // The last ssh lived long: any earlier outage is over.
-            self.unreachable_since = None;
-        }
-        if check_first {
-            // Even while the server does not answer checks, a handshake is tried at the
-            // backoff's pace (a check can be wrong: another route, a port knock...).
-            let blind_after = if self.unreachable_since.is_some() {
-                // Already seen away: handshakes into the void only at the cap's pace.
-                self.backoff.cap()
-            } else {
-                BLIND_RETRY_FLOOR
-            };
-            self.timers
-                .set(Timer::Restart, now + delay.max(blind_after));
-            // `unreachable_since` is kept across handshakes: one outage, one log line.
-            self.state = State::WaitingForServer;
-            self.timers.set(Timer::ReachCheck, now);
-        } else if delay.is_zero() {
-            self.spawn(now, out);
+    }
+
+    /// No ssh until the server answers a check (every [`CHECK_EVERY`]) or the backoff of
+    /// `delay` is over. Even while the server does not answer, a handshake is tried at the
+    /// backoff's pace (a check can be wrong: another route, a port knock...).
+    fn wait_for_server(&mut self, delay: Duration, now: Time) {
+        let blind_after = if self.outage.unreachable_since.is_some() {
+            // Already seen away: handshakes into the void only at the cap's pace.
+            self.backoff.cap()
         } else {
-            self.timers.set(Timer::Restart, now + delay);
-            self.state = State::BackingOff;
-        }
+            BLIND_RETRY_FLOOR
+        };
+        self.timers
+            .set(Timer::Restart, now + delay.max(blind_after));
+        // `unreachable_since` is kept across handshakes: one outage, one log line.
+        self.state = State::WaitingForServer(Wait {
+            quick: delay.is_zero(),
+            backoff_until: now + delay,
+        });
+        self.timers.set(Timer::ReachCheck, now);
     }
 
     /// The target did not answer through a proxy that did: the next handshake at a steady
@@ -165,8 +177,8 @@ impl Supervisor {
             .map_or(now, |s| s + THROUGH_PROXY_EVERY)
             .max(now);
         let what = self.reason().map(|r| self.describe(&r)).unwrap_or_default();
-        if self.target_away_since.is_none() {
-            self.target_away_since = Some(now);
+        if self.outage.target_away_since.is_none() {
+            self.outage.target_away_since = Some(now);
             let why = why.map(|w| format!("{w}: ")).unwrap_or_default();
             info!(
                 "{why}{what}; retrying the handshake every {:.1} s until it answers",
@@ -179,15 +191,17 @@ impl Supervisor {
                 at.since(now).as_secs_f64()
             );
         }
-        self.quick_retry = false;
-        self.backoff_until = at;
         self.timers.set(Timer::Restart, at);
         self.state = State::BackingOff;
     }
 
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.route.proxied {
+            // Learnt meanwhile (ssh_config): the server behind the proxy cannot be checked.
+            return self.on_reach_unknown(now, out);
+        }
         let checking = match self.state {
-            State::WaitingForServer => true,
+            State::WaitingForServer(_) => true,
             State::Running { .. } => self.run.stalled || self.run.blind,
             State::Queued { blind } => blind,
             _ => false,
@@ -207,25 +221,12 @@ impl Supervisor {
 
     pub(super) fn on_reachable(&mut self, ok: bool, now: Time, out: &mut Vec<Action>) {
         match (&self.state, ok) {
-            (State::WaitingForServer, true) => {
-                let was_away = self.unreachable_since.take();
-                let restart_due = self.quick_retry;
-                if let Some(since) = was_away {
-                    info!(
-                        "server reachable again after {:.1} s; starting ssh",
-                        now.since(since).as_secs_f64()
-                    );
-                }
-                self.stop_checks(out);
-                if was_away.is_some() || restart_due {
-                    self.timers.clear(Timer::Restart);
-                    self.spawn(now, out);
-                } else {
-                    self.wait_out_backoff();
-                }
+            (State::WaitingForServer(w), true) => {
+                let w = *w;
+                self.server_answers(w, now, out)
             }
-            (State::WaitingForServer, false) if self.unreachable_since.is_none() => {
-                self.unreachable_since = Some(now);
+            (State::WaitingForServer(_), false) if self.outage.unreachable_since.is_none() => {
+                self.outage.unreachable_since = Some(now);
                 info!(
                     "server unreachable; checking every {} ms until it answers",
                     CHECK_EVERY.as_millis()
@@ -234,7 +235,7 @@ impl Supervisor {
             (State::Running { .. }, true) if self.run.blind && !self.run.ssh_connected => {
                 self.run.blind = false;
                 self.stop_checks(out);
-                self.unreachable_since = None;
+                self.outage.unreachable_since = None;
                 self.restart_ssh(
                     RestartKind::Stall,
                     "the server answers again while ssh is still trying to connect".into(),
@@ -246,7 +247,7 @@ impl Supervisor {
                 out.push(Action::KillSsh);
             }
             (State::Running { .. }, true) if self.run.stalled => {
-                if let Some(since) = self.unreachable_since.take() {
+                if let Some(since) = self.outage.unreachable_since.take() {
                     self.restart_ssh(
                         RestartKind::Stall,
                         format!(
@@ -262,32 +263,52 @@ impl Supervisor {
                 }
             }
             (State::Running { .. }, false) if self.run.stalled || self.run.blind => {
-                self.unreachable_since.get_or_insert(now);
+                self.outage.unreachable_since.get_or_insert(now);
             }
             _ => {}
         }
     }
 
+    /// The server answered a check while no ssh runs: one that was seen away gets ssh at
+    /// once, as does one whose backoff asked for no wait; otherwise the backoff is waited
+    /// out.
+    fn server_answers(&mut self, w: Wait, now: Time, out: &mut Vec<Action>) {
+        let was_away = self.outage.unreachable_since.take();
+        if let Some(since) = was_away {
+            info!(
+                "server reachable again after {:.1} s; starting ssh",
+                now.since(since).as_secs_f64()
+            );
+        }
+        self.stop_checks(out);
+        if was_away.is_some() || w.quick {
+            self.timers.clear(Timer::Restart);
+            self.spawn(now, out);
+        } else {
+            self.wait_out_backoff(w.backoff_until);
+        }
+    }
+
     pub(super) fn on_reach_unknown(&mut self, now: Time, out: &mut Vec<Action>) {
-        if !self.reach_unknown {
+        if !self.route.unknown {
             debug!("the server's address cannot be checked; pacing by backoff alone");
         }
-        self.reach_unknown = true;
+        self.route.unknown = true;
         self.stop_checks(out);
-        if self.state == State::WaitingForServer {
-            if self.quick_retry {
+        if let State::WaitingForServer(w) = self.state {
+            if w.quick {
                 self.timers.clear(Timer::Restart);
                 self.spawn(now, out);
             } else {
-                self.wait_out_backoff();
+                self.wait_out_backoff(w.backoff_until);
             }
         }
     }
 
     /// The server answers TCP (or cannot be checked): only the backoff holds the next
     /// handshake.
-    fn wait_out_backoff(&mut self) {
-        self.timers.set(Timer::Restart, self.backoff_until);
+    fn wait_out_backoff(&mut self, until: Time) {
+        self.timers.set(Timer::Restart, until);
         self.state = State::BackingOff;
     }
 
@@ -296,10 +317,10 @@ impl Supervisor {
             return;
         }
         self.run.stalled = stalled;
-        self.unreachable_since = None;
+        self.outage.unreachable_since = None;
         if stalled {
             info!("ssh's connection to the server is stalled; checking the server");
-            if !self.reach_unknown {
+            if !self.route.unknown {
                 self.timers.set(Timer::ReachCheck, now);
             }
         } else {
@@ -311,10 +332,11 @@ impl Supervisor {
     pub(super) fn on_resumed(&mut self, now: Time) {
         info!("the system resumed from suspend; checking the tunnel now");
         match self.state {
-            State::Running { phase: Phase::Up } if self.in_flight.is_none() => {
-                self.timers.set(Timer::Probe, now)
-            }
-            State::WaitingForServer => self.timers.set(Timer::ReachCheck, now),
+            State::Running {
+                phase: Phase::Up,
+                probe: None,
+            } => self.timers.set(Timer::Probe, now),
+            State::WaitingForServer(_) => self.timers.set(Timer::ReachCheck, now),
             _ => {}
         }
     }

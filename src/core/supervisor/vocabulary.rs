@@ -21,6 +21,19 @@ pub struct Config {
     /// One of many tunnels: each start first asks the event loop for a handshake slot
     /// ([`Action::AwaitSlot`], answered by [`Event::SlotGranted`]).
     pub gated: bool,
+    /// Loop mode's monitor ports (`None` in echo mode and with `-M 0`).
+    pub loop_monitor: Option<LoopMonitor>,
+    /// The command line sends ssh through a jump host or a proxy command (ssh_config may
+    /// say so later: [`Event::Proxied`]).
+    pub proxied: bool,
+}
+
+/// Loop mode's local `-L` port, and the ports its remote port must never move onto (the
+/// other tunnels' local ports, many tunnels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopMonitor {
+    pub local: u16,
+    pub reserved: Vec<u16>,
 }
 
 /// Signals to autossh, by meaning.
@@ -94,8 +107,9 @@ pub enum Event {
     ProbeFailed { seq: u64, why: ProbeFailure },
     /// Answer to [`Action::InspectPath`].
     Path(PathState),
-    /// ssh said something autossh acts on (stderr).
-    SshSaid(Complaint),
+    /// ssh wrote this line on its stderr (the supervisor classifies it, logs it and acts on
+    /// it).
+    SshSaid(String),
     /// Answer to one [`Action::CheckReach`]: the server's ssh port accepted a TCP connect.
     Reachable(bool),
     /// The server's address cannot be checked (proxy, `ssh -G` failed): backoff alone.
@@ -138,8 +152,9 @@ pub enum NetPath {
 /// What the event loop must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start ssh.
-    Spawn,
+    /// Start ssh; `quiet`: an outage already logged is being retried, its pid goes to the
+    /// debug log.
+    Spawn { quiet: bool },
     /// Start ssh as soon as a handshake slot to its server is free (see [`Config::gated`]).
     AwaitSlot,
     /// Send SIGTERM to ssh.
@@ -155,14 +170,23 @@ pub enum Action {
         /// Since the probe left, on the supervisor's clock.
         waited: Duration,
     },
-    /// Move loop mode's remote monitor port for the next ssh.
-    RelocateMonitor(Relocation),
+    /// The next ssh asks the server for this remote monitor port (loop mode).
+    RelocateMonitor { to: u16 },
     /// Start one cheap reachability check of the server (TCP connect to its ssh port).
     CheckReach,
     /// Abandon reachability checks in flight.
     StopReach,
-    /// Look whether ssh's server connection is stalled; answer with [`Event::Stall`].
-    InspectStall,
+    /// Look whether ssh's server connection is stalled and connected; answer with
+    /// [`Event::Stall`] and [`Event::Connected`], and, with `threshold`, with
+    /// [`Event::Traffic`]: how long applications have waited for answers, looked at only
+    /// when the server has been silent that long.
+    InspectStall {
+        /// ssh has no server connection of its own to look at (a proxy): report it
+        /// connected, not stalled.
+        proxied: bool,
+        /// Set while unanswered requests are watched (a tunnel proven by a probe).
+        threshold: Option<Duration>,
+    },
     /// Look at ssh's connection after an address or route change; answer with
     /// [`Event::NetPath`].
     CheckNetPath,
@@ -170,16 +194,6 @@ pub enum Action {
     Ready,
     /// Exit autossh with this code (ssh is already gone).
     Exit(i32),
-}
-
-/// Why the remote monitor port moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relocation {
-    /// ssh said the server holds it.
-    Busy,
-    /// The tunnel just failed: the dead session may still hold the port on the server
-    /// for a while, so the next ssh asks for another one instead of failing on it.
-    AfterFailure,
 }
 
 /// Where the monitor of the current ssh stands.
@@ -208,24 +222,39 @@ pub enum Then {
 pub enum State {
     /// Before the first start.
     Idle,
-    /// ssh runs.
-    Running { phase: Phase },
+    /// ssh runs; a probe may be out through it.
+    Running {
+        phase: Phase,
+        probe: Option<InFlight>,
+    },
     /// We asked ssh to go; waiting for it to exit.
     Stopping { then: Then },
-    /// ssh is not running; waiting out the backoff.
+    /// ssh is not running; waiting out the backoff (the `Restart` deadline).
     BackingOff,
     /// Waiting for a handshake slot to the server (many tunnels; `blind` as in [`Run`]).
     Queued { blind: bool },
     /// ssh is not running; the server did not answer: checking it until it does.
-    WaitingForServer,
-    /// autossh is exiting.
-    Done,
+    WaitingForServer(Wait),
+    /// Ended, for this reason.
+    Done(Ending),
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct InFlight {
-    pub(super) seq: u64,
-    pub(super) sent: Time,
+/// While waiting for the server: what the backoff said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// The backoff asked for no wait: a reachable server gets ssh at once.
+    pub quick: bool,
+    /// When the backoff ends.
+    pub backoff_until: Time,
+}
+
+/// The probe in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    pub seq: u64,
+    pub sent: Time,
     /// Sent because a request through the tunnel went unanswered.
-    pub(super) drawn: bool,
+    pub drawn: bool,
+    /// The pending `InspectPath` was asked at the net timeout.
+    pub hard_look: bool,
 }

@@ -165,14 +165,11 @@ impl Runner {
         let prepared = prepare::monitor(&def.settings)?;
         let prepared = prepare::session_probe(&def.settings, prepared);
         let mut tunnel = Tunnel::new(
-            Some(&def.name),
-            def.settings.clone(),
+            spec_of(&def),
             prepared,
             self.slots.len(),
-            true,
             self.poll.registry(),
-        )?
-        .with_reserved(def.others.clone());
+        )?;
         tunnel.begin();
         self.add(tunnel, Some(def));
         Ok(())

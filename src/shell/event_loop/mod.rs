@@ -14,7 +14,7 @@ use crate::setup::tunnels_file::TunnelDef;
 use crate::shell::control::ControlServer;
 use crate::shell::nonblocking::interrupted;
 use crate::shell::sd_notify::SdNotify;
-use crate::shell::tunnel::{slot_of, Outcome, Tunnel};
+use crate::shell::tunnel::{slot_of, Outcome, Spec, Tunnel};
 use log::{debug, info};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::signal::*;
@@ -42,6 +42,16 @@ fn suspended_offset() -> Duration {
             .unwrap_or_default()
     };
     read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC))
+}
+
+/// What a tunnel of the file is made from.
+fn spec_of(def: &TunnelDef) -> Spec {
+    Spec {
+        name: Some(def.name.clone()),
+        settings: def.settings.clone(),
+        gated: true,
+        reserved: def.others.clone(),
+    }
 }
 
 /// Why a tunnel is being stopped by the loop.
@@ -157,22 +167,7 @@ impl Runner {
                 return Ok(code);
             }
             self.report();
-            let now = Time::now();
-            let timeout = self
-                .slots
-                .iter()
-                .flatten()
-                .filter_map(|s| s.tunnel.timeout(now))
-                .chain(self.timers.timeout())
-                .chain(
-                    self.fleet
-                        .as_ref()
-                        .and_then(|f| f.gate.next_deadline().map(|d| d.since(now))),
-                )
-                .min()
-                // Round up to a millisecond so a deadline is not missed by a hair.
-                .map(|d| d + Duration::from_micros(500));
-            match self.poll.poll(&mut events, timeout) {
+            match self.poll.poll(&mut events, self.timeout(Time::now())) {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(runtime(format!("poll: {e}"))),
@@ -185,23 +180,7 @@ impl Runner {
                 }
             }
             for ev in events.iter() {
-                match ev.token() {
-                    SIGNALS => self.on_signals(),
-                    NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
-                        self.broadcast(Event::NetworkChanged);
-                    }
-                    t => match slot_of(t) {
-                        None if ControlServer::owns(t) => self.on_control(t),
-                        None => {}
-                        Some(i) => {
-                            let registry = self.poll.registry();
-                            if let Some(Some(slot)) = self.slots.get_mut(i) {
-                                let _log = tunnel_context(slot.tunnel.name());
-                                slot.tunnel.ready(registry, t);
-                            }
-                        }
-                    },
-                }
+                self.dispatch(ev.token());
             }
             for slot in self.slots.iter_mut().flatten() {
                 if slot.tunnel.looking_up().1 {
@@ -214,6 +193,45 @@ impl Runner {
             self.work();
             let outcomes = self.each_tunnel(Tunnel::on_time);
             self.settle(outcomes);
+        }
+    }
+
+    /// How long the loop may sleep: until the nearest deadline of any tunnel, of the
+    /// shell's own table, or of the oldest held handshake slot.
+    fn timeout(&self, now: Time) -> Option<Duration> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|s| s.tunnel.timeout(now))
+            .chain(self.timers.timeout())
+            .chain(
+                self.fleet
+                    .as_ref()
+                    .and_then(|f| f.gate.next_deadline().map(|d| d.since(now))),
+            )
+            .min()
+            // Round up to a millisecond so a deadline is not missed by a hair.
+            .map(|d| d + Duration::from_micros(500))
+    }
+
+    /// One readiness event, to whoever owns its token.
+    fn dispatch(&mut self, token: Token) {
+        match token {
+            SIGNALS => self.on_signals(),
+            NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
+                self.broadcast(Event::NetworkChanged);
+            }
+            t => match slot_of(t) {
+                None if ControlServer::owns(t) => self.on_control(t),
+                None => {}
+                Some(i) => {
+                    let registry = self.poll.registry();
+                    if let Some(Some(slot)) = self.slots.get_mut(i) {
+                        let _log = tunnel_context(slot.tunnel.name());
+                        slot.tunnel.ready(registry, t);
+                    }
+                }
+            },
         }
     }
 

@@ -19,7 +19,13 @@ pub fn run(settings: Settings) -> Result<i32> {
         );
     }
     let mut runner = Runner::new(settings.clone(), notifier)?;
-    let tunnel = Tunnel::new(None, settings, prepared, 0, false, runner.poll.registry())?;
+    let spec = Spec {
+        name: None,
+        settings,
+        gated: false,
+        reserved: Vec::new(),
+    };
+    let tunnel = Tunnel::new(spec, prepared, 0, runner.poll.registry())?;
     runner.add(tunnel, None);
     finish(runner, pidfile)
 }
@@ -70,15 +76,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
         let p = prepare::session_probe(&def.settings, p);
-        let tunnel = Tunnel::new(
-            Some(&def.name),
-            def.settings.clone(),
-            p,
-            i,
-            true,
-            runner.poll.registry(),
-        )?
-        .with_reserved(def.others.clone());
+        let tunnel = Tunnel::new(spec_of(&def), p, i, runner.poll.registry())?;
         runner.add(tunnel, Some(def));
     }
     if let Some(n) = runner.notifier.as_mut() {

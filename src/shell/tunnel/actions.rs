@@ -1,7 +1,7 @@
 //! The supervisor's actions performed for one tunnel: starting and signalling ssh, probes, looks at ssh's connection and at the applications waiting on it.
 
 use super::*;
-use crate::core::supervisor::{Action, NetPath, PathState, Relocation, Traffic, Waiting};
+use crate::core::supervisor::{Action, NetPath, PathState, Traffic, Waiting};
 use crate::setup::ssh_argv;
 use mio::Interest;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,23 +10,11 @@ impl Tunnel {
     /// Performs one action; what only the event loop may do goes to `out`.
     pub(super) fn perform(&mut self, registry: &Registry, action: Action, out: &mut Vec<Outcome>) {
         match action {
-            Action::Spawn => self.spawn(registry, out),
+            Action::Spawn { quiet } => self.spawn(registry, quiet, out),
             Action::AwaitSlot => out.push(Outcome::AwaitSlot),
             Action::TermSsh => self.signal_ssh(Signal::SIGTERM),
             Action::KillSsh => self.signal_ssh(Signal::SIGKILL),
-            Action::SendProbe { seq } => {
-                let wall = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis();
-                if let Some(m) = self.monitor.as_mut() {
-                    let (len, outcome) = m.send(registry, seq, wall);
-                    if let Some(t) = self.transport.as_mut() {
-                        t.probe_sent(len);
-                    }
-                    self.queue.extend(outcome);
-                }
-            }
+            Action::SendProbe { seq } => self.send_probe(registry, seq),
             Action::DropProbe => {
                 if let Some(m) = self.monitor.as_mut() {
                     m.drop_probe(registry);
@@ -34,18 +22,20 @@ impl Tunnel {
             }
             Action::InspectPath { waited } => {
                 let state = match self.transport.as_mut() {
-                    Some(t) if !self.proxied => t.inspect(waited),
-                    _ => PathState::Unknown,
+                    Some(t) => t.inspect(waited),
+                    None => PathState::Unknown,
                 };
                 debug!("probe late; ssh's connection looks {state:?}");
                 self.queue.push_back(Event::Path(state));
             }
-            Action::RelocateMonitor(why) => self.relocate(why),
+            Action::RelocateMonitor { to } => {
+                if let Forwards::Loop { remote, .. } = &mut self.forwards {
+                    *remote = to;
+                }
+            }
             Action::Ready => out.push(Outcome::Ready),
             Action::CheckReach => {
-                if self.proxied {
-                    self.queue.push_back(Event::ReachUnknown);
-                } else if self.shares_checks {
+                if self.shares_checks {
                     out.push(Outcome::CheckReach);
                 } else {
                     let e = self.reach.check(registry);
@@ -53,14 +43,11 @@ impl Tunnel {
                 }
             }
             Action::StopReach => self.reach.stop(registry),
-            Action::InspectStall => self.watch_ssh(),
+            Action::InspectStall { proxied, threshold } => self.watch_ssh(proxied, threshold),
             Action::CheckNetPath => {
-                let verdict = match self.transport.as_mut() {
-                    Some(t) if !self.proxied => match t.endpoints() {
-                        Some((local, peer)) => crate::shell::netwatch::judge_path(local, peer),
-                        None => NetPath::Unknown,
-                    },
-                    _ => NetPath::Unknown,
+                let verdict = match self.transport.as_mut().and_then(|t| t.endpoints()) {
+                    Some((local, peer)) => crate::shell::netwatch::judge_path(local, peer),
+                    None => NetPath::Unknown,
                 };
                 self.queue.push_back(Event::NetPath(verdict));
             }
@@ -72,28 +59,43 @@ impl Tunnel {
         }
     }
 
-    /// Looks at ssh's server connection (stall, connected) and, when the server has gone
-    /// quiet while it owes an answer, at what the applications using the tunnel wait for.
-    fn watch_ssh(&mut self) {
+    /// Sends probe `seq` through the monitor, the wall clock written into it.
+    fn send_probe(&mut self, registry: &Registry, seq: u64) {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        if let Some(m) = self.monitor.as_mut() {
+            let (len, outcome) = m.send(registry, seq, wall);
+            if let Some(t) = self.transport.as_mut() {
+                t.probe_sent(len);
+            }
+            self.queue.extend(outcome);
+        }
+    }
+
+    /// Looks at ssh's server connection (stall, connected) and, with a `threshold`, when
+    /// the server has been silent that long, at what the applications using the tunnel
+    /// wait for.
+    fn watch_ssh(&mut self, proxied: bool, threshold: Option<Duration>) {
         let Some(t) = self.transport.as_mut() else {
             return;
         };
-        let look = if self.proxied { None } else { t.watch() };
+        let look = if proxied { None } else { t.watch() };
         // Through a proxy the server connection cannot be seen: take ssh as connected.
-        let connected = self.proxied || look.is_some();
+        let connected = proxied || look.is_some();
         self.queue.push_back(Event::Connected(connected));
         self.queue
             .push_back(Event::Stall(look.is_some_and(|l| l.stalled)));
-        if !self.sup.watching_requests() {
+        let Some(threshold) = threshold else {
             return;
-        }
-        let threshold = self.sup.unanswered_threshold();
+        };
         // The server has said nothing for the threshold (the last thing it said may be the
         // answer to our own probe: a request made before it can still be waiting). Looking
         // is cheap and is not repeated while ssh sends the server nothing new.
         let server_quiet = match look {
             Some(l) => l.recv_ago >= threshold,
-            None => self.proxied,
+            None => proxied,
         };
         let waiting = if server_quiet {
             let skip = self.monitor.as_ref().and_then(|m| m.local_port());
@@ -108,7 +110,7 @@ impl Tunnel {
         }));
     }
 
-    fn spawn(&mut self, registry: &Registry, out: &mut Vec<Outcome>) {
+    fn spawn(&mut self, registry: &Registry, quiet: bool, out: &mut Vec<Outcome>) {
         if let Some(s) = &self.session_socket {
             s.clear();
         }
@@ -123,7 +125,7 @@ impl Tunnel {
         );
         match SshProcess::spawn(&self.settings.ssh_path, &argv, self.settings.daemon) {
             Ok(ssh) => {
-                if self.sup.quiet() {
+                if quiet {
                     debug!("ssh child pid is {}", ssh.pid());
                 } else {
                     info!("ssh child pid is {}", ssh.pid());
@@ -151,35 +153,6 @@ impl Tunnel {
         if let Some(s) = self.ssh.as_ref() {
             debug!("sending {sig} to ssh (pid {})", s.pid());
             s.signal(sig);
-        }
-    }
-
-    /// Moves loop mode's remote port to the next pair.
-    fn relocate(&mut self, why: Relocation) {
-        if let Forwards::Loop { local, remote } = &self.forwards {
-            let (local, remote) = (*local, *remote);
-            let step = |p: u16| if p >= 65533 { 20000 } else { p + 2 };
-            let mut next = step(remote);
-            // Not onto a port another tunnel binds, nor onto our own local pair (the server
-            // may be this host); bounded, for a file that reserves every port.
-            for _ in 0..1000 {
-                let taken = self.reserved.contains(&next) || next == local || next == local + 1;
-                if !taken {
-                    break;
-                }
-                next = step(next);
-            }
-            match why {
-                Relocation::Busy => info!("next ssh uses remote monitor port {next}"),
-                Relocation::AfterFailure => info!(
-                    "next ssh uses remote monitor port {next} (the old session may still hold {remote})"
-                ),
-            }
-            self.forwards = Forwards::Loop {
-                local,
-                remote: next,
-            };
-            self.sup.set_remote_monitor_port(Some(next));
         }
     }
 

@@ -5,8 +5,7 @@
 
 use crate::core::clock::Time;
 use crate::core::probe::Prober;
-use crate::core::ssh_stderr::classify;
-use crate::core::supervisor::{Config, Event, Supervisor};
+use crate::core::supervisor::{Config, Event, LoopMonitor, Supervisor};
 use crate::error::{runtime, Result};
 use crate::setup::config::Settings;
 use crate::setup::ssh_argv::Forwards;
@@ -66,6 +65,18 @@ pub struct Prepared {
     pub session_socket: Option<SessionSocket>,
 }
 
+/// What a tunnel is made from.
+pub struct Spec {
+    /// Its name in the tunnels file (`None`: the single tunnel of a command line).
+    pub name: Option<String>,
+    pub settings: Settings,
+    /// One of many: starts wait for a handshake slot, reachability checks are shared.
+    pub gated: bool,
+    /// Ports the other tunnels bind (many tunnels): a loop monitor's remote port never moves
+    /// onto one of them.
+    pub reserved: Vec<u16>,
+}
+
 /// One supervised tunnel.
 pub struct Tunnel {
     /// Its name in the tunnels file (`None`: the single tunnel of a command line).
@@ -79,9 +90,6 @@ pub struct Tunnel {
     ssh: Option<SshProcess>,
     /// ssh's connection to the server, for late probes and stalls.
     transport: Option<Transport>,
-    /// Path inspection is meaningless through a proxy: ssh has no TCP socket of its own.
-    /// Set from the command line at start, or once `ssh -G` says so (ssh_config).
-    proxied: bool,
     reach: Reachability,
     /// The session probe's socket directory (`-M 0`), removed with the tunnel.
     session_socket: Option<SessionSocket>,
@@ -93,91 +101,45 @@ pub struct Tunnel {
     shares_checks: bool,
     /// The answer of its own last reachability check, until the loop takes it.
     reached: Option<bool>,
-    /// Ports the other tunnels bind (many tunnels): a loop monitor's remote port never moves
-    /// onto one of them.
-    reserved: Vec<u16>,
     queue: VecDeque<Event>,
 }
 
 impl Tunnel {
-    /// A tunnel in token slot `slot`; `gated`: starts wait for a handshake slot.
-    pub fn new(
-        name: Option<&str>,
-        settings: Settings,
-        prepared: Prepared,
-        slot: usize,
-        gated: bool,
-        registry: &Registry,
-    ) -> Result<Tunnel> {
+    /// A tunnel in token slot `slot`.
+    pub fn new(spec: Spec, prepared: Prepared, slot: usize, registry: &Registry) -> Result<Tunnel> {
         let base = (slot + 1) * TOKENS;
         let Prepared {
             forwards,
             listener,
             session_socket,
         } = prepared;
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
-        let prober = Prober::new(
-            host,
-            std::process::id(),
-            prepare::random_u64(),
-            settings.message.clone(),
+        let monitor = monitor(&spec.settings, &forwards, listener, base, registry)?;
+        let sup = Supervisor::new(supervisor_config(&spec, &forwards));
+        let mut reach = Reachability::new(
+            spec.settings.ssh_path.clone(),
+            spec.settings.ssh_args.clone(),
+            base,
         );
-        let mut monitor = match forwards {
-            Forwards::Off => None,
-            Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
-            Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
-            Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
-        }
-        .map(|m| m.with_token_base(base));
-        if let Some(m) = monitor.as_mut() {
-            m.register(registry)
-                .map_err(|e| runtime(format!("poll: {e}")))?;
-        }
-        let mut sup = Supervisor::new(supervisor_config(&settings, &forwards, gated));
-        sup.set_remote_monitor_port(forwards.remote_listen_port());
-        if let Forwards::Loop { local, .. } = forwards {
-            sup.set_local_monitor_port(Some(local));
-        }
-        let proxied = settings
-            .user_o_keys
-            .iter()
-            .any(|k| k == "proxycommand" || k == "proxyjump")
-            || settings
-                .ssh_args
-                .iter()
-                .any(|a| a.to_string_lossy().starts_with("-J"));
-        let mut reach =
-            Reachability::new(settings.ssh_path.clone(), settings.ssh_args.clone(), base);
         // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
         // answer is checked for key hygiene.
         reach.prepare();
         Ok(Tunnel {
-            name: name.map(Rc::from),
+            name: spec.name.as_deref().map(Rc::from),
             base,
-            settings,
+            settings: spec.settings,
             sup,
             forwards,
             monitor,
             ssh: None,
             transport: None,
-            proxied,
             reach,
             session_socket,
             state_since: ("starting", Time::now()),
             ended: None,
-            shares_checks: gated,
+            shares_checks: spec.gated,
             reached: None,
-            reserved: Vec::new(),
             queue: VecDeque::new(),
         })
-    }
-
-    /// Ports its loop monitor's remote port must step over (the other tunnels').
-    pub fn with_reserved(mut self, ports: Vec<u16>) -> Tunnel {
-        self.reserved = ports;
-        self
     }
 
     /// Its name (`None` for the command line's single tunnel).
@@ -200,9 +162,6 @@ impl Tunnel {
 
     /// Queues the first start.
     pub fn begin(&mut self) {
-        if self.proxied {
-            self.queue.push_back(Event::Proxied { target: None });
-        }
         self.queue.push_back(Event::Begin);
     }
 
@@ -253,9 +212,6 @@ impl Tunnel {
     /// from ssh_config too) the server cannot be checked, nor ssh's connection inspected.
     pub fn learn_route(&mut self) {
         if let Some(e) = self.reach.resolve() {
-            if let Event::Proxied { .. } = e {
-                self.proxied = true;
-            }
             self.queue.push_back(e);
         }
     }
@@ -339,8 +295,48 @@ impl Tunnel {
     }
 }
 
+/// The monitor's sockets for these forwards, registered in the tunnel's token range.
+fn monitor(
+    settings: &Settings,
+    forwards: &Forwards,
+    listener: Option<TcpListener>,
+    base: usize,
+    registry: &Registry,
+) -> Result<Option<Monitor>> {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let prober = Prober::new(
+        host,
+        std::process::id(),
+        prepare::random_u64(),
+        settings.message.clone(),
+    );
+    let monitor = match *forwards {
+        Forwards::Off => None,
+        Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
+        Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
+        Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
+    };
+    let mut monitor = monitor.map(|m| m.with_token_base(base));
+    if let Some(m) = monitor.as_mut() {
+        m.register(registry)
+            .map_err(|e| runtime(format!("poll: {e}")))?;
+    }
+    Ok(monitor)
+}
+
 /// The supervisor's settings, from the validated ones.
-fn supervisor_config(s: &Settings, forwards: &Forwards, gated: bool) -> Config {
+fn supervisor_config(spec: &Spec, forwards: &Forwards) -> Config {
+    let s = &spec.settings;
+    // ssh_config may say so too: `ssh -G`'s answer tells the supervisor later.
+    let proxied = s
+        .user_o_keys
+        .iter()
+        .any(|k| k == "proxycommand" || k == "proxyjump")
+        || s.ssh_args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("-J"));
     Config {
         gate_time: s.gate_time,
         max_start: s.max_start,
@@ -351,6 +347,14 @@ fn supervisor_config(s: &Settings, forwards: &Forwards, gated: bool) -> Config {
         monitored: matches!(forwards, Forwards::Loop { .. } | Forwards::Echo { .. }),
         session_probe: matches!(forwards, Forwards::Session { .. }),
         seed: prepare::random_u64(),
-        gated,
+        gated: spec.gated,
+        loop_monitor: match *forwards {
+            Forwards::Loop { local, .. } => Some(LoopMonitor {
+                local,
+                reserved: spec.reserved.clone(),
+            }),
+            _ => None,
+        },
+        proxied,
     }
 }

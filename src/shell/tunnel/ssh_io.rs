@@ -27,24 +27,14 @@ impl Tunnel {
             .monitor
             .as_ref()
             .is_some_and(|m| m.session_probe_recent());
-        // Retrying through a proxy in an outage already logged: one line per outage, the
-        // lines that say it again go to debug (anything else ssh says is still news).
-        let quiet = self.sup.quiet();
         for line in lines {
             if session_probe && crate::core::ssh_stderr::is_session_probe_refusal(&line) {
                 // The server refusing the session probe's channel: the answer we wanted.
                 debug!("ssh: {line}");
                 continue;
             }
-            let class = classify(&line);
-            if quiet && class.as_ref().is_some_and(|c| c.repeats_an_outage()) {
-                debug!("ssh: {line}");
-            } else {
-                info!("ssh: {line}");
-            }
-            if let Some(c) = class {
-                self.queue.push_back(Event::SshSaid(c));
-            }
+            // The supervisor logs it: it knows whether the line only repeats an outage.
+            self.queue.push_back(Event::SshSaid(line));
         }
         if eof {
             self.close_stderr(registry);

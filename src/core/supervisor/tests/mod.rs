@@ -1,7 +1,7 @@
 //! Unit tests of the supervisor with a fake clock: no processes, no sockets.
 
 use super::*;
-use crate::core::ssh_stderr::Complaint;
+use crate::core::ssh_stderr::{classify, Complaint};
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
@@ -19,7 +19,34 @@ fn cfg() -> Config {
         session_probe: false,
         seed: 1,
         gated: false,
+        loop_monitor: None,
+        proxied: false,
     }
+}
+
+/// A look at ssh's connection before the tunnel is proven.
+const LOOK: Action = Action::InspectStall {
+    proxied: false,
+    threshold: None,
+};
+
+/// A start outside any outage.
+const SPAWN: Action = Action::Spawn { quiet: false };
+
+/// ssh writing the line that says `c` on its stderr (checked to be read back as `c`).
+fn said(c: Complaint) -> Event {
+    let line = match &c {
+        Complaint::Config(l)
+        | Complaint::Network(l)
+        | Complaint::Ended(l)
+        | Complaint::ChannelRefused(l) => l.clone(),
+        Complaint::StdioForwardFailed => "stdio forwarding failed".into(),
+        Complaint::RemoteForwardFailed(p) => {
+            format!("Warning: remote port forwarding failed for listen port {p}")
+        }
+    };
+    assert_eq!(classify(&line), Some(c), "{line:?}");
+    Event::SshSaid(line)
 }
 
 fn monitored(poll: f64) -> Config {
@@ -73,7 +100,7 @@ impl Sim {
             self.now = self.now.max(next);
             let acts = self.sup.on_time(self.now);
             for a in self.without_ready(acts) {
-                if a == Action::InspectStall && self.auto_stall {
+                if matches!(a, Action::InspectStall { .. }) && self.auto_stall {
                     let more = self.sup.handle(Event::Stall(false), self.now);
                     out.extend(self.without_ready(more));
                 } else {
@@ -149,7 +176,13 @@ fn up(poll: f64) -> Sim {
     let acts = s.advance(0.2);
     assert_eq!(acts, [Action::SendProbe { seq: 1 }]);
     s.echo_all(&acts, 0.002);
-    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(
+        *s.sup.state(),
+        State::Running {
+            phase: Phase::Up,
+            probe: None
+        }
+    );
     s
 }
 
@@ -164,14 +197,18 @@ fn gate0() -> Config {
 fn waiting() -> Sim {
     let mut s = Sim::new(gate0());
     s.ev(Event::Begin);
-    let refused = || Event::SshSaid(Complaint::Network("Connection refused".into()));
+    let refused = || said(Complaint::Network("Connection refused".into()));
     s.ev(refused());
     assert_eq!(
         s.exit(SshEnd::Exited(255)),
         [],
         "network trouble: check before spawning"
     );
-    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    assert!(
+        matches!(s.sup.state(), State::WaitingForServer(_)),
+        "{:?}",
+        s.sup.state()
+    );
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     s
 }
@@ -214,7 +251,7 @@ fn proxied(cfg: Config) -> Sim {
     s.ev(Event::Proxied {
         target: Some("10.0.0.9:22".into()),
     });
-    assert_eq!(s.ev(Event::Begin), [Action::Spawn]);
+    assert_eq!(s.ev(Event::Begin), [SPAWN]);
     s
 }
 
@@ -228,11 +265,11 @@ fn failing_handshakes(s: &mut Sim, lines: &[Complaint], lasts: f64, secs_: f64) 
         match running_since {
             Some(at) if s.now.since(at) >= secs(lasts) => {
                 for l in lines {
-                    s.ev(Event::SshSaid(l.clone()));
+                    s.ev(said(l.clone()));
                 }
                 let acts = s.exit(SshEnd::Exited(255));
                 running_since = None;
-                if acts.contains(&Action::Spawn) {
+                if acts.contains(&SPAWN) {
                     spawns.push(s.now.since(start).as_secs_f64());
                     running_since = Some(s.now);
                 }
@@ -240,7 +277,7 @@ fn failing_handshakes(s: &mut Sim, lines: &[Complaint], lasts: f64, secs_: f64) 
             _ => {
                 for a in s.advance(0.05) {
                     match a {
-                        Action::Spawn => {
+                        Action::Spawn { .. } => {
                             spawns.push(s.now.since(start).as_secs_f64());
                             running_since = Some(s.now);
                         }

@@ -18,7 +18,13 @@ fn confirmation_retries_quickly_until_the_tunnel_answers() {
     let a = s.advance(0.01);
     assert_eq!(a, [Action::SendProbe { seq: 2 }]);
     s.echo_all(&a, 0.003);
-    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(
+        *s.sup.state(),
+        State::Running {
+            phase: Phase::Up,
+            probe: None
+        }
+    );
     assert_eq!(s.sup.stats().last_rtt, Some(secs(0.003)));
 }
 
@@ -71,7 +77,7 @@ fn silent_server_is_detected_at_the_patience_floor() {
     let r = s.ev(Event::Path(PathState::Quiet));
     assert_eq!(r, [Action::DropProbe, Action::TermSsh]);
     s.exit(SshEnd::Signaled(15));
-    assert_eq!(s.settle(), [Action::Spawn]);
+    assert_eq!(s.settle(), [SPAWN]);
     assert_eq!(s.sup.stats().restarts, 1);
 }
 
@@ -173,47 +179,72 @@ fn slow_tunnel_raises_the_patience() {
     assert!(s.advance(1.7).is_empty());
 }
 
+/// Loop mode on local port 20000, the other tunnels binding `reserved`.
+fn looped(reserved: &[u16]) -> Config {
+    Config {
+        loop_monitor: Some(LoopMonitor {
+            local: 20000,
+            reserved: reserved.to_vec(),
+        }),
+        ..monitored(4.0)
+    }
+}
+
+fn relocated(acts: &[Action]) -> Option<u16> {
+    acts.iter().find_map(|a| match a {
+        Action::RelocateMonitor { to } => Some(*to),
+        _ => None,
+    })
+}
+
 #[test]
 fn monitor_port_busy_moves_the_port_and_restarts_without_backoff() {
-    let mut s = Sim::new(monitored(4.0));
-    s.sup.set_remote_monitor_port(Some(20000));
+    let mut s = Sim::new(looped(&[]));
     s.ev(Event::Begin);
     // A complaint about another port (the user's own -R) is not ours.
-    assert!(s
-        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(8080)))
-        .is_empty());
-    let r = s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
-    assert_eq!(
-        r,
-        [Action::RelocateMonitor(Relocation::Busy), Action::TermSsh]
-    );
-    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
-    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
-    assert!(!why.contains("our own"), "{why}");
+    assert!(s.ev(said(Complaint::RemoteForwardFailed(8080))).is_empty());
     // The same number as our local -L port: a server on this host sees our own forward.
-    let mut s = Sim::new(monitored(4.0));
-    s.sup.set_remote_monitor_port(Some(20000));
-    s.sup.set_local_monitor_port(Some(20000));
-    s.ev(Event::Begin);
-    s.ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)));
+    let r = s.ev(said(Complaint::RemoteForwardFailed(20000)));
+    assert_eq!(r, [Action::TermSsh, Action::RelocateMonitor { to: 20002 }]);
     let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
     assert!(why.contains("by our own -L 20000"), "{why}");
+    assert_eq!(s.exit(SshEnd::Exited(255)), [SPAWN]);
+    let r = s.ev(said(Complaint::RemoteForwardFailed(20002)));
+    assert_eq!(relocated(&r), Some(20004));
+    let why = &s.sup.stats().recent_restarts.back().unwrap().reason;
+    assert!(!why.contains("our own"), "{why}");
+}
+
+#[test]
+fn the_remote_port_steps_over_the_other_tunnels_ports_and_wraps() {
+    let mut s = Sim::new(looped(&[20002, 20004]));
+    s.ev(Event::Begin);
+    let r = s.ev(said(Complaint::RemoteForwardFailed(20000)));
+    assert_eq!(relocated(&r), Some(20006));
+    let ports = LoopPorts {
+        local: 20000,
+        remote: 65532,
+        reserved: vec![65534],
+        moves: 0,
+    };
+    assert_eq!(
+        ports.next_remote(),
+        20002,
+        "wraps, and not onto our own pair"
+    );
 }
 
 #[test]
 fn relocation_gives_up_after_many_busy_ports() {
-    let mut s = Sim::new(monitored(4.0));
-    s.sup.set_remote_monitor_port(Some(20000));
+    let mut s = Sim::new(looped(&[]));
     s.ev(Event::Begin);
+    let mut port = 20000;
     for _ in 0..MAX_RELOCATIONS {
-        assert!(s
-            .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
-            .contains(&Action::RelocateMonitor(Relocation::Busy)));
+        let r = s.ev(said(Complaint::RemoteForwardFailed(port)));
+        port = relocated(&r).expect("moved");
         s.exit(SshEnd::Exited(255));
     }
-    assert!(s
-        .ev(Event::SshSaid(Complaint::RemoteForwardFailed(20000)))
-        .is_empty());
+    assert!(s.ev(said(Complaint::RemoteForwardFailed(port))).is_empty());
 }
 
 #[test]
@@ -224,9 +255,8 @@ fn sighup_while_up_probes_now() {
 }
 
 #[test]
-fn a_failed_loop_tunnel_moves_the_remote_port_before_restarting() {
-    let mut s = Sim::new(monitored(4.0));
-    s.sup.set_remote_monitor_port(Some(20000));
+fn a_failed_loop_tunnel_moves_the_remote_port_for_the_next_ssh() {
+    let mut s = Sim::new(looped(&[]));
     s.ev(Event::Begin);
     let a = s.advance(0.2);
     s.echo_all(&a, 0.001);
@@ -238,9 +268,9 @@ fn a_failed_loop_tunnel_moves_the_remote_port_before_restarting() {
     assert_eq!(
         r,
         [
-            Action::RelocateMonitor(Relocation::AfterFailure),
             Action::DropProbe,
-            Action::TermSsh
+            Action::TermSsh,
+            Action::RelocateMonitor { to: 20002 }
         ]
     );
 }
@@ -261,7 +291,7 @@ fn an_unanswered_request_draws_a_probe_whatever_the_poll_and_a_silent_session_re
     assert!(a.contains(&Action::TermSsh), "{a:?}");
     // The outage counts from the server's last data (0.7 s before the probe left), not
     // from the verdict.
-    assert_eq!(s.sup.down_since, Some(s.now.before(secs(1.1))));
+    assert_eq!(s.sup.outage.down_since, Some(s.now.before(secs(1.1))));
 }
 
 #[test]
@@ -277,7 +307,13 @@ fn a_slow_answer_draws_a_few_probes_and_no_restart() {
         s.echo_all(&acts, 0.001);
         s.advance(0.1);
     }
-    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(
+        *s.sup.state(),
+        State::Running {
+            phase: Phase::Up,
+            probe: None
+        }
+    );
     assert!((3..=6).contains(&probes), "{probes} probes");
 }
 
@@ -301,8 +337,8 @@ fn an_ssh_started_blind_is_replaced_when_the_server_answers_while_it_connects() 
                 Action::CheckReach => {
                     s.ev(Event::Reachable(false));
                 }
-                Action::Spawn => spawned = true,
-                Action::InspectStall => {
+                Action::Spawn { .. } => spawned = true,
+                Action::InspectStall { .. } => {
                     s.ev(Event::Connected(false));
                     s.ev(Event::Stall(false));
                 }
@@ -349,4 +385,30 @@ fn a_probes_own_exchange_does_not_speed_up_the_looks() {
         "{:?}",
         s.until(Timer::Watch)
     );
+}
+
+#[test]
+fn looks_at_ssh_carry_the_unanswered_threshold_once_up() {
+    let mut s = up(600.0);
+    s.auto_stall = false;
+    let a = s.advance(1.0);
+    assert_eq!(
+        a,
+        [Action::InspectStall {
+            proxied: false,
+            threshold: Some(unanswered::FLOOR)
+        }]
+    );
+    // Through a proxy the shell is told so, and never asked to inspect a path of ssh's.
+    let mut s = Sim::new(Config {
+        proxied: true,
+        ..monitored(4.0)
+    });
+    s.auto_stall = false;
+    s.ev(Event::Begin);
+    let a = s.advance(1.0);
+    assert!(a.contains(&Action::InspectStall {
+        proxied: true,
+        threshold: None
+    }));
 }

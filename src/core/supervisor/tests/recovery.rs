@@ -10,10 +10,7 @@ fn a_returning_server_is_tried_at_once_whatever_the_backoff() {
     assert_eq!(s.advance(0.25), [Action::CheckReach]);
     s.ev(Event::Reachable(false));
     assert_eq!(s.advance(0.25), [Action::CheckReach]);
-    assert_eq!(
-        s.ev(Event::Reachable(true)),
-        [Action::StopReach, Action::Spawn]
-    );
+    assert_eq!(s.ev(Event::Reachable(true)), [Action::StopReach, SPAWN]);
     assert_eq!(s.sup.start_count(), 2);
 }
 
@@ -21,7 +18,7 @@ fn a_returning_server_is_tried_at_once_whatever_the_backoff() {
 fn a_server_reachable_all_along_waits_out_the_backoff() {
     let mut s = Sim::new(gate0());
     s.ev(Event::Begin);
-    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [SPAWN]);
     // Second quick death: 0.25-0.5 s backoff; the server answers TCP at once.
     assert!(s.exit(SshEnd::Exited(255)).is_empty());
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
@@ -29,7 +26,7 @@ fn a_server_reachable_all_along_waits_out_the_backoff() {
     assert_eq!(*s.sup.state(), State::BackingOff);
     let wait = s.until(Timer::Restart);
     assert!(wait >= secs(0.25) && wait <= secs(0.5), "{wait:?}");
-    assert_eq!(s.advance(wait.as_secs_f64()), [Action::Spawn]);
+    assert_eq!(s.advance(wait.as_secs_f64()), [SPAWN]);
 }
 
 #[test]
@@ -44,14 +41,12 @@ fn handshakes_back_off_exponentially_to_the_cap_while_unreachable() {
                 Action::CheckReach => {
                     s.ev(Event::Reachable(false));
                 }
-                Action::Spawn => spawns.push(s.now.since(start)),
+                Action::Spawn { .. } => spawns.push(s.now.since(start)),
                 _ => {}
             }
         }
         if matches!(s.sup.state(), State::Running { .. }) {
-            s.ev(Event::SshSaid(Complaint::Network(
-                "Connection timed out".into(),
-            )));
+            s.ev(said(Complaint::Network("Connection timed out".into())));
             s.exit(SshEnd::Exited(255));
         }
     }
@@ -72,14 +67,14 @@ fn handshakes_back_off_exponentially_to_the_cap_while_unreachable() {
 fn configuration_errors_exit_inside_the_gate_and_back_off_to_the_cap_after() {
     let mut s = Sim::new(cfg());
     s.ev(Event::Begin);
-    s.ev(Event::SshSaid(Complaint::Config(
+    s.ev(said(Complaint::Config(
         "Permission denied (publickey).".into(),
     )));
     assert_eq!(exit_code(&s.exit(SshEnd::Exited(255))), Some(1));
 
     let mut s = Sim::new(gate0());
     s.ev(Event::Begin);
-    s.ev(Event::SshSaid(Complaint::Config(
+    s.ev(said(Complaint::Config(
         "Host key verification failed.".into(),
     )));
     assert!(s.exit(SshEnd::Exited(255)).is_empty());
@@ -90,14 +85,9 @@ fn configuration_errors_exit_inside_the_gate_and_back_off_to_the_cap_after() {
 #[test]
 fn unknown_server_address_falls_back_to_the_backoff() {
     let mut s = waiting();
-    assert_eq!(
-        s.ev(Event::ReachUnknown),
-        [Action::StopReach, Action::Spawn]
-    );
+    assert_eq!(s.ev(Event::ReachUnknown), [Action::StopReach, SPAWN]);
     // From now on no checks are asked for.
-    s.ev(Event::SshSaid(Complaint::Network(
-        "Connection refused".into(),
-    )));
+    s.ev(said(Complaint::Network("Connection refused".into())));
     assert!(s.exit(SshEnd::Exited(255)).is_empty());
     assert_eq!(*s.sup.state(), State::BackingOff);
 }
@@ -105,12 +95,9 @@ fn unknown_server_address_falls_back_to_the_backoff() {
 #[test]
 fn sighup_and_sigusr1_skip_the_wait() {
     let mut s = waiting();
-    assert_eq!(
-        s.ev(Event::Signal(Sig::Retry)),
-        [Action::StopReach, Action::Spawn]
-    );
+    assert_eq!(s.ev(Event::Signal(Sig::Retry)), [Action::StopReach, SPAWN]);
     let mut s = waiting();
-    assert!(s.ev(Event::Signal(Sig::Restart)).contains(&Action::Spawn));
+    assert!(s.ev(Event::Signal(Sig::Restart)).contains(&SPAWN));
 }
 
 #[test]
@@ -120,9 +107,7 @@ fn maxlifetime_while_waiting_exits() {
         ..gate0()
     });
     s.ev(Event::Begin);
-    s.ev(Event::SshSaid(Complaint::Network(
-        "No route to host".into(),
-    )));
+    s.ev(said(Complaint::Network("No route to host".into())));
     s.exit(SshEnd::Exited(255));
     let acts = s.advance(0.9);
     assert_eq!(exit_code(&acts), Some(0), "{acts:?}");
@@ -133,9 +118,9 @@ fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
     let mut s = Sim::new(gate0());
     s.auto_stall = false;
     s.ev(Event::Begin);
-    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert_eq!(s.advance(1.0), [LOOK]);
     assert!(s.ev(Event::Stall(false)).is_empty());
-    assert_eq!(s.advance(1.0), [Action::InspectStall]);
+    assert_eq!(s.advance(1.0), [LOOK]);
     assert!(s.ev(Event::Stall(true)).is_empty());
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     s.ev(Event::Reachable(false));
@@ -144,7 +129,7 @@ fn a_stalled_connection_is_replaced_once_the_server_answers_again() {
     let r = s.ev(Event::Reachable(true));
     assert!(r.contains(&Action::TermSsh), "{r:?}");
     // Restarted without backoff.
-    assert!(s.exit(SshEnd::Signaled(15)).contains(&Action::Spawn));
+    assert!(s.exit(SshEnd::Signaled(15)).contains(&SPAWN));
 }
 
 #[test]
@@ -160,12 +145,16 @@ fn an_ssh_that_dies_stalled_in_a_black_hole_is_not_replaced_blind() {
     // ssh gives up by itself (ServerAlive, say nothing of the cause): no ssh into the
     // hole at once; the checks go on and the server's answer starts it.
     let a = s.exit(SshEnd::Exited(255));
-    assert!(!a.contains(&Action::Spawn), "{a:?}");
-    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    assert!(!a.contains(&SPAWN), "{a:?}");
+    assert!(
+        matches!(s.sup.state(), State::WaitingForServer(_)),
+        "{:?}",
+        s.sup.state()
+    );
     let a = s.advance(0.25);
     assert!(a.contains(&Action::CheckReach), "{a:?}");
     let a = s.ev(Event::Reachable(true));
-    assert!(a.contains(&Action::Spawn), "{a:?}");
+    assert!(a.contains(&SPAWN), "{a:?}");
 }
 
 #[test]
@@ -190,7 +179,7 @@ fn network_changes_are_looked_at_once_settled_and_acted_on() {
         a.contains(&Action::TermSsh) && a.contains(&Action::KillSsh),
         "{a:?}"
     );
-    assert!(s.exit(SshEnd::Signaled(9)).contains(&Action::Spawn));
+    assert!(s.exit(SshEnd::Signaled(9)).contains(&SPAWN));
 }
 
 #[test]
@@ -225,13 +214,14 @@ fn a_failed_probe_checks_the_server_before_the_next_ssh() {
     let _ = seq;
     // ssh is stopped; its exit leads to a reachability check, not a blind spawn.
     assert!(s.exit(SshEnd::Signaled(15)).is_empty());
-    assert_eq!(*s.sup.state(), State::WaitingForServer);
+    assert!(
+        matches!(s.sup.state(), State::WaitingForServer(_)),
+        "{:?}",
+        s.sup.state()
+    );
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     // The server (frozen session, live host) answers TCP: spawn now.
-    assert_eq!(
-        s.ev(Event::Reachable(true)),
-        [Action::StopReach, Action::Spawn]
-    );
+    assert_eq!(s.ev(Event::Reachable(true)), [Action::StopReach, SPAWN]);
 }
 
 #[test]
@@ -242,7 +232,13 @@ fn ready_once_when_the_tunnel_is_first_proven() {
     s.exit(SshEnd::Signaled(15));
     let a = s.advance(0.2);
     s.echo_all(&a, 0.001);
-    assert_eq!(*s.sup.state(), State::Running { phase: Phase::Up });
+    assert_eq!(
+        *s.sup.state(),
+        State::Running {
+            phase: Phase::Up,
+            probe: None
+        }
+    );
     assert_eq!(s.readies, 1, "READY is said once");
     assert!(s.sup.healthy());
     // -M 0: ready once ssh lives past the gate.
@@ -266,7 +262,7 @@ fn a_blind_ssh_that_connects_stops_the_checks() {
     s.ev(Event::Reachable(false));
     for _ in 0..200 {
         let acts = s.advance(0.25);
-        if acts.contains(&Action::Spawn) {
+        if acts.contains(&SPAWN) {
             break;
         }
         for a in acts {
@@ -285,7 +281,7 @@ fn an_ssh_that_ends_by_itself_counts_the_outage_from_the_last_proof() {
     s.advance(5.0);
     // ssh exits by itself (the server closed the session), 5 s after the last echo.
     s.exit(SshEnd::Exited(255));
-    assert_eq!(s.sup.down_since, Some(s.now.before(secs(5.0))));
+    assert_eq!(s.sup.outage.down_since, Some(s.now.before(secs(5.0))));
 }
 
 #[test]
@@ -296,12 +292,12 @@ fn through_a_proxy_no_reachability_check_is_asked_for() {
     });
     s.ev(Event::Begin);
     let jump_down = || {
-        Event::SshSaid(Complaint::Network(
+        said(Complaint::Network(
             "ssh: connect to host 10.0.0.1 port 22: Connection refused".into(),
         ))
     };
     s.ev(jump_down());
-    assert_eq!(s.exit(SshEnd::Exited(255)), [Action::Spawn]);
+    assert_eq!(s.exit(SshEnd::Exited(255)), [SPAWN]);
     s.ev(jump_down());
     assert!(s.exit(SshEnd::Exited(255)).is_empty());
     assert_eq!(*s.sup.state(), State::BackingOff);
