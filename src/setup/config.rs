@@ -116,7 +116,7 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
     let monitor = match cli.monitor {
         Some(m) => Some(m),
         None => match get("AUTOSSH_PORT").filter(|p| !p.is_empty()) {
-            Some(p) => Some(parse_monitor(&p, "AUTOSSH_PORT")?),
+            Some(p) => Some(parse_monitor(&p).map_err(|e| usage(format!("AUTOSSH_PORT: {e}")))?),
             None => None,
         },
     };

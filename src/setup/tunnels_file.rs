@@ -243,8 +243,8 @@ fn tunnel(
     if let Some(monitor) = find(keys, "monitor").or_else(|| find(defaults, "monitor")) {
         let at = Some(line_of(monitor.span().start));
         let text = value_text("monitor", monitor.get_ref()).map_err(|m| (at, m))?;
-        cli::parse_monitor(std::ffi::OsStr::new(&text), "monitor")
-            .map_err(|e| (at, e.to_string()))?;
+        cli::parse_monitor(std::ffi::OsStr::new(&text))
+            .map_err(|e| (at, format!("monitor: {e}")))?;
         args.push("-M".into());
         args.push(text.into());
     }
