@@ -1,6 +1,7 @@
 //! The one error type of the program and the exit code each kind maps to.
 
 use crate::setup::cli::CliError;
+use crate::setup::config::ConfigError;
 use std::fmt;
 
 /// An error that ends autossh. `main` prints it as one line and exits with [`Error::exit_code`].
@@ -8,6 +9,8 @@ use std::fmt;
 pub enum Error {
     /// A bad command line: nothing was started.
     Cli(CliError),
+    /// A bad `AUTOSSH_*` variable: nothing was started.
+    Config(ConfigError),
     /// Other bad input, said in words: nothing was started.
     Usage(String),
     /// Something failed while starting or running (bind, spawn, pidfile...).
@@ -22,7 +25,7 @@ impl Error {
     /// that status, so the kinds differ in the message only.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Cli(_) | Error::Usage(_) => 1,
+            Error::Cli(_) | Error::Config(_) | Error::Usage(_) => 1,
             Error::Runtime(_) => 1,
         }
     }
@@ -32,6 +35,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Cli(e) => e.fmt(f),
+            Error::Config(e) => e.fmt(f),
             Error::Usage(m) | Error::Runtime(m) => f.write_str(m),
         }
     }
@@ -42,6 +46,12 @@ impl std::error::Error for Error {}
 impl From<CliError> for Error {
     fn from(e: CliError) -> Error {
         Error::Cli(e)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
     }
 }
 

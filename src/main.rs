@@ -1,11 +1,12 @@
 //! autossh: parse, set up logging, run, and map errors to exit codes in one place.
 
-use autossh::error::{usage, Result};
+use autossh::error::Result;
 use autossh::setup::{cli, config, logging, usage};
 use autossh::shell::control::client;
 use autossh::shell::event_loop as run;
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -52,7 +53,7 @@ fn real_main() -> Result<i32> {
     match tunnels {
         Some(file) => {
             let control = control
-                .map(std::path::PathBuf::from)
+                .map(PathBuf::from)
                 .unwrap_or_else(|| autossh::shell::control::default_path(&|k| std::env::var_os(k)));
             run::run_tunnels(settings, file.into(), control)
         }
@@ -74,19 +75,14 @@ fn help_or_version(help: bool) -> String {
 
 /// Logging as the settings ask, to the log file if there is one.
 fn start_logging(settings: &config::Settings) -> Result<()> {
-    logging::init(
-        settings.loglevel,
-        settings.debug,
-        settings.logfile.as_deref(),
-    )
-    .map_err(|e| {
-        usage(format!(
-            "AUTOSSH_LOGFILE: cannot open {}: {e}",
-            settings
-                .logfile
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        ))
+    let logfile = settings.logfile.as_deref();
+    logging::init(settings.loglevel, settings.debug, logfile).map_err(|error| {
+        let path = logfile.map(Path::to_path_buf).unwrap_or_default();
+        let problem = config::Problem::CannotOpen { path, error };
+        config::ConfigError {
+            setting: "AUTOSSH_LOGFILE",
+            problem,
+        }
+        .into()
     })
 }

@@ -133,11 +133,7 @@ fn option(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, C
 
 /// An option other than `--help` and `--version`: a long one of ours with its value, or a
 /// cluster that ours (`-f`, `-M`, `-V`) are taken out of.
-fn long_or_cluster(
-    cli: &mut Cli,
-    arg: &[u8],
-    next: Option<&OsString>,
-) -> Result<usize, CliError> {
+fn long_or_cluster(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, CliError> {
     if let Some((name, (value, took))) = long_with_value(arg, next)? {
         match name {
             "tunnels" => cli.tunnels = Some(value),
