@@ -134,12 +134,12 @@ fn option(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, C
 /// An option other than `--help` and `--version`: a long one of ours with its value, or a
 /// cluster that ours (`-f`, `-M`, `-V`) are taken out of.
 fn long_or_cluster(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, CliError> {
-    if let Some((name, (value, took))) = long_with_value(arg, next)? {
-        match name {
-            "tunnels" => cli.tunnels = Some(value),
-            _ => cli.control_path = Some(value),
+    if let Some(long) = long_with_value(arg, next)? {
+        match long.name {
+            "tunnels" => cli.tunnels = Some(long.value),
+            _ => cli.control_path = Some(long.value),
         }
-        return Ok(usize::from(took));
+        return Ok(usize::from(long.took_next));
     }
     let (kept, next_arg) = split_cluster(arg, cli, next)?;
     cli.ssh_args.extend(kept);
@@ -153,20 +153,33 @@ fn long_or_cluster(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result
     })
 }
 
-/// `--tunnels FILE`, `--tunnels=FILE`, `--control-socket PATH`: the option's name, its
-/// value, and whether the value was the next argument.
-fn long_with_value(
-    arg: &[u8],
-    next: Option<&OsString>,
-) -> Result<Option<(&'static str, (OsString, bool))>, CliError> {
+/// `--tunnels FILE`, `--tunnels=FILE` or `--control-socket PATH`, as given.
+struct LongOption {
+    /// Its name, without the dashes.
+    name: &'static str,
+    value: OsString,
+    /// The value was the next argument.
+    took_next: bool,
+}
+
+/// `arg` as one of our long options with a value, if it is one.
+fn long_with_value(arg: &[u8], next: Option<&OsString>) -> Result<Option<LongOption>, CliError> {
     for name in ["tunnels", "control-socket"] {
         let flag = format!("--{name}");
         if arg == flag.as_bytes() {
-            let v = next.ok_or(CliError::NoLongValue(name))?;
-            return Ok(Some((name, (v.clone(), true))));
+            let value = next.ok_or(CliError::NoLongValue(name))?.clone();
+            return Ok(Some(LongOption {
+                name,
+                value,
+                took_next: true,
+            }));
         }
         if let Some(v) = arg.strip_prefix(format!("{flag}=").as_bytes()) {
-            return Ok(Some((name, (OsStr::from_bytes(v).to_owned(), false))));
+            return Ok(Some(LongOption {
+                name,
+                value: OsStr::from_bytes(v).to_owned(),
+                took_next: false,
+            }));
         }
     }
     Ok(None)
