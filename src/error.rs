@@ -2,6 +2,7 @@
 
 use crate::setup::cli::CliError;
 use crate::setup::config::ConfigError;
+use crate::setup::tunnels_file::FileError;
 use std::fmt;
 
 /// An error that ends autossh. `main` prints it as one line and exits with [`Error::exit_code`].
@@ -11,6 +12,8 @@ pub enum Error {
     Cli(CliError),
     /// A bad `AUTOSSH_*` variable: nothing was started.
     Config(ConfigError),
+    /// A bad tunnels file (`--tunnels FILE`), with the file and the line: nothing was started.
+    TunnelsFile(FileError),
     /// Other bad input, said in words: nothing was started.
     Usage(String),
     /// Something failed while starting or running (bind, spawn, pidfile...).
@@ -25,7 +28,7 @@ impl Error {
     /// that status, so the kinds differ in the message only.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Cli(_) | Error::Config(_) | Error::Usage(_) => 1,
+            Error::Cli(_) | Error::Config(_) | Error::TunnelsFile(_) | Error::Usage(_) => 1,
             Error::Runtime(_) => 1,
         }
     }
@@ -36,6 +39,7 @@ impl fmt::Display for Error {
         match self {
             Error::Cli(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
+            Error::TunnelsFile(e) => e.fmt(f),
             Error::Usage(m) | Error::Runtime(m) => f.write_str(m),
         }
     }
@@ -52,6 +56,12 @@ impl From<CliError> for Error {
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Error {
         Error::Config(e)
+    }
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Error {
+        Error::TunnelsFile(e)
     }
 }
 
