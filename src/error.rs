@@ -23,9 +23,9 @@ pub enum Error {
 impl Error {
     /// The process exit status for this error.
     ///
-    /// Bad input and runtime failures both exit 1, as in autossh 1.4g (its usage message and
-    /// its fatal errors both `exit(1)`): scripts and service units that wrap autossh test for
-    /// that status, so the kinds differ in the message only.
+    /// Bad input and runtime failures both exit 1, as in autossh 1.4g (its usage and its fatal
+    /// errors, `xerrlog`, both exit 1): scripts and service units that wrap autossh test for
+    /// that status, so the kinds differ in their message only.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Cli(_) | Error::Config(_) | Error::TunnelsFile(_) | Error::Usage(_) => 1,
@@ -76,3 +76,36 @@ pub fn runtime(msg: impl Into<String>) -> Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::config::Problem;
+
+    #[test]
+    fn every_error_exits_1_with_its_own_line() {
+        let errors = [
+            (
+                Error::Cli(CliError::NoValue('L')),
+                "option -L needs a value",
+            ),
+            (
+                Error::Config(ConfigError {
+                    setting: "AUTOSSH_PATH",
+                    problem: Problem::EmptyPath,
+                }),
+                "AUTOSSH_PATH: empty path",
+            ),
+            (
+                Error::TunnelsFile(FileError::NoTunnels { file: "t".into() }),
+                "t: no tunnels (add a [tunnel.NAME] table with ssh = \"...\")",
+            ),
+            (usage("bad"), "bad"),
+            (runtime("failed"), "failed"),
+        ];
+        for (e, line) in errors {
+            assert_eq!(e.exit_code(), 1, "{e}");
+            assert_eq!(e.to_string(), line);
+        }
+    }
+}

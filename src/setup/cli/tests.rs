@@ -1,3 +1,5 @@
+//! Unit tests of the command line splitter and the monitor port values.
+
 use super::*;
 
 fn ssh(args: &[&str]) -> Vec<String> {

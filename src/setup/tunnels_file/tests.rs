@@ -1,3 +1,5 @@
+//! Unit tests of the tunnels file: what it yields, and every error with its file, line and tunnel.
+
 use super::*;
 
 fn env(_: &str) -> Option<OsString> {
