@@ -105,14 +105,10 @@ pub fn parse(file: &str, text: &str, env: Env) -> Result<Vec<TunnelDef>, FileErr
     let mut defs: Vec<TunnelDef> = Vec::with_capacity(tunnels.len());
     for (name, keys) in &tunnels {
         let line = line_of(name.span().start);
-        let def = tunnel_def(name.get_ref(), line, keys, defaults, env, &line_of);
-        defs.push(def.map_err(|(l, fault)| {
-            at(
-                l.unwrap_or(line),
-                Table::Tunnel(name.get_ref().clone()),
-                fault,
-            )
-        })?);
+        let name = name.get_ref();
+        let def = tunnel_def(name, line, keys, defaults, env, &line_of)
+            .map_err(|(l, fault)| at(l.unwrap_or(line), Table::Tunnel(name.clone()), fault))?;
+        defs.push(def);
     }
     defs.sort_by_key(|d| d.line);
     check_clashes(&defs).map_err(|(d, fault)| at(d.line, Table::Tunnel(d.name.clone()), fault))?;
