@@ -5,9 +5,9 @@
 //! ends option parsing. We follow it exactly, so `-J jump`, `-B iface`, `-W host:port`,
 //! clusters like `-fN`, attached `-M20000`, `--` and `host ls -l` all reach ssh intact.
 
-use crate::error::{usage, Result};
 use crate::setup::ssh_opts::{self, OptKind};
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// The usage line printed for bad command lines.
@@ -25,7 +25,7 @@ pub enum MonitorSpec {
 }
 
 /// What the command line asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cli {
     /// `-V` or `--version`: print the version and exit.
     pub version: bool,
@@ -62,108 +62,124 @@ enum Place {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse<I, S>(args: I) -> Result<Cli>
+pub fn parse<I, S>(args: I) -> Result<Cli, CliError>
 where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let mut cli = Cli {
-        version: false,
-        help: false,
-        daemon: false,
-        monitor: None,
         ssh_args: Vec::with_capacity(args.len()),
-        ssh_o_values: Vec::new(),
-        stdio_forward: false,
-        control_socket: false,
-        tunnels: None,
-        control_path: None,
+        ..Cli::default()
     };
     let mut place = Place::BeforeDestination;
-    let mut seen_destination = false;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_bytes();
         i += 1;
-        if place == Place::Command {
+        if place == Place::Command || arg == b"--" || arg.len() < 2 || arg[0] != b'-' {
+            // The remote command, `--` or a non-option: ssh's, as they are.
             cli.ssh_args.push(args[i - 1].clone());
+            place = place.after(arg, i < args.len());
             continue;
         }
-        if arg == b"--" {
-            // Ends option parsing for ssh too: the rest is destination and command.
-            cli.ssh_args.push(args[i - 1].clone());
-            for rest in &args[i..] {
-                cli.ssh_args.push(rest.clone());
-                seen_destination = true;
-            }
-            break;
-        }
-        if arg.len() < 2 || arg[0] != b'-' {
-            // A non-option: the destination, then the remote command.
-            cli.ssh_args.push(args[i - 1].clone());
-            if seen_destination {
-                place = Place::Command;
-            } else {
-                seen_destination = true;
-                place = Place::AfterDestination;
-            }
-            continue;
-        }
-        match arg {
-            b"--help" => {
-                cli.help = true;
-                continue;
-            }
-            b"--version" => {
-                cli.version = true;
-                continue;
-            }
-            _ => {}
-        }
-        if let Some((name, value)) = long_with_value(arg, args.get(i))? {
-            if value.1 {
-                i += 1;
-            }
-            match name {
-                "tunnels" => cli.tunnels = Some(value.0),
-                _ => cli.control_path = Some(value.0),
-            }
-            continue;
-        }
-        let (kept, next_arg) = split_cluster(arg, &mut cli, args.get(i))?;
-        if let Some(kept) = kept {
-            cli.ssh_args.push(kept);
-        }
-        match next_arg {
-            NextArg::Untouched => {}
-            NextArg::Ours => i += 1,
-            NextArg::Ssh => {
-                cli.ssh_args.push(args[i].clone());
-                i += 1;
-            }
-        }
+        i += option(&mut cli, arg, args.get(i))?;
     }
-    if !cli.version && !cli.help && !seen_destination && cli.tunnels.is_none() {
-        return Err(usage(format!("no destination host given; {USAGE}")));
+    if !cli.version && !cli.help && place == Place::BeforeDestination && cli.tunnels.is_none() {
+        return Err(CliError::NoDestination);
     }
     Ok(cli)
 }
 
-/// `--tunnels FILE`, `--tunnels=FILE`, `--control-socket PATH`: the option's name, its
-/// value, and whether the value was the next argument.
-fn long_with_value(
-    arg: &[u8],
-    next: Option<&OsString>,
-) -> Result<Option<(&'static str, (OsString, bool))>> {
+impl Place {
+    /// Where a non-option `arg` (or `--`) leaves the splitter; `more`: arguments follow it.
+    fn after(self, arg: &[u8], more: bool) -> Place {
+        match self {
+            Place::Command => Place::Command,
+            // `--` ends option parsing for ssh too: the rest is destination and command.
+            _ if arg == b"--" && more => Place::Command,
+            _ if arg == b"--" => self,
+            // A non-option: the destination, then the remote command.
+            Place::BeforeDestination => Place::AfterDestination,
+            Place::AfterDestination => Place::Command,
+        }
+    }
+}
+
+impl Cli {
+    /// The options that belong to one mode only: `--tunnels FILE` takes the ssh arguments and
+    /// the monitor from the file, and `--control-socket` is the socket of those tunnels.
+    pub fn check_mode(&self) -> Result<(), CliError> {
+        if self.tunnels.is_some() && (!self.ssh_args.is_empty() || self.monitor.is_some()) {
+            return Err(CliError::TunnelsWithSsh);
+        }
+        if self.tunnels.is_none() && self.control_path.is_some() {
+            return Err(CliError::ControlWithoutTunnels);
+        }
+        Ok(())
+    }
+}
+
+/// One option argument (`--help`, `--tunnels FILE`, a cluster such as `-fNM20000`); returns
+/// how many of the arguments after it it took.
+fn option(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, CliError> {
+    match arg {
+        b"--help" => cli.help = true,
+        b"--version" => cli.version = true,
+        _ => return long_or_cluster(cli, arg, next),
+    }
+    Ok(0)
+}
+
+/// An option other than `--help` and `--version`: a long one of ours with its value, or a
+/// cluster that ours (`-f`, `-M`, `-V`) are taken out of.
+fn long_or_cluster(cli: &mut Cli, arg: &[u8], next: Option<&OsString>) -> Result<usize, CliError> {
+    if let Some(long) = long_with_value(arg, next)? {
+        match long.name {
+            "tunnels" => cli.tunnels = Some(long.value),
+            _ => cli.control_path = Some(long.value),
+        }
+        return Ok(usize::from(long.took_next));
+    }
+    let (kept, next_arg) = split_cluster(arg, cli, next)?;
+    cli.ssh_args.extend(kept);
+    Ok(match next_arg {
+        NextArg::Untouched => 0,
+        NextArg::Ours => 1,
+        NextArg::Ssh => {
+            cli.ssh_args.extend(next.cloned());
+            1
+        }
+    })
+}
+
+/// `--tunnels FILE`, `--tunnels=FILE` or `--control-socket PATH`, as given.
+struct LongOption {
+    /// Its name, without the dashes.
+    name: &'static str,
+    value: OsString,
+    /// The value was the next argument.
+    took_next: bool,
+}
+
+/// `arg` as one of our long options with a value, if it is one.
+fn long_with_value(arg: &[u8], next: Option<&OsString>) -> Result<Option<LongOption>, CliError> {
     for name in ["tunnels", "control-socket"] {
         let flag = format!("--{name}");
         if arg == flag.as_bytes() {
-            let v = next.ok_or_else(|| usage(format!("{flag} needs a value")))?;
-            return Ok(Some((name, (v.clone(), true))));
+            let value = next.ok_or(CliError::NoLongValue(name))?.clone();
+            return Ok(Some(LongOption {
+                name,
+                value,
+                took_next: true,
+            }));
         }
         if let Some(v) = arg.strip_prefix(format!("{flag}=").as_bytes()) {
-            return Ok(Some((name, (OsStr::from_bytes(v).to_owned(), false))));
+            return Ok(Some(LongOption {
+                name,
+                value: OsStr::from_bytes(v).to_owned(),
+                took_next: false,
+            }));
         }
     }
     Ok(None)
@@ -184,7 +200,7 @@ fn split_cluster(
     arg: &[u8],
     cli: &mut Cli,
     next: Option<&OsString>,
-) -> Result<(Option<OsString>, NextArg)> {
+) -> Result<(Option<OsString>, NextArg), CliError> {
     let mut kept = vec![b'-'];
     let mut j = 1;
     while j < arg.len() {
@@ -195,12 +211,13 @@ fn split_cluster(
             'V' => cli.version = true,
             'M' => {
                 let (value, next_arg) = if rest.is_empty() {
-                    let v = next.ok_or_else(|| usage(format!("-M needs a port; {USAGE}")))?;
+                    let v = next.ok_or(CliError::MonitorWithoutPort)?;
                     (v.as_bytes(), NextArg::Ours)
                 } else {
                     (rest, NextArg::Untouched)
                 };
-                cli.monitor = Some(parse_monitor(OsStr::from_bytes(value), "-M")?);
+                cli.monitor =
+                    Some(parse_monitor(OsStr::from_bytes(value)).map_err(CliError::Monitor)?);
                 return Ok((non_empty(kept), next_arg));
             }
             _ if ssh_opts::kind(c) == OptKind::Value => {
@@ -220,7 +237,7 @@ fn split_cluster(
                 kept.extend_from_slice(&arg[j..]);
                 if rest.is_empty() {
                     if next.is_none() {
-                        return Err(usage(format!("option -{c} needs a value")));
+                        return Err(CliError::NoValue(c));
                     }
                     return Ok((non_empty(kept), NextArg::Ssh));
                 }
@@ -253,41 +270,105 @@ pub fn parse_c_number(s: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-/// Parses `N` or `N:E` (from `-M` or `AUTOSSH_PORT`, named by `what` in errors).
-pub fn parse_monitor(value: &OsStr, what: &str) -> Result<MonitorSpec> {
-    let text = value
-        .to_str()
-        .ok_or_else(|| usage(format!("{what}: port is not valid text")))?;
+/// Parses `N` or `N:E` (from `-M`, `AUTOSSH_PORT` or a tunnel's `monitor`, which name it in
+/// their errors).
+pub fn parse_monitor(value: &OsStr) -> Result<MonitorSpec, MonitorError> {
+    let text = value.to_str().ok_or(MonitorError::NotText)?;
     let (port_text, echo_text) = match text.split_once(':') {
         Some((p, e)) => (p, Some(e)),
         None => (text, None),
     };
-    let port = parse_c_number(port_text)
-        .ok_or_else(|| usage(format!("{what}: invalid monitor port {port_text:?}")))?;
+    let port = parse_c_number(port_text).ok_or_else(|| MonitorError::Port(port_text.into()))?;
     let echo = match echo_text {
         None => None,
         Some(e) => match parse_c_number(e) {
             Some(n) if (1..=65535).contains(&n) => Some(n as u16),
-            _ => {
-                return Err(usage(format!(
-                    "{what}: invalid echo port {e:?} (must be 1-65535)"
-                )))
-            }
+            _ => return Err(MonitorError::EchoPort(e.into())),
         },
     };
     match (port, echo) {
         (0, _) => Ok(MonitorSpec::Off),
         (p, None) if p <= 65534 => Ok(MonitorSpec::Loop(p as u16)),
-        (p, None) => Err(usage(format!(
-            "{what}: monitor port {p} out of range (1-65534; port+1 is used too)"
-        ))),
+        (p, None) => Err(MonitorError::LoopRange(p)),
         (p, Some(echo)) if p <= 65535 => Ok(MonitorSpec::Echo {
             port: p as u16,
             echo,
         }),
-        (p, Some(_)) => Err(usage(format!("{what}: monitor port {p} out of range"))),
+        (p, Some(_)) => Err(MonitorError::EchoRange(p)),
     }
 }
+
+/// What is wrong with a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// No destination, and neither `--tunnels`, `-V` nor `--help`.
+    NoDestination,
+    /// `-M` came last, without its port.
+    MonitorWithoutPort,
+    /// A bad `-M` value.
+    Monitor(MonitorError),
+    /// An ssh option that takes a value (`-L`) came last.
+    NoValue(char),
+    /// `--tunnels` or `--control-socket` (named without its dashes) came last.
+    NoLongValue(&'static str),
+    /// `--tunnels FILE` with ssh arguments or `-M`.
+    TunnelsWithSsh,
+    /// `--control-socket` without `--tunnels FILE`.
+    ControlWithoutTunnels,
+}
+
+/// What is wrong with a monitor port value; the caller names the option, variable or key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorError {
+    /// Not UTF-8.
+    NotText,
+    /// The port is not a number.
+    Port(String),
+    /// The echo port is not a number from 1 to 65535.
+    EchoPort(String),
+    /// A loop-mode port over 65534 (its port+1 is used too).
+    LoopRange(u64),
+    /// An echo-mode port over 65535.
+    EchoRange(u64),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::NoDestination => write!(f, "no destination host given; {USAGE}"),
+            CliError::MonitorWithoutPort => write!(f, "-M needs a port; {USAGE}"),
+            CliError::Monitor(e) => write!(f, "-M: {e}"),
+            CliError::NoValue(c) => write!(f, "option -{c} needs a value"),
+            CliError::NoLongValue(name) => write!(f, "--{name} needs a value"),
+            CliError::TunnelsWithSsh => {
+                f.write_str("--tunnels FILE takes no ssh arguments and no -M: they go in the file")
+            }
+            CliError::ControlWithoutTunnels => {
+                f.write_str("--control-socket goes with --tunnels FILE")
+            }
+        }
+    }
+}
+
+impl fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MonitorError::NotText => f.write_str("port is not valid text"),
+            MonitorError::Port(p) => write!(f, "invalid monitor port {p:?}"),
+            MonitorError::EchoPort(e) => write!(f, "invalid echo port {e:?} (must be 1-65535)"),
+            MonitorError::LoopRange(p) => {
+                write!(
+                    f,
+                    "monitor port {p} out of range (1-65534; port+1 is used too)"
+                )
+            }
+            MonitorError::EchoRange(p) => write!(f, "monitor port {p} out of range"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+impl std::error::Error for MonitorError {}
 
 #[cfg(test)]
 mod tests;

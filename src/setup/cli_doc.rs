@@ -156,21 +156,7 @@ pub fn command() -> Command {
         .disable_version_flag(true)
         .disable_help_flag(true)
         .after_long_help(after_long_help())
-        .arg(
-            Arg::new("monitor")
-                .short('M')
-                .value_name("port[:echo_port]")
-                .help("Monitor port; 0 turns the monitor off")
-                .long_help(
-                    "Monitor port. 0 turns the monitor off (ssh gets ServerAliveInterval, \
-                     ServerAliveCountMax and ExitOnForwardFailure=yes unless set). \
-                     N: loop mode, ssh gets -L N:127.0.0.1:N -R N:127.0.0.1:N+1 and probes \
-                     go out on N and come back on N+1. N:E: echo mode, ssh gets \
-                     -L N:127.0.0.1:E and the echo service on the server's port E \
-                     (e.g. autossh-echo) sends the probes back.",
-                )
-                .action(ArgAction::Set),
-        )
+        .arg(monitor_arg())
         .arg(
             Arg::new("background")
                 .short('f')
@@ -190,20 +176,40 @@ pub fn command() -> Command {
                 .help("Print the usage (every option and variable) and exit")
                 .action(ArgAction::Help),
         )
-        .arg(
-            Arg::new("ssh_options")
-                .value_name("SSH_OPTIONS")
-                .help("Everything else is passed to ssh unchanged")
-                .long_help(
-                    "Everything else is passed to ssh unchanged and in order: ssh options, \
-                     the destination and a remote command (e.g. -N -L 5432:127.0.0.1:5432 \
-                     user@host).",
-                )
-                .num_args(0..)
-                .trailing_var_arg(true)
-                .allow_hyphen_values(true)
-                .action(ArgAction::Append),
+        .arg(ssh_options_arg())
+}
+
+/// `-M port[:echo_port]`.
+fn monitor_arg() -> Arg {
+    Arg::new("monitor")
+        .short('M')
+        .value_name("port[:echo_port]")
+        .help("Monitor port; 0 turns the monitor off")
+        .long_help(
+            "Monitor port. 0 turns the monitor off (ssh gets ServerAliveInterval, \
+             ServerAliveCountMax and ExitOnForwardFailure=yes unless set). \
+             N: loop mode, ssh gets -L N:127.0.0.1:N -R N:127.0.0.1:N+1 and probes \
+             go out on N and come back on N+1. N:E: echo mode, ssh gets \
+             -L N:127.0.0.1:E and the echo service on the server's port E \
+             (e.g. autossh-echo) sends the probes back.",
         )
+        .action(ArgAction::Set)
+}
+
+/// Everything else: ssh's.
+fn ssh_options_arg() -> Arg {
+    Arg::new("ssh_options")
+        .value_name("SSH_OPTIONS")
+        .help("Everything else is passed to ssh unchanged")
+        .long_help(
+            "Everything else is passed to ssh unchanged and in order: ssh options, \
+             the destination and a remote command (e.g. -N -L 5432:127.0.0.1:5432 \
+             user@host).",
+        )
+        .num_args(0..)
+        .trailing_var_arg(true)
+        .allow_hyphen_values(true)
+        .action(ArgAction::Append)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The `AUTOSSH_*` environment variables, validated into [`Settings`] before anything starts.
 
-use crate::error::{usage, Result};
-use crate::setup::cli::{parse_c_number, parse_monitor, Cli, MonitorSpec};
+use crate::setup::cli::{parse_c_number, parse_monitor, Cli, MonitorError, MonitorSpec};
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,118 +56,246 @@ impl Settings {
 }
 
 /// Reads the environment through `get` (so tests need not touch the process environment).
-pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Settings> {
-    let text = |name: &str| -> Result<Option<String>> {
-        match get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .into_string()
-                .map(Some)
-                .map_err(|_| usage(format!("{name}: value is not valid text"))),
+pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Settings, ConfigError> {
+    let mut s = defaults(cli);
+    for (setting, kind) in SETTINGS {
+        if let Some(value) = get(setting) {
+            read(&mut s, kind, value).map_err(|problem| ConfigError { setting, problem })?;
         }
-    };
-    let number = |name: &str, min: u64, max: u64| -> Result<Option<u64>> {
-        match text(name)? {
-            None => Ok(None),
-            Some(v) => match parse_c_number(&v) {
-                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(usage(format!(
-                    "{name}: invalid value {v:?} (a whole number from {min} to {max})"
-                ))),
-            },
-        }
-    };
-    const DAY: u64 = 86_400;
-    let ssh_path = match get("AUTOSSH_PATH") {
-        Some(p) if p.is_empty() => return Err(usage("AUTOSSH_PATH: empty path")),
-        Some(p) => p,
-        None => OsString::from("/usr/bin/ssh"),
-    };
-    let mut poll = number("AUTOSSH_POLL", 1, 365 * DAY)?.unwrap_or(600);
-    let mut first_poll = number("AUTOSSH_FIRST_POLL", 1, 365 * DAY)?.unwrap_or(poll);
-    let gate = number("AUTOSSH_GATETIME", 0, 365 * DAY)?.unwrap_or(30);
-    let max_start = match text("AUTOSSH_MAXSTART")? {
-        None => None,
-        Some(v) => {
-            let n: i64 = parse_signed(&v).ok_or_else(|| {
-                usage(format!(
-                    "AUTOSSH_MAXSTART: invalid value {v:?} (a whole number; -1 for no limit)"
-                ))
-            })?;
-            u32::try_from(n).ok()
-        }
-    };
-    let max_lifetime = number("AUTOSSH_MAXLIFETIME", 0, 100 * 365 * DAY)?.filter(|&n| n > 0);
-    if let Some(life) = max_lifetime {
-        poll = poll.min(life);
-        first_poll = first_poll.min(life);
     }
-    let message = text("AUTOSSH_MESSAGE")?.unwrap_or_default();
-    if message.len() > MAX_MESSAGE {
-        return Err(usage(format!(
-            "AUTOSSH_MESSAGE: may only be {MAX_MESSAGE} bytes long (got {})",
-            message.len()
-        )));
+    if let Some(life) = s.max_lifetime {
+        s.poll = s.poll.min(life);
+        s.first_poll = s.first_poll.min(life);
     }
-    if message.contains(['\r', '\n']) {
-        return Err(usage("AUTOSSH_MESSAGE: must be one line"));
+    // -f forces the gate off: nobody is there to see an early failure.
+    if s.daemon {
+        s.gate_time = Duration::ZERO;
     }
-    // The flag beats the variable (Debian's order; upstream 1.4g lets the variable win).
-    let monitor = match cli.monitor {
-        Some(m) => Some(m),
-        None => match get("AUTOSSH_PORT").filter(|p| !p.is_empty()) {
-            Some(p) => Some(parse_monitor(&p, "AUTOSSH_PORT")?),
-            None => None,
-        },
-    };
-    let debug = get("AUTOSSH_DEBUG").is_some();
-    let loglevel = number("AUTOSSH_LOGLEVEL", 0, 7)?.unwrap_or(6) as u8;
-    let pidfile = absolute(get("AUTOSSH_PIDFILE").filter(|p| !p.is_empty()))?;
-    let logfile = absolute(get("AUTOSSH_LOGFILE").filter(|p| !p.is_empty()))?;
-    let statusfile = writable_dir(
-        absolute(get("AUTOSSH_STATUSFILE").filter(|p| !p.is_empty()))?,
-        "AUTOSSH_STATUSFILE",
-    )?;
-    let metricsfile = writable_dir(
-        absolute(get("AUTOSSH_METRICSFILE").filter(|p| !p.is_empty()))?,
-        "AUTOSSH_METRICSFILE",
-    )?;
-    let serveralive_interval = number("AUTOSSH_SERVERALIVE_INTERVAL", 0, DAY)?.unwrap_or(60) as u32;
-    let serveralive_count_max =
-        number("AUTOSSH_SERVERALIVE_COUNT_MAX", 1, 1000)?.unwrap_or(3) as u32;
-    let session_probe = match text("AUTOSSH_SESSION_PROBE")?.as_deref() {
-        None | Some("") => true,
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "1" | "yes" | "on" | "true" => true,
-            "0" | "no" | "off" | "false" => false,
-            _ => {
-                return Err(usage(format!(
-                    "AUTOSSH_SESSION_PROBE: invalid value {v:?} (yes or no)"
-                )))
+    Ok(s)
+}
+
+/// A bad setting: which one, and what is wrong with its value.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The variable (`AUTOSSH_POLL`), or the tunnels file's key for it (`poll`).
+    pub setting: &'static str,
+    pub problem: Problem,
+}
+
+/// What is wrong with a setting's value.
+#[derive(Debug)]
+pub enum Problem {
+    /// Not UTF-8.
+    NotText,
+    /// Not a whole number from `min` to `max`.
+    Number { value: String, min: u64, max: u64 },
+    /// Not a whole number (a negative one is no limit).
+    Limit { value: String },
+    /// Not one of the words allowed (`words` says which).
+    Word { value: String, words: &'static str },
+    /// An empty path where a program is needed.
+    EmptyPath,
+    /// Longer than `max` bytes.
+    TooLong { len: usize, max: usize },
+    /// Holds a line break.
+    NotOneLine,
+    /// A bad monitor port.
+    Monitor(MonitorError),
+    /// The directory of a file to write does not exist.
+    NoDirectory(PathBuf),
+    /// A relative path, and no current directory to resolve it against.
+    Unresolvable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The log file cannot be opened.
+    CannotOpen {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.setting;
+        match &self.problem {
+            Problem::NotText => write!(f, "{name}: value is not valid text"),
+            Problem::Number { value, min, max } => write!(
+                f,
+                "{name}: invalid value {value:?} (a whole number from {min} to {max})"
+            ),
+            Problem::Limit { value } => write!(
+                f,
+                "{name}: invalid value {value:?} (a whole number; -1 for no limit)"
+            ),
+            Problem::Word { value, words } => {
+                write!(f, "{name}: invalid value {value:?} ({words})")
             }
+            Problem::EmptyPath => write!(f, "{name}: empty path"),
+            Problem::TooLong { len, max } => {
+                write!(f, "{name}: may only be {max} bytes long (got {len})")
+            }
+            Problem::NotOneLine => write!(f, "{name}: must be one line"),
+            Problem::Monitor(e) => write!(f, "{name}: {e}"),
+            Problem::NoDirectory(dir) => {
+                write!(f, "{name}: directory {} does not exist", dir.display())
+            }
+            // The path names the setting well enough.
+            Problem::Unresolvable { path, error } => {
+                write!(f, "cannot resolve {}: {error}", path.display())
+            }
+            Problem::CannotOpen { path, error } => {
+                write!(f, "{name}: cannot open {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const DAY: u64 = 86_400;
+const YEAR: u64 = 365 * DAY;
+
+/// How a variable's text is read, what it allows, and where its value lands in [`Settings`].
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Seconds: a whole number from `min` to `max`, in C's forms (`10`, `0x0a`, `012`).
+    Seconds {
+        min: u64,
+        max: u64,
+        set: fn(&mut Settings, Duration),
+    },
+    /// A whole number from `min` to `max`.
+    Number {
+        min: u64,
+        max: u64,
+        set: fn(&mut Settings, u64),
+    },
+    /// A whole number; a negative one (or one over `u32`) is no limit.
+    Limit(fn(&mut Settings, Option<u32>)),
+    /// `yes`, `on`, `true`, `1` or `no`, `off`, `false`, `0`, in any case; empty keeps the
+    /// default.
+    Switch(fn(&mut Settings, bool)),
+    /// One line of text of at most [`MAX_MESSAGE`] bytes.
+    Line(fn(&mut Settings, String)),
+    /// A monitor port, `N` or `N:E`; empty is unset. Read only without `-M`: the flag beats
+    /// the variable (Debian's order; upstream 1.4g lets the variable win).
+    Monitor(fn(&mut Settings, MonitorSpec)),
+    /// A program to run: any bytes, but not none.
+    Program(fn(&mut Settings, OsString)),
+    /// A path, made absolute now (before any `chdir("/")`); empty is unset.
+    Path(fn(&mut Settings, PathBuf)),
+    /// A file rewritten with reports: a path, as `Path`, whose directory exists.
+    Report(fn(&mut Settings, PathBuf)),
+    /// On when set, whatever the value.
+    Flag(fn(&mut Settings)),
+}
+
+/// Every variable, in the order they are checked (the first bad one is reported). An unset
+/// variable leaves its field as [`defaults`] has it.
+const SETTINGS: [(&str, Kind); 17] = [
+    ("AUTOSSH_PATH", Kind::Program(|s, v| s.ssh_path = v)),
+    // The first poll follows the poll, unless AUTOSSH_FIRST_POLL (read next) is set.
+    (
+        "AUTOSSH_POLL",
+        Kind::Seconds {
+            min: 1,
+            max: YEAR,
+            set: |s, v| (s.poll, s.first_poll) = (v, v),
         },
-    };
-    Ok(Settings {
-        ssh_path,
-        monitor,
-        poll: Duration::from_secs(poll),
-        first_poll: Duration::from_secs(first_poll),
-        // -f forces the gate off: nobody is there to see an early failure.
-        gate_time: Duration::from_secs(if cli.daemon { 0 } else { gate }),
-        max_start,
-        max_lifetime: max_lifetime.map(Duration::from_secs),
-        message,
-        pidfile,
-        logfile,
-        loglevel,
-        debug,
-        serveralive_interval,
-        serveralive_count_max,
+    ),
+    (
+        "AUTOSSH_FIRST_POLL",
+        Kind::Seconds {
+            min: 1,
+            max: YEAR,
+            set: |s, v| s.first_poll = v,
+        },
+    ),
+    (
+        "AUTOSSH_GATETIME",
+        Kind::Seconds {
+            min: 0,
+            max: YEAR,
+            set: |s, v| s.gate_time = v,
+        },
+    ),
+    ("AUTOSSH_MAXSTART", Kind::Limit(|s, v| s.max_start = v)),
+    // 0: no lifetime.
+    (
+        "AUTOSSH_MAXLIFETIME",
+        Kind::Seconds {
+            min: 0,
+            max: 100 * YEAR,
+            set: |s, v| s.max_lifetime = (!v.is_zero()).then_some(v),
+        },
+    ),
+    ("AUTOSSH_MESSAGE", Kind::Line(|s, v| s.message = v)),
+    ("AUTOSSH_PORT", Kind::Monitor(|s, v| s.monitor = Some(v))),
+    ("AUTOSSH_DEBUG", Kind::Flag(|s| s.debug = true)),
+    (
+        "AUTOSSH_LOGLEVEL",
+        Kind::Number {
+            min: 0,
+            max: 7,
+            set: |s, v| s.loglevel = v as u8,
+        },
+    ),
+    ("AUTOSSH_PIDFILE", Kind::Path(|s, v| s.pidfile = Some(v))),
+    ("AUTOSSH_LOGFILE", Kind::Path(|s, v| s.logfile = Some(v))),
+    (
+        "AUTOSSH_STATUSFILE",
+        Kind::Report(|s, v| s.statusfile = Some(v)),
+    ),
+    (
+        "AUTOSSH_METRICSFILE",
+        Kind::Report(|s, v| s.metricsfile = Some(v)),
+    ),
+    (
+        "AUTOSSH_SERVERALIVE_INTERVAL",
+        Kind::Number {
+            min: 0,
+            max: DAY,
+            set: |s, v| s.serveralive_interval = v as u32,
+        },
+    ),
+    (
+        "AUTOSSH_SERVERALIVE_COUNT_MAX",
+        Kind::Number {
+            min: 1,
+            max: 1000,
+            set: |s, v| s.serveralive_count_max = v as u32,
+        },
+    ),
+    (
+        "AUTOSSH_SESSION_PROBE",
+        Kind::Switch(|s, v| s.session_probe = v),
+    ),
+];
+
+/// The settings with no variable set (README.md's Environment table), and the command line's.
+fn defaults(cli: Cli) -> Settings {
+    let secs = Duration::from_secs;
+    Settings {
+        ssh_path: OsString::from("/usr/bin/ssh"),
+        monitor: cli.monitor,
+        poll: secs(600),
+        first_poll: secs(600),
+        gate_time: secs(30),
+        max_start: None,
+        max_lifetime: None,
+        message: String::new(),
+        pidfile: None,
+        logfile: None,
+        loglevel: 6,
+        debug: false,
+        serveralive_interval: 60,
+        serveralive_count_max: 3,
         daemon: cli.daemon,
         user_o_keys: cli.ssh_o_values.iter().map(|v| o_key(v)).collect(),
-        statusfile,
-        metricsfile,
-        session_probe,
+        statusfile: None,
+        metricsfile: None,
+        session_probe: true,
         stdio_forward: cli.stdio_forward,
         sharing_asked: cli.control_socket
             || cli.ssh_o_values.iter().any(|v| {
@@ -175,21 +303,88 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
                 k == "controlmaster" || k == "controlpath" || k == "controlpersist"
             }),
         ssh_args: cli.ssh_args,
-    })
+    }
+}
+
+/// Reads a set variable's value as its kind says, into `s`.
+fn read(s: &mut Settings, kind: Kind, value: OsString) -> Result<(), Problem> {
+    match kind {
+        Kind::Seconds { min, max, set } => {
+            set(s, Duration::from_secs(number(&text(value)?, min, max)?))
+        }
+        Kind::Number { min, max, set } => set(s, number(&text(value)?, min, max)?),
+        Kind::Limit(set) => {
+            let value = text(value)?;
+            let n = parse_signed(&value).ok_or(Problem::Limit { value })?;
+            set(s, u32::try_from(n).ok())
+        }
+        Kind::Switch(set) => {
+            if let Some(on) = switch(&text(value)?)? {
+                set(s, on)
+            }
+        }
+        Kind::Line(set) => set(s, one_line(text(value)?)?),
+        Kind::Monitor(set) if s.monitor.is_none() && !value.is_empty() => {
+            set(s, parse_monitor(&value).map_err(Problem::Monitor)?)
+        }
+        Kind::Program(_) if value.is_empty() => return Err(Problem::EmptyPath),
+        Kind::Program(set) => set(s, value),
+        Kind::Path(set) if !value.is_empty() => set(s, absolute(&value)?),
+        Kind::Report(set) if !value.is_empty() => set(s, dir_exists(absolute(&value)?)?),
+        Kind::Monitor(_) | Kind::Path(_) | Kind::Report(_) => {}
+        Kind::Flag(set) => set(s),
+    }
+    Ok(())
+}
+
+fn text(value: OsString) -> Result<String, Problem> {
+    value.into_string().map_err(|_| Problem::NotText)
+}
+
+fn number(value: &str, min: u64, max: u64) -> Result<u64, Problem> {
+    match parse_c_number(value) {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Problem::Number {
+            value: value.into(),
+            min,
+            max,
+        }),
+    }
+}
+
+/// A yes/no word; `None` for empty.
+fn switch(value: &str) -> Result<Option<bool>, Problem> {
+    match value.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "1" | "yes" | "on" | "true" => Ok(Some(true)),
+        "0" | "no" | "off" | "false" => Ok(Some(false)),
+        _ => Err(Problem::Word {
+            value: value.into(),
+            words: "yes or no",
+        }),
+    }
+}
+
+fn one_line(value: String) -> Result<String, Problem> {
+    if value.len() > MAX_MESSAGE {
+        return Err(Problem::TooLong {
+            len: value.len(),
+            max: MAX_MESSAGE,
+        });
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(Problem::NotOneLine);
+    }
+    Ok(value)
 }
 
 /// A report file must be creatable: its directory must exist.
-fn writable_dir(p: Option<PathBuf>, name: &str) -> Result<Option<PathBuf>> {
-    if let Some(path) = &p {
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        if !dir.is_dir() {
-            return Err(usage(format!(
-                "{name}: directory {} does not exist",
-                dir.display()
-            )));
-        }
+fn dir_exists(path: PathBuf) -> Result<PathBuf, Problem> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(Problem::NoDirectory(dir.to_path_buf()));
     }
-    Ok(p)
+    Ok(path)
 }
 
 /// The lower-cased key of an ssh `-o` value (`Key=value`, `Key value`).
@@ -211,15 +406,18 @@ fn parse_signed(v: &str) -> Option<i64> {
 }
 
 /// Resolves a relative path against the current directory now, before any `chdir("/")`.
-fn absolute(p: Option<OsString>) -> Result<Option<PathBuf>> {
-    let Some(p) = p else { return Ok(None) };
-    let path = Path::new(OsStr::new(&p));
+fn absolute(p: &OsStr) -> Result<PathBuf, Problem> {
+    let path = Path::new(p);
     if path.is_absolute() {
-        return Ok(Some(path.to_path_buf()));
+        return Ok(path.to_path_buf());
     }
-    let cwd = std::env::current_dir()
-        .map_err(|e| usage(format!("cannot resolve {}: {e}", path.display())))?;
-    Ok(Some(cwd.join(path)))
+    match std::env::current_dir() {
+        Ok(cwd) => Ok(cwd.join(path)),
+        Err(error) => Err(Problem::Unresolvable {
+            path: path.to_path_buf(),
+            error,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +425,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn settings(vars: &[(&str, &str)], args: &[&str]) -> Result<Settings> {
+    fn settings(vars: &[(&str, &str)], args: &[&str]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, OsString> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
@@ -344,6 +542,68 @@ mod tests {
             settings(&[], &["-f", "h"]).unwrap().gate_time,
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn errors_carry_the_setting_the_value_and_what_is_allowed() {
+        let err = |k: &str, v: &str| settings(&[(k, v)], &["h"]).unwrap_err();
+        let e = err("AUTOSSH_POLL", "ten");
+        assert_eq!(e.setting, "AUTOSSH_POLL");
+        assert!(
+            matches!(&e.problem, Problem::Number { value, min: 1, max } if value == "ten" && *max == YEAR),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "AUTOSSH_POLL: invalid value \"ten\" (a whole number from 1 to 31536000)"
+        );
+        let e = err("AUTOSSH_SESSION_PROBE", "maybe");
+        assert!(
+            matches!(&e.problem, Problem::Word { value, words: "yes or no" } if value == "maybe"),
+            "{e:?}"
+        );
+        let e = err("AUTOSSH_MAXSTART", "x");
+        assert_eq!(
+            e.to_string(),
+            "AUTOSSH_MAXSTART: invalid value \"x\" (a whole number; -1 for no limit)"
+        );
+        let e = err("AUTOSSH_PORT", "5:0");
+        assert!(
+            matches!(&e.problem, Problem::Monitor(MonitorError::EchoPort(p)) if p == "0"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "AUTOSSH_PORT: invalid echo port \"0\" (must be 1-65535)"
+        );
+        let e = err("AUTOSSH_MESSAGE", &"x".repeat(65));
+        assert!(
+            matches!(e.problem, Problem::TooLong { len: 65, max: 64 }),
+            "{e:?}"
+        );
+        let e = err("AUTOSSH_STATUSFILE", "/nonexistent/s.json");
+        assert_eq!(
+            e.to_string(),
+            "AUTOSSH_STATUSFILE: directory /nonexistent does not exist"
+        );
+    }
+
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let unset = settings(&[], &["h"]).unwrap();
+        for (var, default, _) in crate::setup::cli_doc::ENVIRONMENT {
+            if *default == "unset" || default.starts_with("AUTOSSH_") {
+                continue;
+            }
+            let set = settings(&[(var, default.trim_matches('"'))], &["h"]).unwrap();
+            assert_eq!(set, unset, "{var}={default}");
+        }
+    }
+
+    #[test]
+    fn with_m_a_bad_autossh_port_is_not_read() {
+        let s = settings(&[("AUTOSSH_PORT", "x")], &["-M", "0", "h"]).unwrap();
+        assert_eq!(s.monitor, Some(MonitorSpec::Off));
     }
 
     #[test]

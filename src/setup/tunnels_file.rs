@@ -1,14 +1,16 @@
 //! The tunnels file (`--tunnels FILE`): TOML read into one validated [`Settings`] per tunnel,
 //! every error naming the file, the line and the tunnel.
 
-use crate::error::{usage, Error, Result};
-use crate::setup::cli::{self, MonitorSpec};
-use crate::setup::config::{self, Settings};
+use crate::setup::cli::{self, Cli, MonitorSpec};
+use crate::setup::config::{self, ConfigError, Settings};
 use crate::setup::forwards::{self, Bind};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use toml::{Spanned, Value};
+
+mod error;
+pub use error::{Fault, FileError, Table};
 
 /// One tunnel of the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,15 @@ const PROCESS_WIDE: [&str; 6] = [
 
 type Keys = BTreeMap<Spanned<String>, Spanned<Value>>;
 
+/// autossh's environment, read through a function (tests need not touch the process's).
+type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// The line (1-based) of a byte offset in the file.
+type LineOf<'a> = &'a dyn Fn(usize) -> usize;
+
+/// A tunnel's fault and its line, when it is not the line of the tunnel's header.
+type Located = (Option<usize>, Fault);
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Doc {
@@ -60,87 +71,48 @@ struct Doc {
 }
 
 /// Reads and validates the file; `env` is autossh's environment.
-pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Vec<TunnelDef>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("{}: cannot read: {e}", path.display())))?;
-    parse(&path.display().to_string(), &text, env)
+pub fn load(path: &Path, env: Env) -> Result<Vec<TunnelDef>, FileError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&file, &text, env),
+        Err(error) => Err(FileError::Unreadable { file, error }),
+    }
 }
 
 /// Parses the file's text; `file` names it in errors.
-pub fn parse(
-    file: &str,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Vec<TunnelDef>> {
+pub fn parse(file: &str, text: &str, env: Env) -> Result<Vec<TunnelDef>, FileError> {
+    let at = |line, table, fault| FileError::At {
+        file: file.to_string(),
+        line,
+        table,
+        fault: Box::new(fault),
+    };
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let doc: Doc = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
-        let tunnel = tunnel_at(text, line)
-            .map(|n| format!("tunnel {n:?}: "))
-            .unwrap_or_default();
-        usage(format!("{file}:{line}: {tunnel}{}", e.message().trim()))
+        let table = tunnel_at(text, line).map_or(Table::Unnamed, Table::Tunnel);
+        at(line, table, Fault::Toml(e.message().trim().to_string()))
     })?;
     let empty = Keys::new();
     let defaults = doc.defaults.as_ref().unwrap_or(&empty);
-    for (k, v) in defaults {
-        check_key(k.get_ref(), true).map_err(|m| {
-            usage(format!(
-                "{file}:{}: [defaults]: {m}",
-                line_of(k.span().start)
-            ))
-        })?;
-        value_text(k.get_ref(), v.get_ref()).map_err(|m| {
-            usage(format!(
-                "{file}:{}: [defaults]: {m}",
-                line_of(v.span().start)
-            ))
-        })?;
-    }
+    check_keys(defaults, true, &line_of).map_err(|(l, f)| at(l, Table::Defaults, f))?;
     let tunnels = doc.tunnel.unwrap_or_default();
     if tunnels.is_empty() {
-        return Err(usage(format!(
-            "{file}: no tunnels (add a [tunnel.NAME] table with ssh = \"...\")"
-        )));
+        return Err(FileError::NoTunnels {
+            file: file.to_string(),
+        });
     }
     let mut defs: Vec<TunnelDef> = Vec::with_capacity(tunnels.len());
     for (name, keys) in &tunnels {
         let line = line_of(name.span().start);
-        let at = |line: usize, m: String| {
-            usage(format!("{file}:{line}: tunnel {:?}: {m}", name.get_ref()))
-        };
-        check_name(name.get_ref()).map_err(|m| at(line, m))?;
-        let def =
-            tunnel(keys, defaults, env, &line_of).map_err(|(l, m)| at(l.unwrap_or(line), m))?;
-        defs.push(TunnelDef {
-            name: name.get_ref().clone(),
-            line,
-            server: forwards::server_of(&def.ssh_args),
-            settings: def,
-            others: Vec::new(),
-        });
+        let name = name.get_ref();
+        let def = tunnel_def(name, line, keys, defaults, env, &line_of)
+            .map_err(|(l, fault)| at(l.unwrap_or(line), Table::Tunnel(name.clone()), fault))?;
+        defs.push(def);
     }
     defs.sort_by_key(|d| d.line);
-    check_clashes(file, &defs)?;
-    let ports: Vec<(String, Vec<u16>)> = defs
-        .iter()
-        .map(|d| {
-            let p = binds(&d.settings)
-                .into_iter()
-                .filter_map(|(b, _)| match b {
-                    Bind::Port(p) | Bind::RemotePort(p) => Some(p),
-                    Bind::Socket(_) => None,
-                })
-                .collect();
-            (d.name.clone(), p)
-        })
-        .collect();
-    for d in &mut defs {
-        d.others = ports
-            .iter()
-            .filter(|(n, _)| *n != d.name)
-            .flat_map(|(_, p)| p.iter().copied())
-            .collect();
-    }
+    check_clashes(&defs).map_err(|(d, fault)| at(d.line, Table::Tunnel(d.name.clone()), fault))?;
+    note_others(&mut defs);
     Ok(defs)
 }
 
@@ -156,7 +128,7 @@ fn tunnel_at(text: &str, line: usize) -> Option<String> {
     Some(name.trim_matches('"').to_string())
 }
 
-fn check_name(name: &str) -> std::result::Result<(), String> {
+fn check_name(name: &str) -> Result<(), Fault> {
     let ok = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -164,16 +136,24 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err("a name is 1-64 letters, digits, '-', '_' or '.'".into())
+        Err(Fault::BadName)
     }
 }
 
-fn check_key(key: &str, in_defaults: bool) -> std::result::Result<(), String> {
+/// Every key of a table is known there and has a value of a kind it takes; a fault comes with
+/// its line.
+fn check_keys(table: &Keys, in_defaults: bool, line_of: LineOf) -> Result<(), (usize, Fault)> {
+    for (k, v) in table {
+        let line = line_of(k.span().start);
+        check_key(k.get_ref(), in_defaults).map_err(|f| (line, f))?;
+        value_text(k.get_ref(), v.get_ref()).map_err(|f| (line, f))?;
+    }
+    Ok(())
+}
+
+fn check_key(key: &str, in_defaults: bool) -> Result<(), Fault> {
     if PROCESS_WIDE.contains(&key) {
-        return Err(format!(
-            "{key} is for the whole process: set AUTOSSH_{} in autossh's environment",
-            key.to_ascii_uppercase()
-        ));
+        return Err(Fault::ProcessWide(key.to_string()));
     }
     let known = PER_TUNNEL.iter().any(|(k, _)| *k == key)
         || key == "monitor"
@@ -182,123 +162,144 @@ fn check_key(key: &str, in_defaults: bool) -> std::result::Result<(), String> {
     if known {
         Ok(())
     } else if key == "ssh" {
-        Err("ssh belongs in each tunnel; [defaults] has ssh_options".into())
+        Err(Fault::SshInDefaults)
     } else if key == "ssh_options" {
-        Err("ssh_options belongs in [defaults]; a tunnel has ssh".into())
+        Err(Fault::OptionsInTunnel)
     } else {
-        Err(format!("unknown key {key:?}"))
+        Err(Fault::UnknownKey(key.to_string()))
     }
 }
 
 /// A scalar value as the text of its environment variable.
-fn value_text(key: &str, v: &Value) -> std::result::Result<String, String> {
+fn value_text(key: &str, v: &Value) -> Result<String, Fault> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Integer(n) => Ok(n.to_string()),
         Value::Boolean(b) => Ok(if *b { "yes" } else { "no" }.into()),
         Value::Array(_) if key == "ssh" || key == "ssh_options" => Ok(String::new()),
-        _ => Err(format!("{key}: expected a string or a whole number")),
+        _ => Err(Fault::NotScalar(key.to_string())),
     }
 }
 
 /// ssh arguments: a list of strings, or one string split as a shell would.
-fn arguments(key: &str, v: &Value) -> std::result::Result<Vec<OsString>, String> {
+fn arguments(key: &str, v: &Value) -> Result<Vec<OsString>, Fault> {
     match v {
-        Value::String(s) => shell_words::split(s)
-            .map(|w| w.into_iter().map(OsString::from).collect())
-            .map_err(|e| format!("{key}: {e}")),
+        Value::String(s) => match shell_words::split(s) {
+            Ok(words) => Ok(words.into_iter().map(OsString::from).collect()),
+            Err(error) => Err(Fault::Unsplittable {
+                key: key.to_string(),
+                error,
+            }),
+        },
         Value::Array(items) => items
             .iter()
             .map(|i| match i {
                 Value::String(s) => Ok(OsString::from(s)),
-                _ => Err(format!("{key}: every item must be a string")),
+                _ => Err(Fault::NotStringItem(key.to_string())),
             })
             .collect(),
-        _ => Err(format!("{key}: expected a list of strings or a string")),
+        _ => Err(Fault::NotArguments(key.to_string())),
     }
 }
 
-type Located = (Option<usize>, String);
+/// A key's value in a table.
+fn find<'a>(table: &'a Keys, key: &str) -> Option<&'a Spanned<Value>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(_, v)| v)
+}
 
-/// One tunnel's settings: its keys, then `[defaults]`, then the environment.
-fn tunnel(
+/// One `[tunnel.NAME]` table (its header at `line`), checked, with its settings.
+fn tunnel_def(
+    name: &str,
+    line: usize,
     keys: &Keys,
     defaults: &Keys,
-    env: &dyn Fn(&str) -> Option<OsString>,
-    line_of: &dyn Fn(usize) -> usize,
-) -> std::result::Result<Settings, Located> {
-    let find = |table: &Keys, key: &str| {
-        table
-            .iter()
-            .find(|(k, _)| k.get_ref() == key)
-            .map(|(_, v)| v.clone())
-    };
-    for (k, v) in keys {
-        let l = Some(line_of(k.span().start));
-        check_key(k.get_ref(), false).map_err(|m| (l, m))?;
-        value_text(k.get_ref(), v.get_ref()).map_err(|m| (l, m))?;
-    }
-    let ssh = find(keys, "ssh").ok_or((None, "no ssh = \"...\" (ssh's arguments)".to_string()))?;
-    let mut args: Vec<OsString> = Vec::new();
-    if let Some(monitor) = find(keys, "monitor").or_else(|| find(defaults, "monitor")) {
-        let at = Some(line_of(monitor.span().start));
-        let text = value_text("monitor", monitor.get_ref()).map_err(|m| (at, m))?;
-        cli::parse_monitor(std::ffi::OsStr::new(&text), "monitor")
-            .map_err(|e| (at, e.to_string()))?;
-        args.push("-M".into());
-        args.push(text.into());
-    }
-    if let Some(o) = find(defaults, "ssh_options") {
-        args.extend(arguments("ssh_options", o.get_ref()).map_err(|m| (None, m))?);
-    }
+    env: Env,
+    line_of: LineOf,
+) -> Result<TunnelDef, Located> {
+    check_name(name).map_err(|f| (None, f))?;
+    let settings = tunnel(keys, defaults, env, line_of)?;
+    Ok(TunnelDef {
+        name: name.to_string(),
+        line,
+        server: forwards::server_of(&settings.ssh_args),
+        settings,
+        others: Vec::new(),
+    })
+}
+
+/// One tunnel's settings: its keys, then `[defaults]`, then the environment.
+fn tunnel(keys: &Keys, defaults: &Keys, env: Env, line_of: LineOf) -> Result<Settings, Located> {
+    check_keys(keys, false, line_of).map_err(|(l, f)| (Some(l), f))?;
+    let ssh = find(keys, "ssh").ok_or((None, Fault::NoSsh))?;
     let ssh_line = Some(line_of(ssh.span().start));
-    let own = arguments("ssh", ssh.get_ref()).map_err(|m| (ssh_line, m))?;
+    let mut args = monitor_args(keys, defaults, line_of)?;
+    if let Some(o) = find(defaults, "ssh_options") {
+        args.extend(arguments("ssh_options", o.get_ref()).map_err(|f| (None, f))?);
+    }
+    let own = arguments("ssh", ssh.get_ref()).map_err(|f| (ssh_line, f))?;
     if own.is_empty() {
-        return Err((ssh_line, "ssh: no arguments".into()));
+        return Err((ssh_line, Fault::NoArguments));
     }
     args.extend(own);
-    let parsed = cli::parse(args).map_err(|e| (ssh_line, format!("ssh: {e}")))?;
+    let parsed = ssh_command_line(args).map_err(|f| (ssh_line, f))?;
+    settings(parsed, keys, defaults, env, line_of)
+}
+
+/// `-M` and the monitor of the tunnel (or of `[defaults]`), checked; none without one.
+fn monitor_args(keys: &Keys, defaults: &Keys, line_of: LineOf) -> Result<Vec<OsString>, Located> {
+    let Some(monitor) = find(keys, "monitor").or_else(|| find(defaults, "monitor")) else {
+        return Ok(Vec::new());
+    };
+    let at = Some(line_of(monitor.span().start));
+    let text = value_text("monitor", monitor.get_ref()).map_err(|f| (at, f))?;
+    cli::parse_monitor(OsStr::new(&text)).map_err(|e| (at, Fault::Monitor(e)))?;
+    Ok(vec!["-M".into(), text.into()])
+}
+
+/// ssh's arguments read as autossh's command line, which must hold none of autossh's own
+/// options.
+fn ssh_command_line(args: Vec<OsString>) -> Result<Cli, Fault> {
+    let parsed = cli::parse(args).map_err(Fault::Ssh)?;
     if parsed.daemon || parsed.help || parsed.version {
-        return Err((
-            ssh_line,
-            "ssh: -f, -V and --help are autossh's own options, not a tunnel's".into(),
-        ));
+        return Err(Fault::AutosshOption);
     }
     if parsed.tunnels.is_some() || parsed.control_path.is_some() {
-        return Err((
-            ssh_line,
-            "ssh: --tunnels and --control-socket are not ssh's".into(),
-        ));
+        return Err(Fault::FleetOption);
     }
-    // Which variables the file set, to name the key (not the variable) in errors.
-    let mut from_file: Vec<(&str, &str, usize)> = Vec::new();
-    let lookup = |var: &str| -> Option<OsString> {
-        if let Some((key, _)) = PER_TUNNEL.iter().find(|(_, v)| *v == var) {
-            for table in [keys, defaults] {
-                if let Some(v) = find(table, key) {
-                    return value_text(key, v.get_ref()).ok().map(OsString::from);
-                }
-            }
-        }
-        env(var)
+    Ok(parsed)
+}
+
+/// The settings the file's keys give, each `AUTOSSH_*` variable the file does not set from
+/// the environment. A bad value the file gave is named by its key, at its line.
+fn settings(
+    parsed: Cli,
+    keys: &Keys,
+    defaults: &Keys,
+    env: Env,
+    line_of: LineOf,
+) -> Result<Settings, Located> {
+    // The key and value that set each variable the file sets: the tunnel's, else [defaults]'.
+    let from_file: Vec<(&'static str, &'static str, &Spanned<Value>)> = PER_TUNNEL
+        .iter()
+        .filter_map(|&(key, var)| Some((key, var, find(keys, key).or(find(defaults, key))?)))
+        .collect();
+    let of_var = |var: &str| from_file.iter().find(|(_, v, _)| *v == var);
+    let lookup = |var: &str| match of_var(var) {
+        Some((key, _, value)) => value_text(key, value.get_ref()).ok().map(OsString::from),
+        None => env(var),
     };
-    for (key, var) in PER_TUNNEL {
-        for table in [keys, defaults] {
-            if let Some(v) = find(table, key) {
-                from_file.push((key, var, line_of(v.span().start)));
-                break;
-            }
+    config::from_env(parsed, lookup).map_err(|e| match of_var(e.setting) {
+        Some(&(key, _, value)) => {
+            let renamed = ConfigError {
+                setting: key,
+                problem: e.problem,
+            };
+            (Some(line_of(value.span().start)), Fault::Setting(renamed))
         }
-    }
-    config::from_env(parsed, lookup).map_err(|e| {
-        let msg = e.to_string();
-        match from_file
-            .iter()
-            .find(|(_, var, _)| msg.starts_with(&format!("{var}:")))
-        {
-            Some((key, var, line)) => (Some(*line), msg.replacen(var, key, 1)),
-            None => (None, msg),
-        }
+        None => (None, Fault::Setting(e)),
     })
 }
 
@@ -320,22 +321,50 @@ fn binds(s: &Settings) -> Vec<(Bind, &'static str)> {
     out
 }
 
-fn check_clashes(file: &str, defs: &[TunnelDef]) -> Result<()> {
-    let mut seen: Vec<(Bind, &str, &str)> = Vec::new();
+/// No two tunnels bind the same port or socket; a clash is blamed on the later tunnel.
+fn check_clashes(defs: &[TunnelDef]) -> Result<(), (&TunnelDef, Fault)> {
+    let mut seen: Vec<(Bind, &str, &'static str)> = Vec::new();
     for d in defs {
-        for (b, what) in binds(&d.settings) {
+        for (bind, what) in binds(&d.settings) {
             if let Some((_, other, other_what)) =
-                seen.iter().find(|(x, n, _)| *x == b && *n != d.name)
+                seen.iter().find(|(x, n, _)| *x == bind && *n != d.name)
             {
-                return Err(Error::Usage(format!(
-                    "{file}:{}: tunnel {:?}: its {what} would bind {b}, as tunnel {other:?}'s {other_what} does",
-                    d.line, d.name
-                )));
+                let fault = Fault::Clash {
+                    what,
+                    bind,
+                    other: other.to_string(),
+                    other_what,
+                };
+                return Err((d, fault));
             }
-            seen.push((b, &d.name, what));
+            seen.push((bind, &d.name, what));
         }
     }
     Ok(())
+}
+
+/// Tells each tunnel the TCP ports the others bind (here or on their servers).
+fn note_others(defs: &mut [TunnelDef]) {
+    let ports: Vec<(String, Vec<u16>)> = defs
+        .iter()
+        .map(|d| {
+            let p = binds(&d.settings)
+                .into_iter()
+                .filter_map(|(b, _)| match b {
+                    Bind::Port(p) | Bind::RemotePort(p) => Some(p),
+                    Bind::Socket(_) => None,
+                })
+                .collect();
+            (d.name.clone(), p)
+        })
+        .collect();
+    for d in defs {
+        d.others = ports
+            .iter()
+            .filter(|(n, _)| *n != d.name)
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+//! Unit tests of the command line splitter and the monitor port values.
+
 use super::*;
 
 fn ssh(args: &[&str]) -> Vec<String> {
@@ -132,7 +134,7 @@ fn missing_destination_is_an_error() {
 
 #[test]
 fn monitor_values() {
-    let m = |s: &str| parse_monitor(OsStr::new(s), "-M");
+    let m = |s: &str| parse_monitor(OsStr::new(s));
     assert_eq!(m("0").unwrap(), MonitorSpec::Off);
     assert_eq!(m("0x4e20").unwrap(), MonitorSpec::Loop(20000));
     assert_eq!(m("65534").unwrap(), MonitorSpec::Loop(65534));
@@ -160,4 +162,44 @@ fn c_numbers() {
     assert_eq!(parse_c_number("0"), Some(0));
     assert_eq!(parse_c_number("1e3"), None);
     assert_eq!(parse_c_number("+1"), None);
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let err = |args: &[&str]| parse(args.iter().copied()).unwrap_err();
+    assert_eq!(err(&["-M", "0", "-N"]), CliError::NoDestination);
+    assert_eq!(err(&["--"]), CliError::NoDestination);
+    assert_eq!(err(&["-M"]), CliError::MonitorWithoutPort);
+    assert_eq!(err(&["h", "-L"]), CliError::NoValue('L'));
+    assert_eq!(err(&["--tunnels"]), CliError::NoLongValue("tunnels"));
+    assert_eq!(
+        err(&["-M", "abc", "h"]),
+        CliError::Monitor(MonitorError::Port("abc".into()))
+    );
+    assert_eq!(
+        err(&["-M", "70000", "h"]).to_string(),
+        "-M: monitor port 70000 out of range (1-65534; port+1 is used too)"
+    );
+    assert_eq!(err(&["-L"]).to_string(), "option -L needs a value");
+    assert!(parse(["-N", "--", "h"]).is_ok());
+}
+
+#[test]
+fn tunnels_and_its_control_socket_go_together() {
+    let check = |args: &[&str]| parse(args.iter().copied()).unwrap().check_mode();
+    assert_eq!(check(&["h"]), Ok(()));
+    assert_eq!(check(&["--tunnels", "f"]), Ok(()));
+    assert_eq!(check(&["--tunnels", "f", "--control-socket", "s"]), Ok(()));
+    assert_eq!(
+        check(&["--tunnels", "f", "-N", "h"]),
+        Err(CliError::TunnelsWithSsh)
+    );
+    assert_eq!(
+        check(&["--tunnels=f", "-M", "0"]),
+        Err(CliError::TunnelsWithSsh)
+    );
+    assert_eq!(
+        check(&["--control-socket", "s", "h"]),
+        Err(CliError::ControlWithoutTunnels)
+    );
 }

@@ -1,11 +1,26 @@
+//! Unit tests of the tunnels file: what it yields, and every error with its file, line and tunnel.
+
 use super::*;
 
 fn env(_: &str) -> Option<OsString> {
     None
 }
 
-fn load(text: &str) -> Result<Vec<TunnelDef>> {
+fn load(text: &str) -> Result<Vec<TunnelDef>, FileError> {
     parse("t.toml", text, &env)
+}
+
+/// The file, line, table and fault of a file's error at a line.
+fn located(text: &str) -> (String, usize, Table, Fault) {
+    match load(text).expect_err("an error") {
+        FileError::At {
+            file,
+            line,
+            table,
+            fault,
+        } => (file, line, table, *fault),
+        e => panic!("not at a line: {e:?}"),
+    }
 }
 
 fn err(text: &str) -> String {
@@ -122,4 +137,97 @@ fn each_tunnel_knows_the_ports_of_the_others() {
     .unwrap();
     assert_eq!(defs[0].others, vec![6000, 21000]);
     assert_eq!(defs[1].others, vec![5000, 20000, 20001, 20000]);
+}
+
+#[test]
+fn a_bad_setting_is_named_by_its_key_at_its_line() {
+    let (file, line, table, fault) = located("[tunnel.db]\nssh = \"h\"\npoll = \"x\"\n");
+    assert_eq!(
+        (file.as_str(), line, table),
+        ("t.toml", 3, Table::Tunnel("db".into()))
+    );
+    assert!(
+        matches!(
+            &fault,
+            Fault::Setting(ConfigError {
+                setting: "poll",
+                problem: config::Problem::Number { value, min: 1, .. },
+            }) if value == "x"
+        ),
+        "{fault:?}"
+    );
+    // Set in [defaults]: its key still, at its line there, in the tunnel it fails for.
+    let text = "[defaults]\nport = \"70000\"\n[tunnel.db]\nssh = \"h\"\n";
+    let (_, line, table, fault) = located(text);
+    assert_eq!((line, table), (2, Table::Tunnel("db".into())));
+    assert!(
+        matches!(
+            &fault,
+            Fault::Setting(ConfigError {
+                setting: "port",
+                problem: config::Problem::Monitor(cli::MonitorError::LoopRange(70000)),
+            })
+        ),
+        "{fault:?}"
+    );
+    let e = load(text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2: tunnel \"db\": port: monitor port 70000 out of range (1-65534; port+1 is used too)"
+    );
+}
+
+#[test]
+fn a_bad_variable_from_the_environment_keeps_its_name() {
+    let env = |k: &str| (k == "AUTOSSH_GATETIME").then(|| OsString::from("soon"));
+    let e = parse("t.toml", "\n[tunnel.db]\nssh = \"h\"\n", &env).unwrap_err();
+    let FileError::At { line, fault, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*line, 2);
+    assert!(
+        matches!(
+            &**fault,
+            Fault::Setting(ConfigError {
+                setting: "AUTOSSH_GATETIME",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // The file's value wins over the environment's.
+    let defs = parse("t.toml", "[tunnel.db]\nssh = \"h\"\ngatetime = 5\n", &env).unwrap();
+    assert_eq!(defs[0].settings.gate_time.as_secs(), 5);
+}
+
+#[test]
+fn faults_say_what_and_where() {
+    let missing = super::load(Path::new("/nonexistent/t.toml"), &env).unwrap_err();
+    assert!(
+        matches!(&missing, FileError::Unreadable { file, .. } if file == "/nonexistent/t.toml"),
+        "{missing:?}"
+    );
+    assert!(matches!(
+        load("# nothing\n"),
+        Err(FileError::NoTunnels { .. })
+    ));
+    let (_, line, table, f) = located("[defaults]\nssh = \"h\"\n[tunnel.a]\nssh = \"h\"\n");
+    assert!(matches!(f, Fault::SshInDefaults), "{f:?}");
+    assert_eq!((line, table), (2, Table::Defaults));
+    let (_, line, table, f) = located("[tunnel.a]\nssh = \"h -L\"\n");
+    assert!(
+        matches!(f, Fault::Ssh(cli::CliError::NoValue('L'))),
+        "{f:?}"
+    );
+    assert_eq!((line, table), (2, Table::Tunnel("a".into())));
+    let (_, line, _, f) =
+        located("[tunnel.a]\nssh = \"-D 20000 h\"\n[tunnel.b]\nssh = \"h\"\nmonitor = 20000\n");
+    assert!(
+        matches!(&f, Fault::Clash { what: "monitor", bind: Bind::Port(20000), other, other_what: "forward" } if other == "a"),
+        "{f:?}"
+    );
+    assert_eq!(line, 3);
+    let (_, line, table, f) = located("[tunnel.a]\nssh = \"h\"\n[tunnel.b\n");
+    assert!(matches!(f, Fault::Toml(_)), "{f:?}");
+    assert_eq!((line, table), (3, Table::Unnamed));
 }

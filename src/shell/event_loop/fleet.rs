@@ -1,10 +1,12 @@
 //! Many tunnels: handshake slots, tunnels that end, reload, and the control socket's requests.
 
 use super::*;
-use crate::setup::tunnels_file;
+use crate::error::Error;
+use crate::setup::tunnels_file::{self, FileError};
 use crate::shell::control::Request;
 use crate::shell::tunnel::prepare;
 use log::{error, warn};
+use std::fmt;
 
 impl Runner {
     /// A tunnel wants to start ssh: now if its server has a free handshake slot.
@@ -177,19 +179,20 @@ impl Runner {
 
     /// Re-reads the tunnels file: unchanged tunnels are not touched, changed ones are
     /// replaced, removed ones stopped, new ones started. A bad file changes nothing.
-    pub(super) fn reload(&mut self) -> std::result::Result<String, String> {
+    pub(super) fn reload(&mut self) -> std::result::Result<Reloaded, ReloadError> {
         let Some(f) = self.fleet.as_ref() else {
-            return Err("not running a tunnels file".into());
+            return Err(ReloadError::NoFile);
         };
         let file = f.file.clone();
         let defs = match tunnels_file::load(&file, &|k| std::env::var_os(k)) {
             Ok(d) => d,
             Err(e) => {
-                error!("reload: {e}; nothing changed");
-                return Err(format!("{e}; nothing changed"));
+                let e = ReloadError::File(e);
+                error!("reload: {e}");
+                return Err(e);
             }
         };
-        let (mut added, mut changed, mut removed, mut same) = (0, 0, 0, 0);
+        let mut done = Reloaded::default();
         let mut pending = Vec::new();
         let mut kept: Vec<String> = Vec::new();
         for slot in self.slots.iter_mut().flatten() {
@@ -203,18 +206,18 @@ impl Runner {
             match defs.iter().find(|d| d.name == old.name) {
                 None => {
                     info!("removed from the file: stopping");
-                    removed += 1;
+                    done.removed += 1;
                 }
                 Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
                     kept.push(new.name.clone());
-                    same += 1;
+                    done.unchanged += 1;
                     continue;
                 }
                 Some(new) => {
                     info!("changed in the file: stopping, then starting it again");
                     kept.push(new.name.clone());
                     pending.push(new.clone());
-                    changed += 1;
+                    done.changed += 1;
                 }
             }
             slot.retire = Some(Retire::Remove);
@@ -222,7 +225,7 @@ impl Runner {
         }
         for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
             pending.push(def);
-            added += 1;
+            done.added += 1;
         }
         if let Some(f) = self.fleet.as_mut() {
             f.pending = pending;
@@ -238,11 +241,8 @@ impl Runner {
             }
         }
         self.start_pending();
-        let summary = format!(
-            "reloaded: {added} added, {changed} changed, {removed} removed, {same} unchanged"
-        );
-        info!("{summary}");
-        Ok(summary)
+        info!("{done}");
+        Ok(done)
     }
 
     /// Requests on the control socket.
@@ -255,8 +255,14 @@ impl Runner {
         for (client, request) in requests {
             let answer = match request {
                 Request::Status { json } => Ok(self.status_text(json)),
-                Request::Restart(name) => self.restart(&name),
-                Request::Reload => self.reload().map(|s| format!("{s}\n")),
+                Request::Restart(name) => match self.restart(&name) {
+                    Ok(()) => Ok(format!("restarting {name}\n")),
+                    Err(e) => Err(e.to_string()),
+                },
+                Request::Reload => match self.reload() {
+                    Ok(done) => Ok(format!("{done}\n")),
+                    Err(e) => Err(e.to_string()),
+                },
             };
             let text = match answer {
                 Ok(t) => t,
@@ -270,17 +276,18 @@ impl Runner {
     }
 
     /// `autossh restart NAME`: that tunnel's ssh is replaced now (a failed tunnel starts again).
-    fn restart(&mut self, name: &str) -> std::result::Result<String, String> {
+    fn restart(&mut self, name: &str) -> std::result::Result<(), RestartError> {
         let found = self.slots.iter().position(|s| {
             s.as_ref().is_some_and(|s| {
                 s.retire.is_none() && s.tunnel.name().is_some_and(|n| &**n == name)
             })
         });
+        let no_tunnel = || RestartError::NoTunnel(name.to_string());
         let Some(i) = found else {
-            return Err(format!("no tunnel named {name:?}"));
+            return Err(no_tunnel());
         };
         let Some(slot) = self.slots[i].as_mut() else {
-            return Err(format!("no tunnel named {name:?}"));
+            return Err(no_tunnel());
         };
         let _log = tunnel_context(slot.tunnel.name());
         info!("restart asked on the control socket");
@@ -288,11 +295,105 @@ impl Runner {
             let def = slot.def.clone();
             self.slots[i] = None;
             if let Some(def) = def {
-                self.start_tunnel(def).map_err(|e| e.to_string())?;
+                self.start_tunnel(def).map_err(RestartError::Start)?;
             }
         } else {
             slot.tunnel.push(Event::Signal(Sig::Restart));
         }
-        Ok(format!("restarting {name}\n"))
+        Ok(())
+    }
+}
+
+/// What a reload did, in tunnels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Reloaded {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug)]
+pub(super) enum ReloadError {
+    /// autossh runs the tunnel of its command line, not a tunnels file.
+    NoFile,
+    /// The file is bad now: every tunnel goes on as it was.
+    File(FileError),
+}
+
+/// Why `restart NAME` restarted nothing.
+#[derive(Debug)]
+pub(super) enum RestartError {
+    /// No tunnel of that name (or it is being removed).
+    NoTunnel(String),
+    /// The tunnel had ended, and starting it again failed.
+    Start(Error),
+}
+
+impl fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Reloaded {
+            added,
+            changed,
+            removed,
+            unchanged,
+        } = self;
+        write!(
+            f,
+            "reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
+        )
+    }
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::NoFile => f.write_str("not running a tunnels file"),
+            ReloadError::File(e) => write!(f, "{e}; nothing changed"),
+        }
+    }
+}
+
+impl fmt::Display for RestartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartError::NoTunnel(name) => write!(f, "no tunnel named {name:?}"),
+            RestartError::Start(e) => e.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_and_restart_answers_read_as_before() {
+        let done = Reloaded {
+            added: 1,
+            changed: 2,
+            removed: 0,
+            unchanged: 3,
+        };
+        assert_eq!(
+            done.to_string(),
+            "reloaded: 1 added, 2 changed, 0 removed, 3 unchanged"
+        );
+        assert_eq!(
+            ReloadError::NoFile.to_string(),
+            "not running a tunnels file"
+        );
+        let bad = ReloadError::File(FileError::NoTunnels {
+            file: "t.toml".into(),
+        });
+        assert_eq!(
+            bad.to_string(),
+            "t.toml: no tunnels (add a [tunnel.NAME] table with ssh = \"...\"); nothing changed"
+        );
+        assert_eq!(
+            RestartError::NoTunnel("db".into()).to_string(),
+            "no tunnel named \"db\""
+        );
     }
 }
