@@ -5,6 +5,7 @@ pub mod cli_doc;
 pub mod config;
 pub mod daemon;
 pub mod forwards;
+pub mod held;
 pub mod journal;
 pub mod logging;
 pub mod pidfile;
