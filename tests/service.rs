@@ -1,15 +1,13 @@
 //! Running as a service: systemd's notify protocol spoken to a socket the test owns, the JSON
 //! status file and the Prometheus metrics file.
 
-mod util;
-
 #[path = "../echo-server/tests/common/json.rs"]
 #[allow(dead_code)]
 mod json;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -69,7 +67,7 @@ fn notify_ready_after_the_gate_watchdog_while_up_and_stopping() {
     let dir = TestDir::new();
     let fake = FakeSsh::new(&dir, &["hang"]);
     let mut sd = Systemd::new(&dir);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "2")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -106,7 +104,7 @@ fn watchdog_pauses_while_ssh_keeps_failing() {
     let dir = TestDir::new();
     let fake = FakeSsh::new(&dir, &["exit 255"]);
     let mut sd = Systemd::new(&dir);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -128,7 +126,7 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     let fake = FakeSsh::new(&dir, &["sleep 0.2 exit 255"]);
     let status = dir.join("status.json");
     let metrics = dir.join("autossh.prom");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .env("AUTOSSH_STATUSFILE", &status)
@@ -201,7 +199,7 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
     let sshd = Sshd::start(&dir);
     let mut sd = Systemd::new(&dir);
     let status = dir.join("status.json");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_POLL", "2")
         .env("AUTOSSH_GATETIME", "0")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -242,7 +240,7 @@ fn status_and_metrics_files_are_readable_by_others_under_umask_0077() {
     // As under the units' UMask=0077: node_exporter (another user) must still read the metrics.
     let p = Cmd::new("/bin/sh")
         .args(["-c", "umask 0077 && exec \"$0\" \"$@\""])
-        .arg(autossh_bin())
+        .arg(autossh_bin!())
         .args(["-M", "0", "h"])
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_STATUSFILE", &status)

@@ -4,10 +4,10 @@
 
 pub use super::conn::*;
 use super::json::{self, Json};
-use super::util::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use test_support::*;
 
 /// A tunnel must be up (status `up` and a request through its `-L` port answered) within this.
 pub const UP: Duration = Duration::from_secs(20);
@@ -243,7 +243,7 @@ impl Rig {
 
     /// `autossh --tunnels FILE --control-socket SOCK` with GATETIME=0, POLL=5 and `env`.
     pub fn start(&mut self, env: &[(&str, &str)]) {
-        let mut cmd = Cmd::autossh()
+        let mut cmd = Cmd::new(autossh_bin!())
             .name("autossh")
             .env("AUTOSSH_GATETIME", "0")
             .env("AUTOSSH_POLL", "5")
@@ -267,7 +267,7 @@ impl Rig {
 
     /// `autossh ARGS --control-socket SOCK`, to its end.
     pub fn ctl(&self, args: &[&str]) -> Out {
-        let cmd = Cmd::autossh()
+        let cmd = Cmd::new(autossh_bin!())
             .name("ctl")
             .args(args)
             .arg("--control-socket")

@@ -4,8 +4,8 @@
 
 use super::json::{self, Json};
 use super::rig::*;
-use super::util::*;
 use std::time::Duration;
+use test_support::*;
 
 #[test]
 fn three_tunnels_come_up_and_status_lists_them() {
@@ -276,7 +276,7 @@ fn dash_f_runs_the_tunnels_in_the_background() {
     let ts = [rig.tunnel("bg-a", Mon::Zero), rig.tunnel("bg-b", Mon::Zero)];
     rig.write(&ts);
     let logfile = rig.dir.join("autossh.log");
-    let fg = Cmd::autossh()
+    let fg = Cmd::new(autossh_bin!())
         .env("AUTOSSH_LOGFILE", &logfile)
         .env("AUTOSSH_POLL", "5")
         .arg("-f")

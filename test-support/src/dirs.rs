@@ -1,6 +1,8 @@
 //! Test directories.
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use crate::kill_processes_mentioning;
 
 /// A temporary directory for one test, named after the test
 /// (`$TMPDIR/autossh-<test name>-XXXXXX`). Its path doubles as the test's

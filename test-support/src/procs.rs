@@ -1,6 +1,20 @@
 //! Spawned processes.
 
-use super::*;
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::{
+    children_of, descendants_of, describe_pids, next_seq, read_lossy, shell_quote, signal_pid,
+    wait_until, Signal, TestDir,
+};
 
 /// A command to spawn as a [`Proc`]: program, args, environment, working
 /// directory. Inherited `AUTOSSH_*` variables are removed so that the test
@@ -27,11 +41,6 @@ impl Cmd {
             name: None,
             stderr_file: None,
         }
-    }
-
-    /// `Cmd::new(autossh_bin())`.
-    pub fn autossh() -> Cmd {
-        Cmd::new(autossh_bin())
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {

@@ -1,6 +1,19 @@
 //! A private OpenSSH server.
 
-use super::*;
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::{
+    all_stats, cmdline_string, descendants_in, free_port, process_exists, read_lossy, signal_pid,
+    wait_until, ProcStat, Signal, TestDir,
+};
 
 pub const SSHD_BIN: &str = "/usr/sbin/sshd";
 pub const SSH_BIN: &str = "/usr/bin/ssh";

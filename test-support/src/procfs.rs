@@ -1,6 +1,14 @@
 //! Process inspection (/proc).
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+
+use crate::{wait_until, Signal};
 
 /// The fields of /proc/PID/stat the tests care about.
 #[derive(Clone, Debug)]
