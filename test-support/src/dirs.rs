@@ -59,11 +59,6 @@ impl TestDir {
         self.path.join(rel)
     }
 
-    /// The test name the directory was made for.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The directory path as a string: the marker for [`no_process_left`].
     pub fn marker(&self) -> String {
         self.path.to_string_lossy().into_owned()

@@ -71,7 +71,7 @@ impl FakeSsh {
 
     /// Replaces the plan (atomically); it applies to invocations that start
     /// afterwards, by their run number.
-    pub fn set_plan(&self, plan: &[&str]) {
+    fn set_plan(&self, plan: &[&str]) {
         let mut text = String::new();
         for line in plan {
             assert!(!line.contains('\n'), "plan line with a newline: {line:?}");

@@ -90,7 +90,7 @@ impl Cmd {
     }
 
     /// The command line, shell-quoted (for messages).
-    pub fn command_line(&self) -> String {
+    fn command_line(&self) -> String {
         std::iter::once(&self.program)
             .chain(self.args.iter())
             .map(|a| shell_quote(&a.to_string_lossy()))
@@ -199,7 +199,7 @@ impl Proc {
     }
 
     /// The exit status if the process has exited (reaps it), else None.
-    pub fn try_wait(&self) -> Option<ExitStatus> {
+    fn try_wait(&self) -> Option<ExitStatus> {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if status.is_none() {
             let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -230,7 +230,7 @@ impl Proc {
     }
 
     /// Sends `sig` to the whole process group.
-    pub fn signal_group(&self, sig: Signal) -> bool {
+    fn signal_group(&self, sig: Signal) -> bool {
         nix::sys::signal::killpg(Pid::from_raw(self.pid), sig).is_ok()
     }
 
@@ -263,10 +263,6 @@ impl Proc {
 
     pub fn stderr_text(&self) -> String {
         read_lossy(&self.stderr_path)
-    }
-
-    pub fn stdout_path(&self) -> &Path {
-        &self.stdout_path
     }
 
     pub fn stderr_path(&self) -> &Path {

@@ -15,7 +15,7 @@ use crate::{
     wait_until, ProcStat, Signal, TestDir,
 };
 
-pub const SSHD_BIN: &str = "/usr/sbin/sshd";
+const SSHD_BIN: &str = "/usr/sbin/sshd";
 pub const SSH_BIN: &str = "/usr/bin/ssh";
 pub(crate) const SSH_KEYGEN_BIN: &str = "/usr/bin/ssh-keygen";
 
@@ -253,10 +253,6 @@ impl Sshd {
         &self.client_key
     }
 
-    pub fn config_path(&self) -> &Path {
-        &self.config
-    }
-
     /// `<user>@127.0.0.1`.
     pub fn destination(&self) -> String {
         format!("{}@127.0.0.1", self.user)
@@ -416,10 +412,6 @@ impl Sshd {
     /// The sshd log (all starts).
     pub fn log(&self) -> String {
         read_lossy(&self.log_path)
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
     }
 }
 

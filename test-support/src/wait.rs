@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 /// How often [`wait_until`] polls.
-pub const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(20);
 
 /// Polls `cond` every ~20 ms until it returns true (→ `true`) or `timeout`
 /// has passed (→ `false`). `cond` is always called at least once, and once
