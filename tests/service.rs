@@ -1,10 +1,6 @@
 //! Running as a service: systemd's notify protocol spoken to a socket the test owns, the JSON
 //! status file and the Prometheus metrics file.
 
-#[path = "../echo-server/tests/common/json.rs"]
-#[allow(dead_code)]
-mod json;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 use test_support::*;
@@ -140,21 +136,25 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     while Instant::now() < end {
         let text = std::fs::read_to_string(&status).expect("the file is always there");
         let v = json::parse(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"));
-        restarts_seen = restarts_seen.max(v.get("restarts").u64());
-        let state = v.get("state").str().to_string();
+        let restarts = v["restarts"].as_u64();
+        restarts_seen = restarts_seen.max(restarts.unwrap_or_else(|| panic!("restarts:\n{text}")));
+        let state = v["state"]
+            .as_str()
+            .unwrap_or_else(|| panic!("state:\n{text}"));
         assert!(
-            ["starting", "up", "reconnecting", "backing-off"].contains(&state.as_str()),
+            ["starting", "up", "reconnecting", "backing-off"].contains(&state),
             "{state}"
         );
-        assert_eq!(v.get("monitor").get("mode").str(), "off");
-        assert!(matches!(v.get("state_since"), json::Value::Num(_)));
+        assert_eq!(v["monitor"]["mode"], "off");
+        assert!(v["state_since"].is_number(), "{text}");
         looks += 1;
     }
     assert!(looks > 50, "only {looks} looks");
     assert!(restarts_seen >= 2, "restarts never showed: {restarts_seen}");
     let v = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert!(!v.get("recent_restarts").arr().is_empty());
-    assert!(v.get("recent_restarts").arr().len() <= 10);
+    let recent = v["recent_restarts"].as_array().expect("recent_restarts");
+    assert!(!recent.is_empty());
+    assert!(recent.len() <= 10);
     // Metrics: Prometheus text, every sample line "name{labels} value".
     let prom = std::fs::read_to_string(&metrics).unwrap();
     check_prometheus(&prom);
@@ -169,7 +169,7 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
     let last = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert_eq!(last.get("state").str(), "stopped");
+    assert_eq!(last["state"], "stopped");
 }
 
 /// Every line is a comment (`# HELP`/`# TYPE`) or `metric{labels} number`.
@@ -219,10 +219,10 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
         std::fs::read_to_string(&status)
             .ok()
             .and_then(|t| json::parse(&t).ok())
-            .is_some_and(|v| matches!(v.get("last_rtt_ms"), json::Value::Num(_)))
+            .is_some_and(|v| v["last_rtt_ms"].is_number())
     }));
     let v = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert_eq!(v.get("monitor").get("mode").str(), "loop");
+    assert_eq!(v["monitor"]["mode"], "loop");
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
     let marker = dir.marker();

@@ -1,6 +1,6 @@
 //! The harness of the autossh integration tests, a library of the workspace (dev-dependency of
-//! `autossh`): each test binary uses the part it needs, so nothing here is dead code in one of
-//! them.
+//! `autossh`, and of `autossh-echo` for [`json`]): each test binary uses the part it needs, so
+//! nothing here is dead code in one of them.
 //!
 //! Rules this harness follows (and tests built on it should too):
 //! - every test works in its own directory ([`TestDir`]), named after the test;
@@ -21,6 +21,7 @@ pub use nix::sys::signal::Signal;
 
 mod dirs;
 mod fake_ssh;
+pub mod json;
 mod ports;
 mod procfs;
 mod procs;

@@ -20,7 +20,6 @@ mod control;
 mod file_errors;
 mod fleet;
 mod isolation;
-mod json;
 mod reload;
 mod rig;
 mod shutdown;
