@@ -5,7 +5,7 @@ the SSH server side fails, ours against autossh 1.4g, at default settings.
   app_bench.py report --json FILE --facts FACTS --md bench/results-app.md
 
 Every run (one program x one command line x one fault) gets two network namespaces of its own,
-CLI and SRV, joined by a veth pair made inside them (recovery_bench.Pair; nothing in the root
+CLI and SRV, joined by a veth pair made inside them (benchlib.Pair; nothing in the root
 namespace is touched). SRV runs a private OpenSSH sshd on SRV_IP:22 and a private PostgreSQL
 cluster on 127.0.0.1:5433 (Debian's binaries, a copy of a template cluster made once per
 benchmark run with initdb, started as the postgres user, trust auth, its unix socket in the work
@@ -44,7 +44,6 @@ import sys
 import time
 
 import benchlib as B
-import recovery_bench as R
 from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -238,7 +237,7 @@ def make_template(pgdir, bindir):
     shutil.chown(pgdir, "postgres", "postgres")
     os.chmod(pgdir, 0o755)
     t = time.monotonic()
-    R.sh(as_postgres([os.path.join(bindir, "initdb"), "-D", tpl, "-U", "postgres",
+    B.sh(as_postgres([os.path.join(bindir, "initdb"), "-D", tpl, "-U", "postgres",
                       "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]), timeout=120)
     r = subprocess.run(as_postgres([os.path.join(bindir, "postgres"), "--single", "-D", tpl,
                                     "-c", "fsync=off", "postgres"]),
@@ -266,7 +265,7 @@ class Postgres:
         if os.path.exists(self.dir):
             shutil.rmtree(self.dir)
         os.makedirs(self.sock)
-        R.sh(["cp", "-a", os.path.join(os.path.dirname(self.dir), "template"), self.data], 60)
+        B.sh(["cp", "-a", os.path.join(os.path.dirname(self.dir), "template"), self.data], 60)
         for p in (self.dir, self.sock):
             shutil.chown(p, "postgres", "postgres")
         os.chmod(self.dir, 0o755)
@@ -286,7 +285,7 @@ class Postgres:
 
     def ids(self):
         """Every id in table t, asked directly inside SRV over the unix socket."""
-        out = R.nsx(self.net["srv"], [os.path.join(self.bindir, "psql"), "-X", "-At", "-h",
+        out = B.nsx(self.net["srv"], [os.path.join(self.bindir, "psql"), "-X", "-At", "-h",
                                       self.sock, "-p", str(PGPORT), "-U", "postgres", "-d",
                                       "postgres", "-c", "SELECT id FROM t"], timeout=30)
         return {int(x) for x in out.split()}
@@ -313,7 +312,7 @@ def worker(spec):
     frozen = []
     st = {}
     try:
-        sshd = R.SrvSshd(net, d)
+        sshd = B.SrvSshd(net, d)
         sshd.start()
         pg = Postgres(net, spec)
         pg.start()
@@ -364,15 +363,15 @@ def worker(spec):
             time.sleep(0.1)
         res["ops_before_ready"] = len(ol.ops)
         B.write_json(spec["ready"], {"t": time.monotonic()})
-        if not R.wait_file(spec["go"], 180):
+        if not B.wait_file(spec["go"], 180):
             raise RuntimeError("no go signal from the coordinator")
         with open(spec["go"]) as f:
             t_fault = json.load(f)["t0"]
-        R.sleep_until(t_fault)
+        B.sleep_until(t_fault)
 
         # the fault
         fault = spec["fault"]
-        st["log_fault"] = R.log_size(logfile)
+        st["log_fault"] = B.log_size(logfile)
         st["t_fault"] = time.monotonic()
         f = None
         if fault == "freeze":
@@ -382,7 +381,7 @@ def worker(spec):
             B.freeze(frozen)
             res["frozen_pids"] = len(frozen)
         else:
-            f = R.Fault("serverdown" if fault == "restart" else "blackhole", net, sshd, d)
+            f = B.Fault("serverdown" if fault == "restart" else "blackhole", net, sshd, d)
             f.apply()
         st["t_applied"] = time.monotonic()
         length = spec["restart"] if fault == "restart" else spec["hole"]
@@ -398,14 +397,14 @@ def worker(spec):
                 st["t_lift"] = now
                 t_return = f.lift()  # rules deleted / new sshd says "Server listening"
                 st["t_return"] = t_return
-                st["log_return"] = R.log_size(logfile)
+                st["log_return"] = B.log_size(logfile)
                 give_up_at = t_return + giveup
             ol.poll()
             now = time.monotonic()
             a = analyse(ol.ops, st["t_fault"], t_return, now)
             if end is None and a["recovered"] and (f is None or t_return is not None):
                 end = max(a["outage_end"], a["after_return_end"] or 0) + tail
-                st["log_recovered"] = R.log_size(logfile)
+                st["log_recovered"] = B.log_size(logfile)
             if end is not None and now >= end:
                 break
             if end is None and give_up_at is not None and now >= give_up_at:
@@ -418,7 +417,7 @@ def worker(spec):
         app = None
         # autossh's log ends here (stopping it, or later killing the frozen sessions, would add
         # lines that are not part of the run)
-        st["log_end"] = R.log_size(logfile)
+        st["log_end"] = B.log_size(logfile)
         res["autossh_alive_at_end"] = proc.poll() is None
         B.stop(proc)
         proc = None
@@ -510,7 +509,7 @@ def worker(spec):
         if pg is not None:
             pg.remove()
         text = B.read_log(logfile)
-        res["log_key_lines"] = R.key_lines(text[st.get("log_fault", 0):st.get("log_end", len(text))], 120)
+        res["log_key_lines"] = B.key_lines(text[st.get("log_fault", 0):st.get("log_end", len(text))], 120)
         B.write_json(spec["out"], res)
         os.makedirs(LOGDIR, exist_ok=True)
         for src, dst in ((logfile, ".log"), (os.path.join(d, "autossh.stderr"), ".stderr"),
@@ -548,7 +547,7 @@ def run_scenario(cfg, rep, fault, mode, seq, app_py, tpl_dir, bindir, results):
     try:
         for prog in ("ours", "1.4g"):
             seq[0] += 1
-            pair = R.Pair((seq[0] - 1) % 250 + 1)
+            pair = B.Pair((seq[0] - 1) % 250 + 1)
             pairs.append(pair)
             pair.create()
             tag = f"r{rep}-{scen}-{prog}"
@@ -567,7 +566,7 @@ def run_scenario(cfg, rep, fault, mode, seq, app_py, tpl_dir, bindir, results):
             workers.append((spec, p))
         deadline = time.monotonic() + 75
         for spec, p in workers:
-            R.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
+            B.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
                         lambda p=p: p.poll() is None)
         up = sum(1 for spec, _ in workers if os.path.exists(spec["ready"]))
         t0 = time.monotonic() + 1.0
@@ -617,13 +616,13 @@ def run(args):
     shutil.copy2(PROGS["ours"], ours_copy)
     ours_src = PROGS["ours"]
     PROGS["ours"] = ours_copy
-    R.remove_stale_namespaces()
+    B.remove_stale_namespaces()
     B.make_keys()
     # the postgres user must reach its data directories inside the (0700) work directory
     os.chmod(B.WORK, 0o711)
     pg_root = os.path.join(B.WORK, "pg")
     make_template(pg_root, bindir)
-    pg_version = R.sh([os.path.join(bindir, "postgres"), "--version"]).strip()
+    pg_version = B.sh([os.path.join(bindir, "postgres"), "--version"]).strip()
     psy = subprocess.run([app_py, "-c", "import psycopg2; print(psycopg2.__version__)"],
                          capture_output=True, text=True).stdout.strip()
     meta = dict(cfg, ours=ours_src, postgres=pg_version, psycopg2=psy, app_python=app_py,

@@ -5,7 +5,7 @@ default settings (no AUTOSSH_POLL; AUTOSSH_GATETIME=0), both programs given the 
   field_bench.py run --out FILE        the benchmark (coordinator; `bash bench/run.sh field`)
   field_bench.py report --json FILE --facts FACTS --md bench/results-field.md
 
-Cases (each run in a CLI/SRV network-namespace pair of its own, recovery_bench.Pair: a veth
+Cases (each run in a CLI/SRV network-namespace pair of its own, benchlib.Pair: a veth
 pair 10.203.N.0/30 made inside the namespaces; sshd and the echo service 127.0.0.1:7007 in SRV;
 autossh and the tunnel checker in CLI). The runs of one case start together and get their fault
 at the same CLOCK_MONOTONIC instant; the cases run one after the other.
@@ -20,7 +20,7 @@ at the same CLOCK_MONOTONIC instant; the cases run one after the other.
              `kill` runs: every sshd session process SIGKILLed (listener kept): seconds until the
              tunnel works again. `term` runs: SIGTERM to autossh: ssh processes (and control
              masters) left in CLI a second later. Both: autossh alive 5 s after start?
-  blackhole  20 s black hole (iptables DROP on arrival at both ends, recovery_bench.Fault):
+  blackhole  20 s black hole (iptables DROP on arrival at both ends, benchlib.Fault):
              seconds from the lift to a working tunnel.
   addr       an idle tunnel; the client's address changes: 10.204.N.2/24 added to CLI's veth
              (SRV got 10.204.N.1/24 at setup), 10.203.N.2/30 deleted, a route 10.203.N.1/32 dev
@@ -44,13 +44,12 @@ import sys
 import time
 
 import benchlib as B
-import recovery_bench as R
 from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "field")
 PROGS = {"ours": os.environ.get("FIELD_BENCH_OURS") or B.OURS, "1.4g": B.THEIRS}
-TUNNEL, SERVICE = R.TUNNEL, R.SERVICE
+TUNNEL, SERVICE = B.TUNNEL, B.SERVICE
 TARGET_PORT = 2222
 CASES = ("jump", "mux", "blackhole", "addr")
 ALIVE_AFTER = 5.0       # mux: is autossh still running this long after its start?
@@ -161,7 +160,7 @@ def ssh_procs(net, cm_dir):
     (a ControlPersist master keeps ssh's original command line here)."""
     out = []
     cm = control_socket_inodes(cm_dir)
-    for p in R.netns_pids(net["cli"]):
+    for p in B.netns_pids(net["cli"]):
         cl = B.cmdline(p)
         if not cl:
             continue
@@ -181,12 +180,12 @@ class TargetDown:
         self.info = {}
 
     def apply(self):
-        self.info["jump_log_fault"] = R.log_size(self.jump.logf)
+        self.info["jump_log_fault"] = B.log_size(self.jump.logf)
         self.info["killed"] = self.target.kill()
 
     def lift(self):
         t = self.target.start()
-        self.info["jump_log_return"] = R.log_size(self.jump.logf)
+        self.info["jump_log_return"] = B.log_size(self.jump.logf)
         return t
 
 
@@ -209,18 +208,18 @@ def timed(res, fault, logfile, t_fault, length, cap, ok_field, on_ok=None):
     until a check succeeds after the return (ok_field 1: one that ends after it; 0: one that
     starts after it), then 2 s more, or `cap` s after the return."""
     def during(st):
-        R.sleep_until(st["t_fault"] + length)
+        B.sleep_until(st["t_fault"] + length)
         st["t_lift"] = time.monotonic()
         t_ret = fault.lift()
-        st["log_return"] = R.log_size(logfile)
+        st["log_return"] = B.log_size(logfile)
         st["t_return"] = t_ret
 
     def recovered(st):
-        st["log_recovered"] = R.log_size(logfile)
+        st["log_recovered"] = B.log_size(logfile)
         if on_ok is not None:
             on_ok(st)
 
-    st, checks, text = R.fault_checks(fault, logfile, t_fault, during, lifted="t_return",
+    st, checks, text = B.fault_checks(fault, logfile, t_fault, during, lifted="t_return",
                                       check_timeout=0.5, until=t_fault + length + cap + 20,
                                       ok_key="recovered_at", ok_field=ok_field, hold=2,
                                       give_up=cap, on_ok=recovered)
@@ -263,14 +262,14 @@ def addr_change(spec, res, logfile, t_fault):
                 f"addr del {net['cli_ip']}/30 dev {dev}\n"
                 f"route add {net['srv_ip']}/32 dev {dev} src 10.204.{n}.2\n")
     giveup = spec["giveup"]
-    R.sleep_until(t_fault)
-    off = R.log_size(logfile)
+    B.sleep_until(t_fault)
+    off = B.log_size(logfile)
     res["log_fault_offset"] = off
     t0 = time.monotonic()
-    R.sh(["ip", "-n", net["cli"], "-batch", batch])
+    B.sh(["ip", "-n", net["cli"], "-batch", batch])
     t1 = time.monotonic()
     res["change_took_s"] = round(t1 - t0, 3)
-    res["addresses_after"] = R.sh(["ip", "-n", net["cli"], "-br", "addr", "show", "dev", dev]).split()[2:]
+    res["addresses_after"] = B.sh(["ip", "-n", net["cli"], "-br", "addr", "show", "dev", dev]).split()[2:]
     checker = B.Checker(TUNNEL, timeout=0.5)
     if spec["variant"] == "log":
         # no traffic through the tunnel at all: only autossh's log is watched
@@ -289,7 +288,7 @@ def addr_change(spec, res, logfile, t_fault):
         t_up = wait_log(logfile, off, "tunnel up", t1 + CHECKS_AFTER)
         if t_up is not None:
             res["log_up_s"] = round(t_up - t1, 3)
-        R.sleep_until(t1 + CHECKS_AFTER)
+        B.sleep_until(t1 + CHECKS_AFTER)
         checks = checker.run(0.1, t1 + giveup, stop_on_success=True)
         ok = [c for c in checks if c[2]]
         res["checks"] = len(checks)
@@ -306,7 +305,7 @@ def addr_change(spec, res, logfile, t_fault):
 def mux_term(spec, res, proc, t_fault):
     """SIGTERM to autossh (only its pid, as a user would); what is left in CLI a second later."""
     net = spec["net"]
-    R.sleep_until(t_fault)
+    B.sleep_until(t_fault)
     res["alive_at_term"] = proc.poll() is None
     res["ssh_before_term"] = len(ssh_procs(net, spec["cm_dir"]))
     B._signal(proc.pid, signal.SIGTERM)
@@ -342,14 +341,14 @@ def worker(spec):
         for s in sshds:
             s.start()
         if case == "addr":  # the server's side of the new subnet, ready before the change
-            R.sh(["ip", "-n", net["srv"], "addr", "add", f"10.204.{net['n']}.1/24", "dev",
+            B.sh(["ip", "-n", net["srv"], "addr", "add", f"10.204.{net['n']}.1/24", "dev",
                   net["srv_if"]])
         ready = os.path.join(d, "echo.ready")
         echo = B.start(["ip", "netns", "exec", net["srv"], sys.executable,
                         os.path.join(HERE, "recovery_bench.py"), "echo-service", "--port",
                         str(SERVICE), "--ready", ready, "--max-life", "900"],
                        stderr=os.path.join(d, "echo.log"))
-        if not R.wait_file(ready, 10, lambda: echo.poll() is None):
+        if not B.wait_file(ready, 10, lambda: echo.poll() is None):
             raise RuntimeError("echo service did not start")
         if case == "mux":
             os.makedirs(spec["cm_dir"], exist_ok=True)
@@ -380,7 +379,7 @@ def worker(spec):
             time.sleep(0.1)
         res["tunnel_after_start_s"] = round(time.monotonic() - t_start, 2)
         if spec["prog"] == "ours" and exited_at is None:
-            if R.wait_file(logfile, 5) and wait_log(logfile, 0, "tunnel up", time.monotonic() + 10) is None:
+            if B.wait_file(logfile, 5) and wait_log(logfile, 0, "tunnel up", time.monotonic() + 10) is None:
                 res["note"] = "no \"tunnel up\" in our log within 10 s of a working tunnel"
         if case == "mux":
             while time.monotonic() < t_start + ALIVE_AFTER:
@@ -397,7 +396,7 @@ def worker(spec):
             res["masters_running"] = sum(1 for p in procs if p[2])
             res["ssh_running"] = len(procs)
         B.write_json(spec["ready"], {"t": time.monotonic()})
-        if not R.wait_file(spec["go"], 120):
+        if not B.wait_file(spec["go"], 120):
             raise RuntimeError("no go signal from the coordinator")
         with open(spec["go"]) as f:
             t_fault = json.load(f)["t0"] + spec["offset"]
@@ -413,7 +412,7 @@ def worker(spec):
             res["jump_conns_after_return"] = len(CONN_RE.findall(text[b:]))
             res["fault_info"] = fault.info
         elif case == "blackhole":
-            fault = R.Fault("blackhole", net, None, d)
+            fault = B.Fault("blackhole", net, None, d)
             timed(res, fault, logfile, t_fault, spec["hole"], spec["giveup"], ok_field=1)
         elif case == "mux" and spec["variant"] == "kill":
             fault = SessionKill(sshd)
@@ -437,7 +436,7 @@ def worker(spec):
         for s in sshds:
             s.kill()
         text = B.read_log(logfile)
-        res["log_key_lines"] = R.key_lines(text[res.get("log_fault_offset", 0):], 120)
+        res["log_key_lines"] = B.key_lines(text[res.get("log_fault_offset", 0):], 120)
         res["starts_total"] = B.starts(text)
         B.write_json(spec["out"], res)
         os.makedirs(LOGDIR, exist_ok=True)
@@ -470,7 +469,7 @@ def run_case(cfg, rep, case, seq, results):
         for variant, prog in runs_of(case):
             seq[0] += 1
             n = (seq[0] - 1) % 250 + 1
-            pair = R.Pair(n)
+            pair = B.Pair(n)
             pairs.append(pair)
             pair.create()
             name = (f"{variant}-" if variant else "") + prog
@@ -489,7 +488,7 @@ def run_case(cfg, rep, case, seq, results):
             workers.append((spec, p))
         deadline = time.monotonic() + 60
         for spec, p in workers:
-            R.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
+            B.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
                         lambda p=p: p.poll() is None)
         up = sum(1 for spec, _ in workers if os.path.exists(spec["ready"]))
         t0 = time.monotonic() + 1.0
@@ -549,7 +548,7 @@ def run(args):
     shutil.copy2(PROGS["ours"], ours_copy)
     meta = dict(cfg, ours=PROGS["ours"], alive_after_s=ALIVE_AFTER, checks_after_s=CHECKS_AFTER)
     PROGS["ours"] = ours_copy
-    R.remove_stale_namespaces()
+    B.remove_stale_namespaces()
     B.make_keys()
     B.log(f"cases {' '.join(cfg['cases'])}; repeat {cfg['repeat']}; give-up {cfg['giveup']:.0f} s"
           + ("; QUICK" if cfg["quick"] else ""))
