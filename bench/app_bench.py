@@ -5,7 +5,7 @@ the SSH server side fails, ours against autossh 1.4g, at default settings.
   app_bench.py report --json FILE --facts FACTS --md bench/results-app.md
 
 Every run (one program x one command line x one fault) gets two network namespaces of its own,
-CLI and SRV, joined by a veth pair made inside them (recovery_bench.Pair; nothing in the root
+CLI and SRV, joined by a veth pair made inside them (benchlib.Pair; nothing in the root
 namespace is touched). SRV runs a private OpenSSH sshd on SRV_IP:22 and a private PostgreSQL
 cluster on 127.0.0.1:5433 (Debian's binaries, a copy of a template cluster made once per
 benchmark run with initdb, started as the postgres user, trust auth, its unix socket in the work
@@ -38,13 +38,11 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
 
 import benchlib as B
-import recovery_bench as R
 from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -238,7 +236,7 @@ def make_template(pgdir, bindir):
     shutil.chown(pgdir, "postgres", "postgres")
     os.chmod(pgdir, 0o755)
     t = time.monotonic()
-    R.sh(as_postgres([os.path.join(bindir, "initdb"), "-D", tpl, "-U", "postgres",
+    B.sh(as_postgres([os.path.join(bindir, "initdb"), "-D", tpl, "-U", "postgres",
                       "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]), timeout=120)
     r = subprocess.run(as_postgres([os.path.join(bindir, "postgres"), "--single", "-D", tpl,
                                     "-c", "fsync=off", "postgres"]),
@@ -266,7 +264,7 @@ class Postgres:
         if os.path.exists(self.dir):
             shutil.rmtree(self.dir)
         os.makedirs(self.sock)
-        R.sh(["cp", "-a", os.path.join(os.path.dirname(self.dir), "template"), self.data], 60)
+        B.sh(["cp", "-a", os.path.join(os.path.dirname(self.dir), "template"), self.data], 60)
         for p in (self.dir, self.sock):
             shutil.chown(p, "postgres", "postgres")
         os.chmod(self.dir, 0o755)
@@ -286,7 +284,7 @@ class Postgres:
 
     def ids(self):
         """Every id in table t, asked directly inside SRV over the unix socket."""
-        out = R.nsx(self.net["srv"], [os.path.join(self.bindir, "psql"), "-X", "-At", "-h",
+        out = B.nsx(self.net["srv"], [os.path.join(self.bindir, "psql"), "-X", "-At", "-h",
                                       self.sock, "-p", str(PGPORT), "-U", "postgres", "-d",
                                       "postgres", "-c", "SELECT id FROM t"], timeout=30)
         return {int(x) for x in out.split()}
@@ -303,42 +301,56 @@ class Postgres:
 # ---------------------------------------------------------------------------------------------
 # one run (inside CLI)
 
-def worker(spec):
-    net, d = spec["net"], spec["dir"]
-    os.makedirs(d, exist_ok=True)
-    res = {k: spec[k] for k in ("scenario", "fault", "mode", "prog", "tag", "rep")}
-    logfile = os.path.join(d, "autossh.log")
-    applog = os.path.join(d, "app.jsonl")
-    proc = app = pg = sshd = None
-    frozen = []
-    st = {}
-    try:
-        sshd = R.SrvSshd(net, d)
-        sshd.start()
-        pg = Postgres(net, spec)
-        pg.start()
+class AppRun:
+    """One run's processes and measurements, shared by worker()'s steps; finish() stops
+    whatever is still running and writes the result, also after an error."""
+
+    def __init__(self, spec):
+        self.spec, self.net, self.d = spec, spec["net"], spec["dir"]
+        self.res = {k: spec[k] for k in ("scenario", "fault", "mode", "prog", "tag", "rep")}
+        self.logfile = os.path.join(self.d, "autossh.log")
+        self.applog = os.path.join(self.d, "app.jsonl")
+        self.proc = self.app = self.pg = self.sshd = None
+        self.frozen = []
+        self.st = {}
+
+    def argv(self):
+        """The command line under test (M0: the article's)."""
+        spec, net = self.spec, self.net
         opts = ["-F", "/dev/null", "-i", os.path.join(B.WORK, "keys", "client_key"),
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
         fwd = ["-L", f"{TUNNEL}:127.0.0.1:{PGPORT}"]
         prog = spec["ours"] if spec["prog"] == "ours" else PROGS[spec["prog"]]
         if spec["mode"] == "M0":  # the article's command line
-            argv = [prog, "-M", "0", "-N", "-o", "ServerAliveInterval 60",
+            return [prog, "-M", "0", "-N", "-o", "ServerAliveInterval 60",
                     "-o", "ServerAliveCountMax 3"] + fwd + opts + [f"root@{net['srv_ip']}"]
-        else:
-            argv = [prog, "-M", str(MONITOR), "-N"] + fwd + opts + \
-                [f"root@{net['srv_ip']}"]
-        env = B.autossh_env(logfile, None)
+        return [prog, "-M", str(MONITOR), "-N"] + fwd + opts + \
+            [f"root@{net['srv_ip']}"]
+
+    def start(self):
+        """sshd and PostgreSQL in SRV, then autossh and the application."""
+        spec, d, res = self.spec, self.d, self.res
+        self.sshd = B.SrvSshd(self.net, d)
+        self.sshd.start()
+        self.pg = Postgres(self.net, spec)
+        self.pg.start()
+        argv = self.argv()
+        env = B.autossh_env(self.logfile, None)
         res["argv"] = " ".join(f"'{a}'" if " " in a else a for a in argv)
         res["env"] = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("AUTOSSH_"))
-        proc = B.start(argv, env=env, stdout=os.path.join(d, "autossh.stderr"),
-                       stderr=os.path.join(d, "autossh.stderr"))
-        app = B.start([spec["app_py"], os.path.abspath(__file__), "client", "--port", str(TUNNEL),
-                       "--log", applog, "--max-life", str(spec["max_life"])],
-                      stderr=os.path.join(d, "app.stderr"))
-        ol = OpLog(applog)
-        # ready: >= 10 successful operations, the last 2 s of them all successful (the tunnel
-        # works for 2 s), and for ours in loop mode its log's "tunnel up"
+        self.proc = B.start(argv, env=env, stdout=os.path.join(d, "autossh.stderr"),
+                            stderr=os.path.join(d, "autossh.stderr"))
+        self.app = B.start([spec["app_py"], os.path.abspath(__file__), "client", "--port",
+                            str(TUNNEL), "--log", self.applog, "--max-life",
+                            str(spec["max_life"])],
+                           stderr=os.path.join(d, "app.stderr"))
+
+    def wait_ready(self):
+        """Ready: >= 10 successful operations, the last 2 s of them all successful (the tunnel
+        works for 2 s), and for ours in loop mode its log's "tunnel up". Returns the OpLog."""
+        spec, proc, app = self.spec, self.proc, self.app
+        ol = OpLog(self.applog)
         deadline = time.monotonic() + 45
         while True:
             ol.poll()
@@ -352,9 +364,9 @@ def worker(spec):
             ok = len([op for op in done if op["ok"]]) >= 10 and streak and \
                 now - streak[-1]["t0"] >= 2.0
             if ok and spec["prog"] == "ours" and spec["mode"] == "loop":
-                ok = "tunnel up" in B.read_log(logfile)
+                ok = "tunnel up" in B.read_log(self.logfile)
             if ok:
-                break
+                return ol
             for p, what in ((proc, "autossh"), (app, "the application client")):
                 if p.poll() is not None:
                     raise RuntimeError(f"{what} exited with {p.returncode} before the tunnel worked")
@@ -362,71 +374,87 @@ def worker(spec):
                 raise RuntimeError(f"not ready within 45 s ({len(done)} operations done, "
                                    f"{sum(1 for op in done if op['ok'])} ok)")
             time.sleep(0.1)
-        res["ops_before_ready"] = len(ol.ops)
+
+    def wait_go(self, ol):
+        """Says ready, waits for the coordinator's go and then for the fault's instant."""
+        spec = self.spec
+        self.res["ops_before_ready"] = len(ol.ops)
         B.write_json(spec["ready"], {"t": time.monotonic()})
-        if not R.wait_file(spec["go"], 180):
+        if not B.wait_file(spec["go"], 180):
             raise RuntimeError("no go signal from the coordinator")
         with open(spec["go"]) as f:
             t_fault = json.load(f)["t0"]
-        R.sleep_until(t_fault)
+        B.sleep_until(t_fault)
 
-        # the fault
-        fault = spec["fault"]
-        st["log_fault"] = R.log_size(logfile)
+    def apply_fault(self):
+        """Freezes the sessions or applies a Fault (returned; None for a freeze)."""
+        fault, st = self.spec["fault"], self.st
+        st["log_fault"] = B.log_size(self.logfile)
         st["t_fault"] = time.monotonic()
         f = None
         if fault == "freeze":
-            frozen = sshd_sessions(sshd)
-            if not frozen:
+            self.frozen = sshd_sessions(self.sshd)
+            if not self.frozen:
                 raise RuntimeError("no sshd session process to freeze")
-            B.freeze(frozen)
-            res["frozen_pids"] = len(frozen)
+            B.freeze(self.frozen)
+            self.res["frozen_pids"] = len(self.frozen)
         else:
-            f = R.Fault("serverdown" if fault == "restart" else "blackhole", net, sshd, d)
+            f = B.Fault("serverdown" if fault == "restart" else "blackhole", self.net,
+                        self.sshd, self.d)
             f.apply()
         st["t_applied"] = time.monotonic()
-        length = spec["restart"] if fault == "restart" else spec["hole"]
+        return f
+
+    def watch(self, ol, f):
+        """Lifts the fault when due and follows the application until it has recovered (then
+        `tail` s more) or `giveup` s passed; returns the server's return time (None: none)."""
+        spec, st = self.spec, self.st
+        length = spec["restart"] if spec["fault"] == "restart" else spec["hole"]
         t_return = None
         t_lift_due = st["t_fault"] + length if f is not None else None
         giveup, tail = spec["giveup"], spec["tail"]
         give_up_at = st["t_fault"] + giveup if f is None else None
         end = None
-        a = {}
         while True:
             now = time.monotonic()
             if f is not None and t_return is None and now >= t_lift_due:
                 st["t_lift"] = now
                 t_return = f.lift()  # rules deleted / new sshd says "Server listening"
                 st["t_return"] = t_return
-                st["log_return"] = R.log_size(logfile)
+                st["log_return"] = B.log_size(self.logfile)
                 give_up_at = t_return + giveup
             ol.poll()
             now = time.monotonic()
             a = analyse(ol.ops, st["t_fault"], t_return, now)
             if end is None and a["recovered"] and (f is None or t_return is not None):
                 end = max(a["outage_end"], a["after_return_end"] or 0) + tail
-                st["log_recovered"] = R.log_size(logfile)
+                st["log_recovered"] = B.log_size(self.logfile)
             if end is not None and now >= end:
-                break
+                return t_return
             if end is None and give_up_at is not None and now >= give_up_at:
-                break
-            if app.poll() is not None:
-                raise RuntimeError(f"the application client exited with {app.returncode}")
+                return t_return
+            if self.app.poll() is not None:
+                raise RuntimeError(f"the application client exited with {self.app.returncode}")
             time.sleep(0.02)
+
+    def stop(self, ol, t_return):
+        """Stops the application and autossh; returns the end time and the final analysis."""
         t_end = time.monotonic()
-        B.stop(app, grace=0.5)
-        app = None
+        B.stop(self.app, grace=0.5)
+        self.app = None
         # autossh's log ends here (stopping it, or later killing the frozen sessions, would add
         # lines that are not part of the run)
-        st["log_end"] = R.log_size(logfile)
-        res["autossh_alive_at_end"] = proc.poll() is None
-        B.stop(proc)
-        proc = None
+        self.st["log_end"] = B.log_size(self.logfile)
+        self.res["autossh_alive_at_end"] = self.proc.poll() is None
+        B.stop(self.proc)
+        self.proc = None
         time.sleep(0.1)
         ol.poll()
-        a = analyse(ol.ops, st["t_fault"], t_return, t_end)
+        return t_end, analyse(ol.ops, self.st["t_fault"], t_return, t_end)
 
-        # results
+    def outage_results(self, ol, t_return, t_end, a):
+        """The fault's timing as the application saw it."""
+        res, st, giveup = self.res, self.st, self.spec["giveup"]
         tf = st["t_fault"]
         res["fault_apply_s"] = round(st["t_applied"] - tf, 3)
         if t_return is not None:
@@ -455,6 +483,10 @@ def worker(spec):
             res["ok_during_fault"] = sum(1 for op in ol.ops if op["ok"] and op["t1"] is not None
                                          and st["t_applied"] + SLOW < op["t1"] < t_return)
         res["recovered"] = a["recovered"]
+
+    def op_results(self, ol, t_end):
+        """Operations and connects: counts and the most frequent errors."""
+        res, tf = self.res, self.st["t_fault"]
         ops = ol.ops
         res["ops"] = len(ops)
         res["ops_ok"] = sum(1 for op in ops if op["ok"])
@@ -476,48 +508,76 @@ def worker(spec):
                 e = "connect: " + c["err"]
                 errs[e] = errs.get(e, 0) + 1
         res["errors"] = dict(sorted(errs.items(), key=lambda kv: -kv[1])[:8])
-        text = B.read_log(logfile)[:st["log_end"]]
+
+    def log_results(self):
+        """ssh starts in autossh's log: after the fault, until recovery, in all."""
+        res, st = self.res, self.st
+        text = B.read_log(self.logfile)[:st["log_end"]]
         res["log_fault_offset"] = st["log_fault"]
         res["restarts"] = B.starts(text[st["log_fault"]:])
         if "log_recovered" in st:
             res["restarts_to_recovery"] = B.starts(text[st["log_fault"]:st["log_recovered"]])
         res["starts_total"] = B.starts(text)
 
-        # acknowledged writes: every id whose INSERT returned without error must be in the table
-        if frozen:
-            kill_frozen(frozen)
-            frozen = []
-        acked = {op["n"] for op in ops if op["ok"]}
-        present = pg.ids()
+    def write_results(self, ol):
+        """Acknowledged writes: every id whose INSERT returned without error must be in the
+        table."""
+        res = self.res
+        if self.frozen:
+            kill_frozen(self.frozen)
+            self.frozen = []
+        acked = {op["n"] for op in ol.ops if op["ok"]}
+        present = self.pg.ids()
         res["acked"] = len(acked)
         res["rows"] = len(present)
         res["lost"] = len(acked - present)
         res["lost_ids"] = sorted(acked - present)[:20]
         res["unacked_present"] = len(present - acked)  # committed, but the reply never came
-    except Exception as e:  # noqa: BLE001 - reported in the results
-        res["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if app is not None:
-            B.stop(app, grace=0.5)
-        if frozen:
-            kill_frozen(frozen)
-        if proc is not None:
-            B.stop(proc)
-        if pg is not None:
-            pg.stop()
-        if sshd is not None:
-            sshd.kill()
-        if pg is not None:
-            pg.remove()
-        text = B.read_log(logfile)
-        res["log_key_lines"] = R.key_lines(text[st.get("log_fault", 0):st.get("log_end", len(text))], 120)
+
+    def finish(self):
+        """Stops what still runs, writes the result and keeps the logs."""
+        spec, d, res, st = self.spec, self.d, self.res, self.st
+        if self.app is not None:
+            B.stop(self.app, grace=0.5)
+        if self.frozen:
+            kill_frozen(self.frozen)
+        if self.proc is not None:
+            B.stop(self.proc)
+        if self.pg is not None:
+            self.pg.stop()
+        if self.sshd is not None:
+            self.sshd.kill()
+        if self.pg is not None:
+            self.pg.remove()
+        text = B.read_log(self.logfile)
+        res["log_key_lines"] = B.key_lines(text[st.get("log_fault", 0):st.get("log_end", len(text))], 120)
         B.write_json(spec["out"], res)
         os.makedirs(LOGDIR, exist_ok=True)
-        for src, dst in ((logfile, ".log"), (os.path.join(d, "autossh.stderr"), ".stderr"),
-                         (applog, ".app.jsonl"), (os.path.join(d, "app.stderr"), ".app.stderr"),
+        for src, dst in ((self.logfile, ".log"), (os.path.join(d, "autossh.stderr"), ".stderr"),
+                         (self.applog, ".app.jsonl"), (os.path.join(d, "app.stderr"), ".app.stderr"),
                          (os.path.join(d, "postgres.log"), ".postgres.log")):
             if os.path.exists(src) and os.path.getsize(src) > 0:
                 shutil.copy(src, os.path.join(LOGDIR, spec["tag"] + dst))
+
+
+def worker(spec):
+    os.makedirs(spec["dir"], exist_ok=True)
+    job = AppRun(spec)
+    try:
+        job.start()
+        ol = job.wait_ready()
+        job.wait_go(ol)
+        f = job.apply_fault()
+        t_return = job.watch(ol, f)
+        t_end, a = job.stop(ol, t_return)
+        job.outage_results(ol, t_return, t_end, a)
+        job.op_results(ol, t_end)
+        job.log_results()
+        job.write_results(ol)
+    except Exception as e:  # noqa: BLE001 - reported in the results
+        job.res["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        job.finish()
 
 
 def kill_frozen(pids):
@@ -548,7 +608,7 @@ def run_scenario(cfg, rep, fault, mode, seq, app_py, tpl_dir, bindir, results):
     try:
         for prog in ("ours", "1.4g"):
             seq[0] += 1
-            pair = R.Pair((seq[0] - 1) % 250 + 1)
+            pair = B.Pair((seq[0] - 1) % 250 + 1)
             pairs.append(pair)
             pair.create()
             tag = f"r{rep}-{scen}-{prog}"
@@ -567,7 +627,7 @@ def run_scenario(cfg, rep, fault, mode, seq, app_py, tpl_dir, bindir, results):
             workers.append((spec, p))
         deadline = time.monotonic() + 75
         for spec, p in workers:
-            R.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
+            B.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
                         lambda p=p: p.poll() is None)
         up = sum(1 for spec, _ in workers if os.path.exists(spec["ready"]))
         t0 = time.monotonic() + 1.0
@@ -617,13 +677,13 @@ def run(args):
     shutil.copy2(PROGS["ours"], ours_copy)
     ours_src = PROGS["ours"]
     PROGS["ours"] = ours_copy
-    R.remove_stale_namespaces()
+    B.remove_stale_namespaces()
     B.make_keys()
     # the postgres user must reach its data directories inside the (0700) work directory
     os.chmod(B.WORK, 0o711)
     pg_root = os.path.join(B.WORK, "pg")
     make_template(pg_root, bindir)
-    pg_version = R.sh([os.path.join(bindir, "postgres"), "--version"]).strip()
+    pg_version = B.sh([os.path.join(bindir, "postgres"), "--version"]).strip()
     psy = subprocess.run([app_py, "-c", "import psycopg2; print(psycopg2.__version__)"],
                          capture_output=True, text=True).stdout.strip()
     meta = dict(cfg, ours=ours_src, postgres=pg_version, psycopg2=psy, app_python=app_py,
@@ -656,14 +716,9 @@ def int_cell(rs, key):
     return ",".join("err" if "error" in r or r.get(key) is None else str(r[key]) for r in rs)
 
 
-def report(args):
-    from report import load, md_facts, md_table, print_results, write_md  # noqa: PLC0415
-
-    data = load(args.json, dict)
-    meta = data.get("meta", {})
-    res = data.get("results", [])
-    facts = load(args.facts, dict) if args.facts else {}
-    hole, restart, giveup = meta.get("hole", 30), meta.get("restart", 10), meta.get("giveup", 60)
+def scenario_rows(res, hole, restart):
+    """Per fault and command line with results: its table row, our goal on every run (the
+    worst, not the median), the remarks on its runs, and our runs whose goal failed."""
     goals, notes, rows, odd = [], [], [], []
     for fault in FAULTS:
         for mode in MODES:
@@ -690,20 +745,33 @@ def report(args):
                           sec_cell(rs["ours"], key) + " s", ok))
             if not ok:
                 odd += [r for r in rs["ours"] if "error" not in r]
-            for p in PROGS:
-                for r in rs[p]:
-                    if "error" in r:
-                        notes.append(f"{r['tag']}: {r['error']}")
-                        continue
-                    if r.get("baseline_failed"):
-                        notes.append(f"{r['tag']}: {r['baseline_failed']} operations failed before the fault")
-                    if r.get("ok_during_fault"):
-                        notes.append(f"{r['tag']}: {r['ok_during_fault']} operations succeeded while the "
-                                     "server was unreachable (the fault did not cut the tunnel?)")
-                    if r.get("note"):
-                        notes.append(f"{r['tag']}: {r['note']}")
-                    if not r.get("autossh_alive_at_end", True):
-                        notes.append(f"{r['tag']}: autossh had exited by the end of the run")
+            notes += run_notes(rs)
+    return goals, notes, rows, odd
+
+
+def run_notes(rs):
+    """Remarks on the runs of one scenario ({prog: [result]}): errors and oddities."""
+    notes = []
+    for p in PROGS:
+        for r in rs[p]:
+            if "error" in r:
+                notes.append(f"{r['tag']}: {r['error']}")
+                continue
+            if r.get("baseline_failed"):
+                notes.append(f"{r['tag']}: {r['baseline_failed']} operations failed before the fault")
+            if r.get("ok_during_fault"):
+                notes.append(f"{r['tag']}: {r['ok_during_fault']} operations succeeded while the "
+                             "server was unreachable (the fault did not cut the tunnel?)")
+            if r.get("note"):
+                notes.append(f"{r['tag']}: {r['note']}")
+            if not r.get("autossh_alive_at_end", True):
+                notes.append(f"{r['tag']}: autossh had exited by the end of the run")
+    return notes
+
+
+def lost_write_goals(res):
+    """Per program: no acknowledged write lost, in every run."""
+    goals = []
     for p in PROGS:
         rr = [r for r in res if r.get("prog") == p]
         lost = [r.get("lost") for r in rr if "error" not in r]
@@ -713,12 +781,12 @@ def report(args):
         goals.append((f"0 acknowledged writes lost, {p}, every run",
                       f"{sum(v or 0 for v in lost)} lost of {acked} acknowledged in {len(lost)} runs "
                       f"({unacked} rows committed whose acknowledgement never arrived)", ok))
-    header = ["fault", "command line", "ours outage s", "1.4g outage s", "ours after return s",
-              "1.4g after return s", "ssh starts ours / 1.4g", "lost writes ours / 1.4g"]
-    title = (f"Application-visible outage, psycopg2 through the tunnel, default settings "
-             f"({meta.get('repeat', 1)} run{'s' if meta.get('repeat', 1) > 1 else ''} each)")
-    sections = [(title, (header, rows) if rows else None)]
-    print_results(sections, goals, notes)
+    return goals
+
+
+def report_head(meta, facts, title, giveup):
+    """results-app.md down to the results table's title: the machine and the run."""
+    from report import md_facts  # noqa: PLC0415
 
     md = ["# Application benchmark results", "",
           f"Generated by `bash bench/run.sh app` on {facts.get('date', '?')}. Overwritten on every run."
@@ -737,7 +805,14 @@ def report(args):
            "scenarios ran one after the other", "",
            "See bench/README.md (section 5) and the notes below for what each number means.", "",
            "## " + title, ""]
-    md += md_table(header, rows) if rows else ["(no results)"]
+    return md
+
+
+def report_body(meta, res, header, rows, goals, notes, odd, hole, restart, giveup):
+    """results-app.md from the results table on: goals, runs, remarks, our odd logs."""
+    from report import md_table  # noqa: PLC0415
+
+    md = md_table(header, rows) if rows else ["(no results)"]
     md += ["", "Cells: seconds (`median [each run]` when repeated); `> N`: no successful request "
            "within N s of the fault (outage columns) or of the server's return (after-return columns): the give-up. *ssh starts*: \"starting ssh\" log "
            "lines from the fault to the end of the run, per run. *lost writes*: acknowledged "
@@ -768,6 +843,28 @@ def report(args):
             md += [f"### {r['tag']}", "", "```"] + [l[:220] for l in lines] + ["```", ""]
     md.append(NOTES.format(slow=SLOW, giveup=giveup, hole=hole, restart=restart,
                            tail=meta.get("tail", TAIL)))
+    return md
+
+
+def report(args):
+    from report import load, print_results, write_md  # noqa: PLC0415
+
+    data = load(args.json, dict)
+    meta = data.get("meta", {})
+    res = data.get("results", [])
+    facts = load(args.facts, dict) if args.facts else {}
+    hole, restart, giveup = meta.get("hole", 30), meta.get("restart", 10), meta.get("giveup", 60)
+    goals, notes, rows, odd = scenario_rows(res, hole, restart)
+    goals += lost_write_goals(res)
+    header = ["fault", "command line", "ours outage s", "1.4g outage s", "ours after return s",
+              "1.4g after return s", "ssh starts ours / 1.4g", "lost writes ours / 1.4g"]
+    title = (f"Application-visible outage, psycopg2 through the tunnel, default settings "
+             f"({meta.get('repeat', 1)} run{'s' if meta.get('repeat', 1) > 1 else ''} each)")
+    sections = [(title, (header, rows) if rows else None)]
+    print_results(sections, goals, notes)
+
+    md = report_head(meta, facts, title, giveup)
+    md += report_body(meta, res, header, rows, goals, notes, odd, hole, restart, giveup)
     write_md(args.md, md)
 
 

@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark suite: process bookkeeping, a private sshd, a tunnel checker,
-/proc readings, autossh logs. Used by tunnel_bench.py, echo_bench.py and recovery_bench.py;
-run.sh is the entry point.
+/proc readings, autossh logs; and for the benchmarks in network namespaces (recovery_bench.py,
+app_bench.py, field_bench.py) the namespace pairs, sshd inside them, faults and the checks
+while a fault runs its course. Used by every *_bench.py; run.sh is the entry point.
 
 Every process started here is recorded in $BENCH_WORK/pids (and frozen ones in
 $BENCH_WORK/frozen) so that run.sh's EXIT trap can remove them even if Python dies.
@@ -15,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 WORK = os.environ.get("BENCH_WORK") or "/tmp/autossh-bench"
@@ -644,3 +646,351 @@ def dispatch(args, worker, run):
             run(args)
     finally:
         cleanup_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# commands and waits of the network-namespace benchmarks (recovery, app, field): each run gets
+# a CLI and a SRV namespace joined by a veth pair made inside them (Pair)
+
+NS_PREFIX = "asbench"
+NS_RE = re.compile(rf"{NS_PREFIX}-(\d+)-(\d+)-(cli|srv)")
+TUNNEL, SERVICE = 8022, 7007  # the tunnel's -L port in CLI, the service's port in SRV
+CMD_TIMEOUT = 15
+# the script whose `delayer` subcommand holds packets for Fault("delay")
+RECOVERY_BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recovery_bench.py")
+
+
+def sh(argv, timeout=CMD_TIMEOUT):
+    """Runs a command (bounded); its stdout, or RuntimeError with its stderr."""
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def nsx(ns, argv, timeout=CMD_TIMEOUT):
+    return sh(["ip", "netns", "exec", ns] + list(argv), timeout)
+
+
+def sleep_until(t):
+    while True:
+        left = t - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
+
+
+def log_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def wait_file(path, timeout, alive=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(0.02)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# network namespaces (the coordinator's side)
+
+def netns_list():
+    try:
+        out = sh(["ip", "netns", "list"])
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return []
+    return [l.split()[0] for l in out.splitlines() if l.split()]
+
+
+def netns_pids(ns):
+    try:
+        out = sh(["ip", "netns", "pids", ns])
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return []
+    me = os.getpid()
+    return [int(x) for x in out.split() if x.isdigit() and int(x) != me]
+
+
+def kill_all_in(ns):
+    """SIGKILLs every process in namespace ns (a few rounds, bounded)."""
+    for _ in range(5):
+        pids = netns_pids(ns)
+        if not pids:
+            return
+        for p in pids:
+            _signal(p, signal.SIGCONT)
+            _signal(p, signal.SIGKILL)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+            time.sleep(0.05)
+
+
+def delete_ns(ns):
+    kill_all_in(ns)
+    try:
+        sh(["ip", "netns", "del", ns])
+    except (RuntimeError, subprocess.TimeoutExpired):
+        pass
+
+
+def remove_stale_namespaces():
+    """Namespaces named like ours whose creating process is gone (a run killed with SIGKILL)."""
+    for name in netns_list():
+        m = NS_RE.fullmatch(name)
+        if m and int(m.group(1)) != os.getpid() and not os.path.exists(f"/proc/{m.group(1)}"):
+            log(f"removing stale namespace {name}")
+            delete_ns(name)
+
+
+class Pair:
+    """CLI and SRV namespaces joined by a veth pair 10.203.n.0/30 made inside them."""
+
+    def __init__(self, n):
+        pid = os.getpid()
+        self.n = n
+        self.cli = f"{NS_PREFIX}-{pid}-{n}-cli"
+        self.srv = f"{NS_PREFIX}-{pid}-{n}-srv"
+        self.cli_if = f"vb{pid % 100000}c{n}"
+        self.srv_if = f"vb{pid % 100000}s{n}"
+        self.srv_ip = f"10.203.{n}.1"
+        self.cli_ip = f"10.203.{n}.2"
+        self.made = []
+
+    def create(self):
+        for ns in (self.srv, self.cli):
+            with open(os.path.join(WORK, "netns"), "a") as f:  # for run.sh's trap
+                f.write(ns + "\n")
+            sh(["ip", "netns", "add", ns])
+            self.made.append(ns)
+        # created in CLI with its peer straight in SRV: never in the root namespace
+        sh(["ip", "-n", self.cli, "link", "add", self.cli_if, "type", "veth", "peer", "name",
+            self.srv_if, "netns", self.srv])
+        sh(["ip", "-n", self.srv, "addr", "add", f"{self.srv_ip}/30", "dev", self.srv_if])
+        sh(["ip", "-n", self.cli, "addr", "add", f"{self.cli_ip}/30", "dev", self.cli_if])
+        for ns, dev in ((self.srv, self.srv_if), (self.cli, self.cli_if)):
+            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+            sh(["ip", "-n", ns, "link", "set", dev, "up"])
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                sh(["ip", "-n", self.cli, "route", "get", self.srv_ip])
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def info(self):
+        return {k: getattr(self, k) for k in ("n", "cli", "srv", "cli_if", "srv_if", "srv_ip",
+                                              "cli_ip")}
+
+    def destroy(self):
+        for ns in reversed(self.made):
+            delete_ns(ns)
+        self.made = []
+
+
+# ---------------------------------------------------------------------------------------------
+# inside a pair: sshd in SRV, faults, the tunnel checked while a fault runs its course
+
+class SrvSshd:
+    """OpenSSH's sshd on SRV_IP:22 in the SRV namespace; kill() takes down the listener and
+    every session at once, start() brings it back on the same address."""
+
+    def __init__(self, net, d):
+        self.net, self.dir = net, d
+        self.cfg = os.path.join(d, "sshd_config")
+        with open(self.cfg, "w") as f:
+            f.write(sshd_config(22, net["srv_ip"], d,
+                                  "ClientAliveInterval 0\n"
+                                  "LogLevel VERBOSE\n"
+                                  "MaxStartups 100:30:200\n"
+                                  "MaxSessions 100\n"
+                                  "UseDNS no\n"))
+        self.proc = None
+        self.count = 0
+
+    def start(self, timeout=10.0):
+        """Starts the listener; returns the monotonic time its log said it listens."""
+        self.count += 1
+        logf = os.path.join(self.dir, f"sshd-{self.count}.log")
+        self.proc = start(["ip", "netns", "exec", self.net["srv"], "/usr/sbin/sshd", "-D", "-e",
+                             "-f", self.cfg], stderr=logf)
+        t = wait_listening(self.proc, logf, f"Server listening on {self.net['srv_ip']} port 22", timeout)
+        if t is None:
+            raise RuntimeError(f"sshd did not start; see {logf}")
+        return t
+
+    def kill(self):
+        """SIGKILLs the listener and all sessions together; returns how many processes."""
+        victims = set()
+        if self.proc is not None:
+            victims.add(self.proc.pid)
+            victims.update(descendants(self.proc.pid))
+        for p in netns_pids(self.net["srv"]):
+            if cmdline(p).startswith("sshd"):
+                victims.add(p)
+        for p in victims:
+            _signal(p, signal.SIGKILL)
+        if self.proc is not None:
+            stop(self.proc, grace=0)
+            self.proc = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in victims):
+            time.sleep(0.02)
+        return len(victims)
+
+
+def iptables(ns, op, rule):
+    nsx(ns, ["iptables", "-w", "5", op] + rule)
+
+
+class Fault:
+    """One fault, applied and lifted inside the pair's namespaces."""
+
+    def __init__(self, kind, net, sshd, d):
+        self.kind, self.net, self.sshd, self.dir = kind, net, sshd, d
+        self.rules = []  # (ns, rule) added
+        self.qdiscs = []  # (ns, dev)
+        self.delayer = None
+        self.info = {}
+
+    def _rule(self, ns, rule):
+        iptables(ns, "-A", rule)
+        self.rules.append((ns, rule))
+
+    def apply(self):
+        n = self.net
+        if self.kind == "blackhole":
+            # lost in flight: each end drops what arrives from the other, so neither sender
+            # learns anything (a DROP in the sender's own OUTPUT chain fails every packet it
+            # sends locally with EPERM, which its TCP treats differently from silent loss)
+            self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
+            self._rule(n["srv"], ["INPUT", "-s", n["cli_ip"], "-j", "DROP"])
+        elif self.kind == "blackhole-out":
+            # the fault-injection tests' black hole (tests/netns/): both rules in CLI
+            self._rule(n["cli"], ["OUTPUT", "-d", n["srv_ip"], "-j", "DROP"])
+            self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
+        elif self.kind == "serverdown":
+            self.info["killed"] = self.sshd.kill()
+        elif self.kind == "loss":
+            # on arrival (in flight, as above), each direction
+            for ns, src in ((n["cli"], n["srv_ip"]), (n["srv"], n["cli_ip"])):
+                self._rule(ns, ["INPUT", "-s", src, "-m", "statistic", "--mode", "random",
+                                "--probability", "0.2000", "-j", "DROP"])
+        elif self.kind == "delay":
+            ready = os.path.join(self.dir, "delayer.ready")
+            self.delayer = start([sys.executable, RECOVERY_BENCH, "delayer",
+                             "--queue", "0", "--delay", "0.3", "--ready", ready,
+                             "--max-life", "400"],
+                            stdout=os.path.join(self.dir, "delayer.log"),
+                            stderr=os.path.join(self.dir, "delayer.log"))
+            if not wait_file(ready, 10, lambda: self.delayer.poll() is None):
+                raise RuntimeError("NFQUEUE delayer did not start; see delayer.log")
+            self._rule(n["cli"], ["OUTPUT", "-d", n["srv_ip"], "-j", "NFQUEUE", "--queue-num",
+                                  "0", "--queue-bypass"])
+        elif self.kind == "tbf":
+            for ns, dev in ((n["cli"], n["cli_if"]), (n["srv"], n["srv_if"])):
+                nsx(ns, ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "1mbit",
+                         "burst", "32kbit", "latency", "400ms"])
+                self.qdiscs.append((ns, dev))
+        else:
+            raise ValueError(self.kind)
+
+    def lift(self):
+        """Removes the fault; returns the monotonic time the server counts as back."""
+        for ns, rule in reversed(self.rules):
+            iptables(ns, "-D", rule)
+        self.rules = []
+        for ns, dev in self.qdiscs:
+            nsx(ns, ["tc", "qdisc", "del", "dev", dev, "root"])
+        self.qdiscs = []
+        t = time.monotonic()
+        if self.delayer is not None:
+            stop(self.delayer, grace=2)  # SIGTERM: it lets everything held go, then exits
+            with open(os.path.join(self.dir, "delayer.log"), errors="replace") as f:
+                self.info["delayer"] = f.read().strip()[-300:]
+            self.delayer = None
+        if self.kind == "serverdown":
+            t = self.sshd.start()
+        return t
+
+
+PROBE_OK = re.compile(r"probe \d+ ok|check on child|set alarm|connection ok|checking for grace|"
+                      r"received SIGALRM|clear alarm timer")
+
+
+def key_lines(text, limit=300):
+    """The log without per-probe chatter, at most `limit` lines (head and tail)."""
+    lines = [l for l in text.splitlines() if not PROBE_OK.search(l)]
+    if len(lines) > limit:
+        lines = lines[:limit // 2] + [f"... ({len(lines) - limit} lines left out) ..."] + \
+            lines[-limit // 2:]
+    return lines
+
+
+
+def fault_checks(fault, logfile, t_fault, during, *, lifted, check_timeout, until, ok_key,
+                 ok_field, hold, give_up, on_ok=None):
+    """Runs a fault's timeline in a thread while the tunnel is checked every 0.1 s (checks of
+    `check_timeout` s, started until monotonic time `until` at the latest). The timeline sleeps
+    until t_fault and applies the fault (st: log_fault, t_fault, t_applied), then during(st)
+    lifts it and sets st[lifted]; an exception there lands in st["error"] and ends the checks.
+    Once st[lifted] is set, the first successful check whose start (ok_field 0) or end (ok_field
+    1) is not before it puts its end in st[ok_key] (then on_ok(st) is called); the checks stop
+    `hold` s after that, or `give_up` s after st[lifted] without one. Returns (st, checks, the
+    log's text)."""
+    st = {}
+
+    def timeline():
+        try:
+            sleep_until(t_fault)
+            st["log_fault"] = log_size(logfile)
+            st["t_fault"] = time.monotonic()
+            fault.apply()
+            st["t_applied"] = time.monotonic()
+            during(st)
+        except Exception as e:  # noqa: BLE001
+            st["error"] = f"{type(e).__name__}: {e}"
+
+    th = threading.Thread(target=timeline, daemon=True)
+    th.start()
+    scan = [0]
+
+    def stop(results):
+        if "error" in st:
+            return True
+        t_lifted = st.get(lifted)
+        if t_lifted is None:
+            return False
+        now = time.monotonic()
+        if ok_key not in st:
+            for i in range(scan[0], len(results)):
+                r = results[i]
+                if r[1] is None:
+                    break
+                if r[2] and r[ok_field] >= t_lifted:
+                    st[ok_key] = r[1]
+                    if on_ok is not None:
+                        on_ok(st)
+                    break
+                scan[0] = i + 1
+        if ok_key in st:
+            return now >= st[ok_key] + hold
+        return now >= t_lifted + give_up
+
+    checks = Checker(TUNNEL, timeout=check_timeout).run(0.1, until, stop=stop)
+    th.join(timeout=30)
+    if "error" in st:
+        raise RuntimeError(st["error"])
+    if lifted not in st:
+        raise RuntimeError("the fault was not lifted in time")
+    return st, checks, read_log(logfile)

@@ -5,7 +5,7 @@ default settings (no AUTOSSH_POLL; AUTOSSH_GATETIME=0), both programs given the 
   field_bench.py run --out FILE        the benchmark (coordinator; `bash bench/run.sh field`)
   field_bench.py report --json FILE --facts FACTS --md bench/results-field.md
 
-Cases (each run in a CLI/SRV network-namespace pair of its own, recovery_bench.Pair: a veth
+Cases (each run in a CLI/SRV network-namespace pair of its own, benchlib.Pair: a veth
 pair 10.203.N.0/30 made inside the namespaces; sshd and the echo service 127.0.0.1:7007 in SRV;
 autossh and the tunnel checker in CLI). The runs of one case start together and get their fault
 at the same CLOCK_MONOTONIC instant; the cases run one after the other.
@@ -20,7 +20,7 @@ at the same CLOCK_MONOTONIC instant; the cases run one after the other.
              `kill` runs: every sshd session process SIGKILLed (listener kept): seconds until the
              tunnel works again. `term` runs: SIGTERM to autossh: ssh processes (and control
              masters) left in CLI a second later. Both: autossh alive 5 s after start?
-  blackhole  20 s black hole (iptables DROP on arrival at both ends, recovery_bench.Fault):
+  blackhole  20 s black hole (iptables DROP on arrival at both ends, benchlib.Fault):
              seconds from the lift to a working tunnel.
   addr       an idle tunnel; the client's address changes: 10.204.N.2/24 added to CLI's veth
              (SRV got 10.204.N.1/24 at setup), 10.203.N.2/30 deleted, a route 10.203.N.1/32 dev
@@ -44,13 +44,12 @@ import sys
 import time
 
 import benchlib as B
-import recovery_bench as R
 from report import rec_value, sec_cell
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "field")
 PROGS = {"ours": os.environ.get("FIELD_BENCH_OURS") or B.OURS, "1.4g": B.THEIRS}
-TUNNEL, SERVICE = R.TUNNEL, R.SERVICE
+TUNNEL, SERVICE = B.TUNNEL, B.SERVICE
 TARGET_PORT = 2222
 CASES = ("jump", "mux", "blackhole", "addr")
 ALIVE_AFTER = 5.0       # mux: is autossh still running this long after its start?
@@ -161,7 +160,7 @@ def ssh_procs(net, cm_dir):
     (a ControlPersist master keeps ssh's original command line here)."""
     out = []
     cm = control_socket_inodes(cm_dir)
-    for p in R.netns_pids(net["cli"]):
+    for p in B.netns_pids(net["cli"]):
         cl = B.cmdline(p)
         if not cl:
             continue
@@ -181,12 +180,12 @@ class TargetDown:
         self.info = {}
 
     def apply(self):
-        self.info["jump_log_fault"] = R.log_size(self.jump.logf)
+        self.info["jump_log_fault"] = B.log_size(self.jump.logf)
         self.info["killed"] = self.target.kill()
 
     def lift(self):
         t = self.target.start()
-        self.info["jump_log_return"] = R.log_size(self.jump.logf)
+        self.info["jump_log_return"] = B.log_size(self.jump.logf)
         return t
 
 
@@ -209,18 +208,18 @@ def timed(res, fault, logfile, t_fault, length, cap, ok_field, on_ok=None):
     until a check succeeds after the return (ok_field 1: one that ends after it; 0: one that
     starts after it), then 2 s more, or `cap` s after the return."""
     def during(st):
-        R.sleep_until(st["t_fault"] + length)
+        B.sleep_until(st["t_fault"] + length)
         st["t_lift"] = time.monotonic()
         t_ret = fault.lift()
-        st["log_return"] = R.log_size(logfile)
+        st["log_return"] = B.log_size(logfile)
         st["t_return"] = t_ret
 
     def recovered(st):
-        st["log_recovered"] = R.log_size(logfile)
+        st["log_recovered"] = B.log_size(logfile)
         if on_ok is not None:
             on_ok(st)
 
-    st, checks, text = R.fault_checks(fault, logfile, t_fault, during, lifted="t_return",
+    st, checks, text = B.fault_checks(fault, logfile, t_fault, during, lifted="t_return",
                                       check_timeout=0.5, until=t_fault + length + cap + 20,
                                       ok_key="recovered_at", ok_field=ok_field, hold=2,
                                       give_up=cap, on_ok=recovered)
@@ -263,14 +262,14 @@ def addr_change(spec, res, logfile, t_fault):
                 f"addr del {net['cli_ip']}/30 dev {dev}\n"
                 f"route add {net['srv_ip']}/32 dev {dev} src 10.204.{n}.2\n")
     giveup = spec["giveup"]
-    R.sleep_until(t_fault)
-    off = R.log_size(logfile)
+    B.sleep_until(t_fault)
+    off = B.log_size(logfile)
     res["log_fault_offset"] = off
     t0 = time.monotonic()
-    R.sh(["ip", "-n", net["cli"], "-batch", batch])
+    B.sh(["ip", "-n", net["cli"], "-batch", batch])
     t1 = time.monotonic()
     res["change_took_s"] = round(t1 - t0, 3)
-    res["addresses_after"] = R.sh(["ip", "-n", net["cli"], "-br", "addr", "show", "dev", dev]).split()[2:]
+    res["addresses_after"] = B.sh(["ip", "-n", net["cli"], "-br", "addr", "show", "dev", dev]).split()[2:]
     checker = B.Checker(TUNNEL, timeout=0.5)
     if spec["variant"] == "log":
         # no traffic through the tunnel at all: only autossh's log is watched
@@ -289,7 +288,7 @@ def addr_change(spec, res, logfile, t_fault):
         t_up = wait_log(logfile, off, "tunnel up", t1 + CHECKS_AFTER)
         if t_up is not None:
             res["log_up_s"] = round(t_up - t1, 3)
-        R.sleep_until(t1 + CHECKS_AFTER)
+        B.sleep_until(t1 + CHECKS_AFTER)
         checks = checker.run(0.1, t1 + giveup, stop_on_success=True)
         ok = [c for c in checks if c[2]]
         res["checks"] = len(checks)
@@ -306,7 +305,7 @@ def addr_change(spec, res, logfile, t_fault):
 def mux_term(spec, res, proc, t_fault):
     """SIGTERM to autossh (only its pid, as a user would); what is left in CLI a second later."""
     net = spec["net"]
-    R.sleep_until(t_fault)
+    B.sleep_until(t_fault)
     res["alive_at_term"] = proc.poll() is None
     res["ssh_before_term"] = len(ssh_procs(net, spec["cm_dir"]))
     B._signal(proc.pid, signal.SIGTERM)
@@ -324,130 +323,175 @@ def mux_term(spec, res, proc, t_fault):
         B._signal(p[0], signal.SIGKILL)
 
 
-def worker(spec):
+def make_sshds(spec):
+    """The run's sshds in SRV (not started): jump: the jump's and the target's."""
+    net, d = spec["net"], spec["dir"]
+    if spec["case"] == "jump":
+        jump = NsSshd(net["srv"], net["srv_ip"], 22, d, "jump")
+        target = NsSshd(net["srv"], "127.0.0.1", TARGET_PORT, d, "target")
+        return [jump, target]
+    sshd = NsSshd(net["srv"], net["srv_ip"], 22, d, "srv")
+    return [sshd]
+
+
+def start_servers(spec, sshds):
+    """The sshds, the new subnet's server side (addr) and the echo service, in SRV."""
     net, d, case = spec["net"], spec["dir"], spec["case"]
-    os.makedirs(d, exist_ok=True)
+    for s in sshds:
+        s.start()
+    if case == "addr":  # the server's side of the new subnet, ready before the change
+        B.sh(["ip", "-n", net["srv"], "addr", "add", f"10.204.{net['n']}.1/24", "dev",
+              net["srv_if"]])
+    ready = os.path.join(d, "echo.ready")
+    echo = B.start(["ip", "netns", "exec", net["srv"], sys.executable,
+                    os.path.join(HERE, "recovery_bench.py"), "echo-service", "--port",
+                    str(SERVICE), "--ready", ready, "--max-life", "900"],
+                   stderr=os.path.join(d, "echo.log"))
+    if not B.wait_file(ready, 10, lambda: echo.poll() is None):
+        raise RuntimeError("echo service did not start")
+
+
+def start_autossh(spec, res, logfile):
+    """Writes the run's ssh_config and starts the autossh under test: (start time, process)."""
+    d, case = spec["dir"], spec["case"]
+    if case == "mux":
+        os.makedirs(spec["cm_dir"], exist_ok=True)
+    cfg = os.path.join(d, "ssh_config")
+    with open(cfg, "w") as f:
+        f.write(ssh_config(spec))
+    host = "target" if case == "jump" else "srv"
+    prog = spec["ours"] if spec["prog"] == "ours" else PROGS[spec["prog"]]
+    argv = [prog, "-M", "0", "-N", "-L", f"{TUNNEL}:127.0.0.1:{SERVICE}", "-F", cfg, host]
+    env = B.autossh_env(logfile, None)
+    res["argv"] = " ".join(argv)
+    res["env"] = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("AUTOSSH_"))
+    t_start = time.monotonic()
+    return t_start, B.start(argv, env=env, stdout=os.path.join(d, "autossh.stderr"),
+                            stderr=os.path.join(d, "autossh.stderr"))
+
+
+def wait_tunnel(spec, res, proc, logfile, t_start):
+    """Waits (30 s at most) for a working tunnel; returns when autossh exited (None: it runs;
+    only mux may see it exit)."""
+    exited_at = None
+    checker = B.Checker(TUNNEL, timeout=0.5)
+    deadline = t_start + 30
+    while True:
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+            if spec["case"] != "mux":
+                raise RuntimeError(f"autossh exited with {proc.returncode} before the tunnel was up")
+        if checker.once():
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the tunnel did not work within 30 s of the start")
+        time.sleep(0.1)
+    res["tunnel_after_start_s"] = round(time.monotonic() - t_start, 2)
+    if spec["prog"] == "ours" and exited_at is None:
+        if B.wait_file(logfile, 5) and wait_log(logfile, 0, "tunnel up", time.monotonic() + 10) is None:
+            res["note"] = "no \"tunnel up\" in our log within 10 s of a working tunnel"
+    return exited_at
+
+
+def mux_alive(spec, res, proc, t_start, exited_at):
+    """mux: is autossh still running ALIVE_AFTER s after its start, and its ssh processes."""
+    while time.monotonic() < t_start + ALIVE_AFTER:
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        time.sleep(0.02)
+    if exited_at is None and proc.poll() is not None:
+        exited_at = time.monotonic()
+    res["alive_after_start"] = exited_at is None
+    if exited_at is not None:
+        res["exit_code"] = proc.returncode
+        res["exited_after_s"] = round(exited_at - t_start, 2)
+    procs = ssh_procs(spec["net"], spec["cm_dir"])
+    res["masters_running"] = sum(1 for p in procs if p[2])
+    res["ssh_running"] = len(procs)
+
+
+def wait_go(spec):
+    """Says ready; the fault's instant from the coordinator's go."""
+    B.write_json(spec["ready"], {"t": time.monotonic()})
+    if not B.wait_file(spec["go"], 120):
+        raise RuntimeError("no go signal from the coordinator")
+    with open(spec["go"]) as f:
+        return json.load(f)["t0"] + spec["offset"]
+
+
+def case_fault(spec, res, proc, sshds, logfile, t_fault):
+    """The case's fault at t_fault, and what it measures."""
+    net, d, case = spec["net"], spec["dir"], spec["case"]
+    if case == "jump":
+        jump, target = sshds
+        fault = TargetDown(target, jump)
+        timed(res, fault, logfile, t_fault, spec["jump_down"], spec["giveup"], ok_field=1)
+        text = B.read_log(jump.logf)
+        a, b = fault.info["jump_log_fault"], fault.info["jump_log_return"]
+        res["jump_conns"] = len(CONN_RE.findall(text[a:b]))
+        res["jump_logins"] = len(LOGIN_RE.findall(text[a:b]))
+        res["jump_conn_rate"] = round(res["jump_conns"] / max(0.001, res["fault_s"]), 3)
+        res["jump_conns_after_return"] = len(CONN_RE.findall(text[b:]))
+        res["fault_info"] = fault.info
+    elif case == "blackhole":
+        fault = B.Fault("blackhole", net, None, d)
+        timed(res, fault, logfile, t_fault, spec["hole"], spec["giveup"], ok_field=1)
+    elif case == "mux" and spec["variant"] == "kill":
+        fault = SessionKill(sshds[0])
+        res["alive_at_fault"] = proc.poll() is None
+        res["masters_at_fault"] = sum(1 for p in ssh_procs(net, spec["cm_dir"]) if p[2])
+        timed(res, fault, logfile, t_fault, 0, spec["mux_giveup"], ok_field=0)
+        res["fault_info"] = fault.info
+    elif case == "mux":
+        mux_term(spec, res, proc, t_fault)
+    elif case == "addr":
+        addr_change(spec, res, logfile, t_fault)
+
+
+def finish(spec, res, proc, sshds, logfile):
+    """Stops what still runs, writes the result and keeps the logs."""
+    net, d = spec["net"], spec["dir"]
+    if proc is not None:
+        B.stop(proc)
+    # whatever ssh is left in CLI (a ControlPersist master lives on outside autossh's group)
+    for p in ssh_procs(net, spec.get("cm_dir", "/nonexistent")):
+        B._signal(p[0], signal.SIGKILL)
+    for s in sshds:
+        s.kill()
+    text = B.read_log(logfile)
+    res["log_key_lines"] = B.key_lines(text[res.get("log_fault_offset", 0):], 120)
+    res["starts_total"] = B.starts(text)
+    B.write_json(spec["out"], res)
+    os.makedirs(LOGDIR, exist_ok=True)
+    copies = [(logfile, ".log"), (os.path.join(d, "autossh.stderr"), ".stderr"),
+              (os.path.join(d, "ssh_config"), ".ssh_config")]
+    for s in sshds:
+        copies += [(lf, f".{s.name}-sshd-{i + 1}.log") for i, lf in enumerate(s.logs)]
+    for src, suffix in copies:
+        if os.path.exists(src) and os.path.getsize(src) > 0:
+            shutil.copy(src, os.path.join(LOGDIR, spec["tag"] + suffix))
+
+
+def worker(spec):
+    os.makedirs(spec["dir"], exist_ok=True)
     res = {k: spec[k] for k in ("case", "variant", "prog", "tag", "rep")}
-    logfile = os.path.join(d, "autossh.log")
+    logfile = os.path.join(spec["dir"], "autossh.log")
     proc = None
     sshds = []
     try:
-        if case == "jump":
-            jump = NsSshd(net["srv"], net["srv_ip"], 22, d, "jump")
-            target = NsSshd(net["srv"], "127.0.0.1", TARGET_PORT, d, "target")
-            sshds = [jump, target]
-        else:
-            sshd = NsSshd(net["srv"], net["srv_ip"], 22, d, "srv")
-            sshds = [sshd]
-        for s in sshds:
-            s.start()
-        if case == "addr":  # the server's side of the new subnet, ready before the change
-            R.sh(["ip", "-n", net["srv"], "addr", "add", f"10.204.{net['n']}.1/24", "dev",
-                  net["srv_if"]])
-        ready = os.path.join(d, "echo.ready")
-        echo = B.start(["ip", "netns", "exec", net["srv"], sys.executable,
-                        os.path.join(HERE, "recovery_bench.py"), "echo-service", "--port",
-                        str(SERVICE), "--ready", ready, "--max-life", "900"],
-                       stderr=os.path.join(d, "echo.log"))
-        if not R.wait_file(ready, 10, lambda: echo.poll() is None):
-            raise RuntimeError("echo service did not start")
-        if case == "mux":
-            os.makedirs(spec["cm_dir"], exist_ok=True)
-        cfg = os.path.join(d, "ssh_config")
-        with open(cfg, "w") as f:
-            f.write(ssh_config(spec))
-        host = "target" if case == "jump" else "srv"
-        prog = spec["ours"] if spec["prog"] == "ours" else PROGS[spec["prog"]]
-        argv = [prog, "-M", "0", "-N", "-L", f"{TUNNEL}:127.0.0.1:{SERVICE}", "-F", cfg, host]
-        env = B.autossh_env(logfile, None)
-        res["argv"] = " ".join(argv)
-        res["env"] = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("AUTOSSH_"))
-        t_start = time.monotonic()
-        proc = B.start(argv, env=env, stdout=os.path.join(d, "autossh.stderr"),
-                       stderr=os.path.join(d, "autossh.stderr"))
-        exited_at = None
-        checker = B.Checker(TUNNEL, timeout=0.5)
-        deadline = t_start + 30
-        while True:
-            if exited_at is None and proc.poll() is not None:
-                exited_at = time.monotonic()
-                if case != "mux":
-                    raise RuntimeError(f"autossh exited with {proc.returncode} before the tunnel was up")
-            if checker.once():
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the tunnel did not work within 30 s of the start")
-            time.sleep(0.1)
-        res["tunnel_after_start_s"] = round(time.monotonic() - t_start, 2)
-        if spec["prog"] == "ours" and exited_at is None:
-            if R.wait_file(logfile, 5) and wait_log(logfile, 0, "tunnel up", time.monotonic() + 10) is None:
-                res["note"] = "no \"tunnel up\" in our log within 10 s of a working tunnel"
-        if case == "mux":
-            while time.monotonic() < t_start + ALIVE_AFTER:
-                if exited_at is None and proc.poll() is not None:
-                    exited_at = time.monotonic()
-                time.sleep(0.02)
-            if exited_at is None and proc.poll() is not None:
-                exited_at = time.monotonic()
-            res["alive_after_start"] = exited_at is None
-            if exited_at is not None:
-                res["exit_code"] = proc.returncode
-                res["exited_after_s"] = round(exited_at - t_start, 2)
-            procs = ssh_procs(net, spec["cm_dir"])
-            res["masters_running"] = sum(1 for p in procs if p[2])
-            res["ssh_running"] = len(procs)
-        B.write_json(spec["ready"], {"t": time.monotonic()})
-        if not R.wait_file(spec["go"], 120):
-            raise RuntimeError("no go signal from the coordinator")
-        with open(spec["go"]) as f:
-            t_fault = json.load(f)["t0"] + spec["offset"]
-
-        if case == "jump":
-            fault = TargetDown(target, jump)
-            timed(res, fault, logfile, t_fault, spec["jump_down"], spec["giveup"], ok_field=1)
-            text = B.read_log(jump.logf)
-            a, b = fault.info["jump_log_fault"], fault.info["jump_log_return"]
-            res["jump_conns"] = len(CONN_RE.findall(text[a:b]))
-            res["jump_logins"] = len(LOGIN_RE.findall(text[a:b]))
-            res["jump_conn_rate"] = round(res["jump_conns"] / max(0.001, res["fault_s"]), 3)
-            res["jump_conns_after_return"] = len(CONN_RE.findall(text[b:]))
-            res["fault_info"] = fault.info
-        elif case == "blackhole":
-            fault = R.Fault("blackhole", net, None, d)
-            timed(res, fault, logfile, t_fault, spec["hole"], spec["giveup"], ok_field=1)
-        elif case == "mux" and spec["variant"] == "kill":
-            fault = SessionKill(sshd)
-            res["alive_at_fault"] = proc.poll() is None
-            res["masters_at_fault"] = sum(1 for p in ssh_procs(net, spec["cm_dir"]) if p[2])
-            timed(res, fault, logfile, t_fault, 0, spec["mux_giveup"], ok_field=0)
-            res["fault_info"] = fault.info
-        elif case == "mux":
-            mux_term(spec, res, proc, t_fault)
-        elif case == "addr":
-            addr_change(spec, res, logfile, t_fault)
+        sshds = make_sshds(spec)
+        start_servers(spec, sshds)
+        t_start, proc = start_autossh(spec, res, logfile)
+        exited_at = wait_tunnel(spec, res, proc, logfile, t_start)
+        if spec["case"] == "mux":
+            mux_alive(spec, res, proc, t_start, exited_at)
+        t_fault = wait_go(spec)
+        case_fault(spec, res, proc, sshds, logfile, t_fault)
         res["alive_at_end"] = proc.poll() is None
     except Exception as e:  # noqa: BLE001 - reported in the results
         res["error"] = f"{type(e).__name__}: {e}"
     finally:
-        if proc is not None:
-            B.stop(proc)
-        # whatever ssh is left in CLI (a ControlPersist master lives on outside autossh's group)
-        for p in ssh_procs(net, spec.get("cm_dir", "/nonexistent")):
-            B._signal(p[0], signal.SIGKILL)
-        for s in sshds:
-            s.kill()
-        text = B.read_log(logfile)
-        res["log_key_lines"] = R.key_lines(text[res.get("log_fault_offset", 0):], 120)
-        res["starts_total"] = B.starts(text)
-        B.write_json(spec["out"], res)
-        os.makedirs(LOGDIR, exist_ok=True)
-        copies = [(logfile, ".log"), (os.path.join(d, "autossh.stderr"), ".stderr"),
-                  (os.path.join(d, "ssh_config"), ".ssh_config")]
-        for s in sshds:
-            copies += [(lf, f".{s.name}-sshd-{i + 1}.log") for i, lf in enumerate(s.logs)]
-        for src, suffix in copies:
-            if os.path.exists(src) and os.path.getsize(src) > 0:
-                shutil.copy(src, os.path.join(LOGDIR, spec["tag"] + suffix))
+        finish(spec, res, proc, sshds, logfile)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +514,7 @@ def run_case(cfg, rep, case, seq, results):
         for variant, prog in runs_of(case):
             seq[0] += 1
             n = (seq[0] - 1) % 250 + 1
-            pair = R.Pair(n)
+            pair = B.Pair(n)
             pairs.append(pair)
             pair.create()
             name = (f"{variant}-" if variant else "") + prog
@@ -489,7 +533,7 @@ def run_case(cfg, rep, case, seq, results):
             workers.append((spec, p))
         deadline = time.monotonic() + 60
         for spec, p in workers:
-            R.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
+            B.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()),
                         lambda p=p: p.poll() is None)
         up = sum(1 for spec, _ in workers if os.path.exists(spec["ready"]))
         t0 = time.monotonic() + 1.0
@@ -549,7 +593,7 @@ def run(args):
     shutil.copy2(PROGS["ours"], ours_copy)
     meta = dict(cfg, ours=PROGS["ours"], alive_after_s=ALIVE_AFTER, checks_after_s=CHECKS_AFTER)
     PROGS["ours"] = ours_copy
-    R.remove_stale_namespaces()
+    B.remove_stale_namespaces()
     B.make_keys()
     B.log(f"cases {' '.join(cfg['cases'])}; repeat {cfg['repeat']}; give-up {cfg['giveup']:.0f} s"
           + ("; QUICK" if cfg["quick"] else ""))
@@ -589,112 +633,117 @@ def within(key, limit):
     return pred
 
 
-def report(args):
-    from report import load, md_facts, md_table, print_results, write_md  # noqa: PLC0415
+class FieldTable:
+    """The results table, goals and odd runs of the report, filled case by case."""
 
-    data = load(args.json, dict)
-    meta = data.get("meta", {})
-    res = data.get("results", [])
-    facts = load(args.facts, dict) if args.facts else {}
-    giveup = meta.get("giveup", 60)
-    down, hole, mux_giveup = meta.get("jump_down", 30), meta.get("hole", 20), meta.get("mux_giveup", 20)
+    def __init__(self, res):
+        self.res = res
+        self.rows, self.goals, self.odd = [], [], []
+        self.last = None
 
-    def sel(case, prog, variant=""):
-        return [r for r in res if r.get("case") == case and r.get("prog") == prog
+    def sel(self, case, prog, variant=""):
+        return [r for r in self.res if r.get("case") == case and r.get("prog") == prog
                 and r.get("variant", "") == variant]
 
-    rows, goals, notes, odd = [], [], [], []
-
-    last = [None]
-
-    def row(case, what, ours, theirs, goal=""):
+    def row(self, case, what, ours, theirs, goal=""):
         # the case's name on its first row only
-        rows.append([case if case != last[0] else "", what, ours, theirs, goal])
-        last[0] = case
+        self.rows.append([case if case != self.last else "", what, ours, theirs, goal])
+        self.last = case
 
-    cases = meta.get("cases", CASES)
-    if "jump" in cases:
-        o, t = sel("jump", "ours"), sel("jump", "1.4g")
-        name = f"1. jump host: target sshd down {down} s, jump up (`-F cfg target`, ProxyJump)"
-        row(name, "target back → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"),
+
+def jump_rows(tab, down):
+    o, t = tab.sel("jump", "ours"), tab.sel("jump", "1.4g")
+    name = f"1. jump host: target sshd down {down} s, jump up (`-F cfg target`, ProxyJump)"
+    tab.row(name, "target back → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"),
             f"≤ {JUMP_GOAL:g}")
-        conns = lambda r: f"{r['jump_conns']} ({r['jump_conn_rate']:.2f}/s)"  # noqa: E731
-        row(name, "TCP connections to the jump during the outage (per s)", each(o, conns),
+    conns = lambda r: f"{r['jump_conns']} ({r['jump_conn_rate']:.2f}/s)"  # noqa: E731
+    tab.row(name, "TCP connections to the jump during the outage (per s)", each(o, conns),
             each(t, conns), f"≤ {JUMP_RATE_GOAL:g}/s")
-        row(name, "logins on the jump / ssh starts, during the outage",
+    tab.row(name, "logins on the jump / ssh starts, during the outage",
             each(o, lambda r: f"{r['jump_logins']} / {r['starts_during_fault']}"),
             each(t, lambda r: f"{r['jump_logins']} / {r['starts_during_fault']}"))
-        row(name, "ssh starts from the return to a working tunnel",
+    tab.row(name, "ssh starts from the return to a working tunnel",
             each(o, lambda r: str(r["starts_to_recovery"])), each(t, lambda r: str(r["starts_to_recovery"])))
-        ok = all_ok(o, within("back_s", JUMP_GOAL))
-        goals.append((f"jump host: ours' tunnel works within {JUMP_GOAL:g} s of the target's return",
+    ok = all_ok(o, within("back_s", JUMP_GOAL))
+    tab.goals.append((f"jump host: ours' tunnel works within {JUMP_GOAL:g} s of the target's return",
                       sec_cell(o, "back_s") + " s", ok))
-        ok2 = all_ok(o, lambda r: r["jump_conn_rate"] <= JUMP_RATE_GOAL + 0.005)
-        goals.append((f"jump host: ours connects to the jump at most once every {1 / JUMP_RATE_GOAL:g} s "
+    ok2 = all_ok(o, lambda r: r["jump_conn_rate"] <= JUMP_RATE_GOAL + 0.005)
+    tab.goals.append((f"jump host: ours connects to the jump at most once every {1 / JUMP_RATE_GOAL:g} s "
                       "during the outage", each(o, conns), ok2))
-        if not (ok and ok2):
-            odd += [r for r in o if "error" not in r]
-    if "mux" in cases:
-        ok_, tk = sel("mux", "ours", "kill"), sel("mux", "1.4g", "kill")
-        ot, tt = sel("mux", "ours", "term"), sel("mux", "1.4g", "term")
-        name = "2. ControlMaster auto + ControlPersist yes in ssh_config (`-F cfg srv`)"
+    if not (ok and ok2):
+        tab.odd += [r for r in o if "error" not in r]
 
-        def alive(r):
-            if r.get("alive_after_start"):
-                return "yes"
-            return f"no (exit {r.get('exit_code')} after {r.get('exited_after_s')} s)"
 
-        row(name, f"autossh running {ALIVE_AFTER:g} s after its start (kill run · term run)", each(ok_ + ot, alive),
+def mux_rows(tab):
+    ok_, tk = tab.sel("mux", "ours", "kill"), tab.sel("mux", "1.4g", "kill")
+    ot, tt = tab.sel("mux", "ours", "term"), tab.sel("mux", "1.4g", "term")
+    name = "2. ControlMaster auto + ControlPersist yes in ssh_config (`-F cfg srv`)"
+
+    def alive(r):
+        if r.get("alive_after_start"):
+            return "yes"
+        return f"no (exit {r.get('exit_code')} after {r.get('exited_after_s')} s)"
+
+    tab.row(name, f"autossh running {ALIVE_AFTER:g} s after its start (kill run · term run)", each(ok_ + ot, alive),
             each(tk + tt, alive), "yes")
-        row(name, "control masters running then (kill run · term run)", each(ok_ + ot, lambda r: str(r["masters_running"])),
+    tab.row(name, "control masters running then (kill run · term run)", each(ok_ + ot, lambda r: str(r["masters_running"])),
             each(tk + tt, lambda r: str(r["masters_running"])))
-        row(name, "server's sessions SIGKILLed → tunnel works, s", sec_cell(ok_, "back_s"),
+    tab.row(name, "server's sessions SIGKILLed → tunnel works, s", sec_cell(ok_, "back_s"),
             sec_cell(tk, "back_s"), f"≤ {MUX_GOAL:g}")
-        row(name, "ssh starts from the kill to a working tunnel (or the give-up)",
+    tab.row(name, "ssh starts from the kill to a working tunnel (or the give-up)",
             each(ok_, lambda r: str(r["starts_during_fault"] + r["starts_to_recovery"])),
             each(tk, lambda r: str(r["starts_during_fault"] + r["starts_to_recovery"])))
-        left = lambda r: f"{r['ssh_left']} ({r['masters_left']})"  # noqa: E731
-        row(name, "ssh processes (masters) left 1 s after SIGTERM of autossh", each(ot, left),
+    left = lambda r: f"{r['ssh_left']} ({r['masters_left']})"  # noqa: E731
+    tab.row(name, "ssh processes (masters) left 1 s after SIGTERM of autossh", each(ot, left),
             each(tt, left), "0")
-        row(name, "tunnel still answers then", each(ot, lambda r: "yes" if r["tunnel_after_term"] else "no"),
+    tab.row(name, "tunnel still answers then", each(ot, lambda r: "yes" if r["tunnel_after_term"] else "no"),
             each(tt, lambda r: "yes" if r["tunnel_after_term"] else "no"))
-        g1 = all_ok(ok_ + ot, lambda r: r.get("alive_after_start"))
-        goals.append(("connection sharing: ours keeps running", each(ok_ + ot, alive), g1))
-        g2 = all_ok(ok_, within("back_s", MUX_GOAL))
-        goals.append((f"connection sharing: ours' tunnel works within {MUX_GOAL:g} s of the session kill "
+    g1 = all_ok(ok_ + ot, lambda r: r.get("alive_after_start"))
+    tab.goals.append(("connection sharing: ours keeps running", each(ok_ + ot, alive), g1))
+    g2 = all_ok(ok_, within("back_s", MUX_GOAL))
+    tab.goals.append((f"connection sharing: ours' tunnel works within {MUX_GOAL:g} s of the session kill "
                       "(the server answers throughout)", sec_cell(ok_, "back_s") + " s", g2))
-        g3 = all_ok(ot, lambda r: r["ssh_left"] == 0)
-        goals.append(("connection sharing: no ssh process left after SIGTERM of ours", each(ot, left), g3))
-        if not (g1 and g2):
-            odd += [r for r in ok_ if "error" not in r]
-    if "blackhole" in cases:
-        o, t = sel("blackhole", "ours"), sel("blackhole", "1.4g")
-        name = f"3. `-M 0`, black hole {hole} s (DROP on arrival, both ends)"
-        row(name, "lift → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"), f"≤ {HOLE_GOAL:g}")
-        row(name, "ssh starts during the hole / from the lift to a working tunnel",
+    g3 = all_ok(ot, lambda r: r["ssh_left"] == 0)
+    tab.goals.append(("connection sharing: no ssh process left after SIGTERM of ours", each(ot, left), g3))
+    if not (g1 and g2):
+        tab.odd += [r for r in ok_ if "error" not in r]
+
+
+def hole_rows(tab, hole):
+    o, t = tab.sel("blackhole", "ours"), tab.sel("blackhole", "1.4g")
+    name = f"3. `-M 0`, black hole {hole} s (DROP on arrival, both ends)"
+    tab.row(name, "lift → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"), f"≤ {HOLE_GOAL:g}")
+    tab.row(name, "ssh starts during the hole / from the lift to a working tunnel",
             each(o, lambda r: f"{r['starts_during_fault']} / {r['starts_to_recovery']}"),
             each(t, lambda r: f"{r['starts_during_fault']} / {r['starts_to_recovery']}"))
-        ok = all_ok(o, within("back_s", HOLE_GOAL))
-        goals.append((f"black hole: ours' tunnel works within {HOLE_GOAL:g} s of the lift",
+    ok = all_ok(o, within("back_s", HOLE_GOAL))
+    tab.goals.append((f"black hole: ours' tunnel works within {HOLE_GOAL:g} s of the lift",
                       sec_cell(o, "back_s") + " s", ok))
-        if not ok:
-            odd += [r for r in o if "error" not in r]
-    if "addr" in cases:
-        ol, oc, tc = sel("addr", "ours", "log"), sel("addr", "ours", "checks"), sel("addr", "1.4g", "checks")
-        name = "4. the client's address changes under an idle tunnel (`-M 0`)"
-        row(name, "(a) change → new \"tunnel up\" in autossh's log, no traffic at all, s",
+    if not ok:
+        tab.odd += [r for r in o if "error" not in r]
+
+
+def addr_rows(tab):
+    ol, oc, tc = tab.sel("addr", "ours", "log"), tab.sel("addr", "ours", "checks"), tab.sel("addr", "1.4g", "checks")
+    name = "4. the client's address changes under an idle tunnel (`-M 0`)"
+    tab.row(name, "(a) change → new \"tunnel up\" in autossh's log, no traffic at all, s",
             sec_cell(ol, "log_up_s"), "— (1.4g logs no such line)", f"≤ {ADDR_GOAL:g}")
-        row(name, f"(b) change → a check succeeds, checks every 0.1 s from +{CHECKS_AFTER:g} s, s",
+    tab.row(name, f"(b) change → a check succeeds, checks every 0.1 s from +{CHECKS_AFTER:g} s, s",
             sec_cell(oc, "check_ok_s"), sec_cell(tc, "check_ok_s"),
             f"(≥ {CHECKS_AFTER:g} by construction)")
-        row(name, "ssh starts after the change ((a) run · (b) run)",
+    tab.row(name, "ssh starts after the change ((a) run · (b) run)",
             each(ol + oc, lambda r: str(r["starts_after_change"])),
             each(tc, lambda r: str(r["starts_after_change"])))
-        ok = all_ok(ol, within("log_up_s", ADDR_GOAL))
-        goals.append((f"address change: ours' new tunnel is up within {ADDR_GOAL:g} s, no traffic needed",
+    ok = all_ok(ol, within("log_up_s", ADDR_GOAL))
+    tab.goals.append((f"address change: ours' new tunnel is up within {ADDR_GOAL:g} s, no traffic needed",
                       sec_cell(ol, "log_up_s") + " s", ok))
-        if not ok:
-            odd += [r for r in ol if "error" not in r]
+    if not ok:
+        tab.odd += [r for r in ol if "error" not in r]
+
+
+def run_notes(res):
+    """Errors and oddities of the runs, for the remarks."""
+    notes = []
     for r in res:
         if "error" in r:
             notes.append(f"{r['tag']}: {r['error']}")
@@ -716,13 +765,17 @@ def report(args):
         if r.get("case") in ("jump", "blackhole", "addr") or r.get("variant") == "kill":
             if not r.get("alive_at_end", True):
                 notes.append(f"{r['tag']}: autossh had exited by the end of the run")
-    header = ["case", "measured", "ours", "1.4g", "goal (ours)"]
-    reps = meta.get("repeat", 1)
-    title = (f"Field cases, side by side with 1.4g, default settings ({reps} run"
-             f"{'s' if reps > 1 else ''} each)")
-    sections = [(title, (header, rows) if rows else None)]
-    print_results(sections, goals, notes)
+    return notes
 
+
+def report_md(meta, facts, title, header, tab, notes, cases):
+    """results-field.md."""
+    from report import md_facts, md_table  # noqa: PLC0415
+
+    giveup = meta.get("giveup", 60)
+    down, hole, mux_giveup = meta.get("jump_down", 30), meta.get("hole", 20), meta.get("mux_giveup", 20)
+    reps = meta.get("repeat", 1)
+    rows, goals, odd = tab.rows, tab.goals, tab.odd
     md = ["# Field benchmark results", "",
           f"Generated by `bash bench/run.sh field` on {facts.get('date', '?')}. Overwritten on every run."
           + (" **Quick mode (short faults, give-up 20 s): a smoke test, not the benchmark.**"
@@ -755,7 +808,36 @@ def report(args):
             md += [f"### {r['tag']}", "", "```"] + [l[:220] for l in lines] + ["```", ""]
     md.append(NOTES.format(giveup=giveup, down=down, hole=hole, mux_giveup=mux_giveup,
                            alive=ALIVE_AFTER, after=CHECKS_AFTER, port=TARGET_PORT))
-    write_md(args.md, md)
+    return md
+
+
+def report(args):
+    from report import load, print_results, write_md  # noqa: PLC0415
+
+    data = load(args.json, dict)
+    meta = data.get("meta", {})
+    res = data.get("results", [])
+    facts = load(args.facts, dict) if args.facts else {}
+    down, hole = meta.get("jump_down", 30), meta.get("hole", 20)
+    tab = FieldTable(res)
+    cases = meta.get("cases", CASES)
+    if "jump" in cases:
+        jump_rows(tab, down)
+    if "mux" in cases:
+        mux_rows(tab)
+    if "blackhole" in cases:
+        hole_rows(tab, hole)
+    if "addr" in cases:
+        addr_rows(tab)
+    notes = run_notes(res)
+    header = ["case", "measured", "ours", "1.4g", "goal (ours)"]
+    reps = meta.get("repeat", 1)
+    title = (f"Field cases, side by side with 1.4g, default settings ({reps} run"
+             f"{'s' if reps > 1 else ''} each)")
+    sections = [(title, (header, tab.rows) if tab.rows else None)]
+    print_results(sections, tab.goals, notes)
+
+    write_md(args.md, report_md(meta, facts, title, header, tab, notes, cases))
 
 
 NOTES = """## Notes (fixed text, from field_bench.py)

@@ -270,106 +270,128 @@ def back_stats(ok, ports, t0):
     return out
 
 
+def start_services(fl, mode, svcs):
+    """The services the tunnels lead to (the line service; echo mode: the echo service too),
+    appended to svcs as they start."""
+    svcs.append(B.start([sys.executable, os.path.join(HERE, "line_service.py"), str(fl.svc)]))
+    if mode == "echo":
+        svcs.append(B.start([sys.executable, os.path.join(HERE, "line_service.py"), str(fl.echo)]))
+    for port in [fl.svc] + ([fl.echo] if mode == "echo" else []):
+        if not B.wait_port(port, 5):
+            raise RuntimeError(f"line_service on {port} did not start")
+
+
+def fleet_start(cfg, r, fl, prog, d):
+    """Starts the supervisors; every tunnel answering (or the give-up)."""
+    n, giveup = cfg["tunnels"], cfg["giveup"]
+    t0 = time.monotonic()
+    fl.start()
+    ok, _ = B.check_ports(fl.tun, t0 + giveup, interval=0.2, stop=lambda: fl.alive() == 0)
+    st = back_stats(ok, fl.tun, t0)
+    r["start"] = {k: st[k] for k in ("back", "all_back_s", "median_s")}
+    r["supervisors"] = len(fl.procs)
+    r["supervisors_alive_after_start"] = fl.alive()
+    B.log(f"{prog}: {st['back']}/{n} tunnels answer"
+          + (f", all {st['all_back_s']:.1f} s after start" if st["all_back_s"] is not None
+             else f" after {giveup:.0f} s (give-up)"))
+    if fl.alive() == 0:
+        raise RuntimeError(f"every {prog} supervisor exited; see {d}")
+    time.sleep(cfg["settle_s"])
+
+
+def fleet_healthy(cfg, r, fl, prog):
+    """Memory and CPU while every tunnel is healthy."""
+    n = cfg["tunnels"]
+    r["mem_before_cpu"] = fl.memory()
+    sizes0 = fl.log_sizes()
+    ssh0 = set(fl.ssh_pids())
+    c0, ns0, w0 = *fl.cpu(), time.monotonic()
+    time.sleep(cfg["cpu_s"])
+    c1, ns1, w1 = *fl.cpu(), time.monotonic()
+    ssh1 = set(fl.ssh_pids())
+    r["cpu"] = {"ticks": c1 - c0, "ms": round((ns1 - ns0) / 1e6, 1), "window_s": round(w1 - w0, 2),
+                "starts": fl.starts_between(sizes0), "ssh_replaced": len(ssh0 - ssh1),
+                "ssh_at_start": len(ssh0), "ssh_at_end": len(ssh1)}
+    r["mem"] = fl.memory()
+    ok, _ = B.check_ports(fl.tun, time.monotonic() + 3, interval=0.2)
+    r["cpu"]["answering_after"] = len(ok)
+    B.log(f"{prog}: supervisor RSS {r['mem']['rss_kb']} kB (PSS {r['mem']['pss_kb']} kB) in "
+          f"{len(fl.procs)} process(es); CPU {r['cpu']['ticks']} ticks in {cfg['cpu_s']} s; "
+          f"ssh starts in the window {r['cpu']['starts']}; answering after it {len(ok)}/{n}")
+
+
+def fleet_outage(cfg, r, fl, sshd, prog):
+    """sshd (listener and sessions) killed for outage_s, then back: how the tunnels return."""
+    n, giveup = cfg["tunnels"], cfg["giveup"]
+    log1 = sshd.logf
+    r["sshd_start"] = sshd_counts(log1)
+    r["sshd_start"]["ssh_cut"] = fl.cut_between([0] * len(fl.errs))
+    sessions = len(sshd.sessions())
+    sizes_kill = fl.log_sizes()
+    t_kill = time.monotonic()
+    killed = sshd.kill()
+    time.sleep(2)
+    ok, _ = B.check_ports(fl.tun, time.monotonic() + 0.7, interval=10)
+    r["outage"] = {"outage_s": cfg["outage_s"], "killed": killed, "sessions_before": sessions,
+                   "answering_2s_into": len(ok)}
+    B.log(f"{prog}: sshd killed ({killed} processes); {len(ok)}/{n} tunnels answer 2 s later")
+    time.sleep(max(0.0, t_kill + cfg["outage_s"] - time.monotonic()))
+    sizes_ret, errs_ret = fl.log_sizes(), fl.err_sizes()
+    r["outage"]["ssh_running_at_return"] = len(fl.ssh_pids())
+    t_ret = sshd.start()
+    log2 = sshd.logf
+    ok, tries = B.check_ports(fl.tun, t_ret + giveup, interval=0.1, timeout=0.5)
+    t_done = time.monotonic()
+    sizes_done, errs_done = fl.log_sizes(), fl.err_sizes()
+    bs = back_stats(ok, fl.tun, t_ret)
+    r["outage"].update(bs, tries=tries, giveup_s=giveup,
+                       starts_during=fl.starts_between(sizes_kill, sizes_ret),
+                       starts_to_back=fl.starts_between(sizes_ret, sizes_done),
+                       ssh_cut_to_back=fl.cut_between(errs_ret, errs_done))
+    if fl.prog == "ours":
+        r["outage"]["log_to_back"] = log_summary("".join(texts(fl.logs, sizes_ret, sizes_done)))
+    off_done = size(log2)
+    time.sleep(3)  # sshd's last lines of the episode
+    r["refusals"] = sshd_counts(log2)
+    r["refusals_to_back"] = sshd_counts(log2, 0, off_done)
+    r["outage"]["alive_after"] = fl.alive()
+    r["outage"]["took_s"] = round(t_done - t_ret, 2)
+    B.log(f"{prog}: sshd back -> {bs['back']}/{n} tunnels answer, "
+          + (f"all within {bs['all_back_s']:.2f} s" if bs["all_back_s"] is not None
+             else f"not all within {giveup:.0f} s")
+          + f"; sshd refused {r['refusals']['dropped']} handshakes "
+          f"(throttling began {r['refusals']['throttling_began']}x)")
+
+
+def save_status(fl, d):
+    """Ours: `autossh status` at the end, kept beside the logs."""
+    try:
+        st = subprocess.run([PROGS["ours"], "status", "--control-socket", fl.ctl],
+                            capture_output=True, timeout=5, text=True)
+        with open(os.path.join(d, "ours-status.txt"), "w") as f:
+            f.write(st.stdout + st.stderr)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def phase(cfg, mode, prog):
     """One program's whole phase with monitors of one mode; returns its result record."""
-    n, giveup = cfg["tunnels"], cfg["giveup"]
     d = os.path.join(B.WORK, f"fleet-{mode}-{prog}")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    r = {"mode": mode, "prog": prog, "tunnels": n}
+    r = {"mode": mode, "prog": prog, "tunnels": cfg["tunnels"]}
     fl = Fleet(cfg, mode, prog, d)
     prog = f"{mode}/{prog}"  # in the messages
     sshd = B.ListenerSshd("127.0.0.1", fl.sshd_port, d, "fleet", "LogLevel VERBOSE\n")
     svcs = []
     try:
         sshd.start()
-        svcs.append(B.start([sys.executable, os.path.join(HERE, "line_service.py"), str(fl.svc)]))
-        if mode == "echo":
-            svcs.append(B.start([sys.executable, os.path.join(HERE, "line_service.py"), str(fl.echo)]))
-        for port in [fl.svc] + ([fl.echo] if mode == "echo" else []):
-            if not B.wait_port(port, 5):
-                raise RuntimeError(f"line_service on {port} did not start")
-
-        # --- start: every tunnel answering
-        t0 = time.monotonic()
-        fl.start()
-        ok, _ = B.check_ports(fl.tun, t0 + giveup, interval=0.2, stop=lambda: fl.alive() == 0)
-        st = back_stats(ok, fl.tun, t0)
-        r["start"] = {k: st[k] for k in ("back", "all_back_s", "median_s")}
-        r["supervisors"] = len(fl.procs)
-        r["supervisors_alive_after_start"] = fl.alive()
-        B.log(f"{prog}: {st['back']}/{n} tunnels answer"
-              + (f", all {st['all_back_s']:.1f} s after start" if st["all_back_s"] is not None
-                 else f" after {giveup:.0f} s (give-up)"))
-        if fl.alive() == 0:
-            raise RuntimeError(f"every {prog} supervisor exited; see {d}")
-        time.sleep(cfg["settle_s"])
-
-        # --- memory and CPU while healthy
-        r["mem_before_cpu"] = fl.memory()
-        sizes0 = fl.log_sizes()
-        ssh0 = set(fl.ssh_pids())
-        c0, ns0, w0 = *fl.cpu(), time.monotonic()
-        time.sleep(cfg["cpu_s"])
-        c1, ns1, w1 = *fl.cpu(), time.monotonic()
-        ssh1 = set(fl.ssh_pids())
-        r["cpu"] = {"ticks": c1 - c0, "ms": round((ns1 - ns0) / 1e6, 1), "window_s": round(w1 - w0, 2),
-                    "starts": fl.starts_between(sizes0), "ssh_replaced": len(ssh0 - ssh1),
-                    "ssh_at_start": len(ssh0), "ssh_at_end": len(ssh1)}
-        r["mem"] = fl.memory()
-        ok, _ = B.check_ports(fl.tun, time.monotonic() + 3, interval=0.2)
-        r["cpu"]["answering_after"] = len(ok)
-        B.log(f"{prog}: supervisor RSS {r['mem']['rss_kb']} kB (PSS {r['mem']['pss_kb']} kB) in "
-              f"{len(fl.procs)} process(es); CPU {r['cpu']['ticks']} ticks in {cfg['cpu_s']} s; "
-              f"ssh starts in the window {r['cpu']['starts']}; answering after it {len(ok)}/{n}")
-
-        # --- outage
-        log1 = sshd.logf
-        r["sshd_start"] = sshd_counts(log1)
-        r["sshd_start"]["ssh_cut"] = fl.cut_between([0] * len(fl.errs))
-        sessions = len(sshd.sessions())
-        sizes_kill = fl.log_sizes()
-        t_kill = time.monotonic()
-        killed = sshd.kill()
-        time.sleep(2)
-        ok, _ = B.check_ports(fl.tun, time.monotonic() + 0.7, interval=10)
-        r["outage"] = {"outage_s": cfg["outage_s"], "killed": killed, "sessions_before": sessions,
-                       "answering_2s_into": len(ok)}
-        B.log(f"{prog}: sshd killed ({killed} processes); {len(ok)}/{n} tunnels answer 2 s later")
-        time.sleep(max(0.0, t_kill + cfg["outage_s"] - time.monotonic()))
-        sizes_ret, errs_ret = fl.log_sizes(), fl.err_sizes()
-        r["outage"]["ssh_running_at_return"] = len(fl.ssh_pids())
-        t_ret = sshd.start()
-        log2 = sshd.logf
-        ok, tries = B.check_ports(fl.tun, t_ret + giveup, interval=0.1, timeout=0.5)
-        t_done = time.monotonic()
-        sizes_done, errs_done = fl.log_sizes(), fl.err_sizes()
-        bs = back_stats(ok, fl.tun, t_ret)
-        r["outage"].update(bs, tries=tries, giveup_s=giveup,
-                           starts_during=fl.starts_between(sizes_kill, sizes_ret),
-                           starts_to_back=fl.starts_between(sizes_ret, sizes_done),
-                           ssh_cut_to_back=fl.cut_between(errs_ret, errs_done))
+        start_services(fl, mode, svcs)
+        fleet_start(cfg, r, fl, prog, d)
+        fleet_healthy(cfg, r, fl, prog)
+        fleet_outage(cfg, r, fl, sshd, prog)
         if fl.prog == "ours":
-            r["outage"]["log_to_back"] = log_summary("".join(texts(fl.logs, sizes_ret, sizes_done)))
-        off_done = size(log2)
-        time.sleep(3)  # sshd's last lines of the episode
-        r["refusals"] = sshd_counts(log2)
-        r["refusals_to_back"] = sshd_counts(log2, 0, off_done)
-        r["outage"]["alive_after"] = fl.alive()
-        r["outage"]["took_s"] = round(t_done - t_ret, 2)
-        B.log(f"{prog}: sshd back -> {bs['back']}/{n} tunnels answer, "
-              + (f"all within {bs['all_back_s']:.2f} s" if bs["all_back_s"] is not None
-                 else f"not all within {giveup:.0f} s")
-              + f"; sshd refused {r['refusals']['dropped']} handshakes "
-              f"(throttling began {r['refusals']['throttling_began']}x)")
-        if fl.prog == "ours":
-            try:
-                st = subprocess.run([PROGS["ours"], "status", "--control-socket", fl.ctl],
-                                    capture_output=True, timeout=5, text=True)
-                with open(os.path.join(d, "ours-status.txt"), "w") as f:
-                    f.write(st.stdout + st.stderr)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+            save_status(fl, d)
     except Exception as e:  # noqa: BLE001  (the record says what went wrong; the run goes on)
         r["error"] = f"{type(e).__name__}: {e}"
         B.log(f"{prog}: ERROR {r['error']}")

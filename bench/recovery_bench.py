@@ -33,14 +33,12 @@ import argparse
 import json
 import os
 import random
-import re
 import select
 import shutil
 import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -50,274 +48,8 @@ import benchlib as B
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGDIR = os.path.join(HERE, "logs", "recovery")
 PROGS = {"ours": B.OURS, "1.4g": B.THEIRS, "1.4g+SA": B.THEIRS}
-NS_PREFIX = "asbench"
-NS_RE = re.compile(rf"{NS_PREFIX}-(\d+)-(\d+)-(cli|srv)")
-TUNNEL, SERVICE, MONITOR = 8022, 7007, 20000
-CMD_TIMEOUT = 15
+MONITOR = 20000
 
-
-def sh(argv, timeout=CMD_TIMEOUT):
-    """Runs a command (bounded); its stdout, or RuntimeError with its stderr."""
-    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
-    return r.stdout
-
-
-def nsx(ns, argv, timeout=CMD_TIMEOUT):
-    return sh(["ip", "netns", "exec", ns] + list(argv), timeout)
-
-
-def sleep_until(t):
-    while True:
-        left = t - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.05))
-
-
-def log_size(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def wait_file(path, timeout, alive=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            return True
-        if alive is not None and not alive():
-            return False
-        time.sleep(0.02)
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
-# namespaces (coordinator side)
-
-def netns_list():
-    try:
-        out = sh(["ip", "netns", "list"])
-    except (RuntimeError, subprocess.TimeoutExpired):
-        return []
-    return [l.split()[0] for l in out.splitlines() if l.split()]
-
-
-def netns_pids(ns):
-    try:
-        out = sh(["ip", "netns", "pids", ns])
-    except (RuntimeError, subprocess.TimeoutExpired):
-        return []
-    me = os.getpid()
-    return [int(x) for x in out.split() if x.isdigit() and int(x) != me]
-
-
-def kill_all_in(ns):
-    """SIGKILLs every process in namespace ns (a few rounds, bounded)."""
-    for _ in range(5):
-        pids = netns_pids(ns)
-        if not pids:
-            return
-        for p in pids:
-            B._signal(p, signal.SIGCONT)
-            B._signal(p, signal.SIGKILL)
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-            time.sleep(0.05)
-
-
-def delete_ns(ns):
-    kill_all_in(ns)
-    try:
-        sh(["ip", "netns", "del", ns])
-    except (RuntimeError, subprocess.TimeoutExpired):
-        pass
-
-
-def remove_stale_namespaces():
-    """Namespaces named like ours whose creating process is gone (a run killed with SIGKILL)."""
-    for name in netns_list():
-        m = NS_RE.fullmatch(name)
-        if m and int(m.group(1)) != os.getpid() and not os.path.exists(f"/proc/{m.group(1)}"):
-            B.log(f"removing stale namespace {name}")
-            delete_ns(name)
-
-
-class Pair:
-    """CLI and SRV namespaces joined by a veth pair 10.203.n.0/30 made inside them."""
-
-    def __init__(self, n):
-        pid = os.getpid()
-        self.n = n
-        self.cli = f"{NS_PREFIX}-{pid}-{n}-cli"
-        self.srv = f"{NS_PREFIX}-{pid}-{n}-srv"
-        self.cli_if = f"vb{pid % 100000}c{n}"
-        self.srv_if = f"vb{pid % 100000}s{n}"
-        self.srv_ip = f"10.203.{n}.1"
-        self.cli_ip = f"10.203.{n}.2"
-        self.made = []
-
-    def create(self):
-        for ns in (self.srv, self.cli):
-            with open(os.path.join(B.WORK, "netns"), "a") as f:  # for run.sh's trap
-                f.write(ns + "\n")
-            sh(["ip", "netns", "add", ns])
-            self.made.append(ns)
-        # created in CLI with its peer straight in SRV: never in the root namespace
-        sh(["ip", "-n", self.cli, "link", "add", self.cli_if, "type", "veth", "peer", "name",
-            self.srv_if, "netns", self.srv])
-        sh(["ip", "-n", self.srv, "addr", "add", f"{self.srv_ip}/30", "dev", self.srv_if])
-        sh(["ip", "-n", self.cli, "addr", "add", f"{self.cli_ip}/30", "dev", self.cli_if])
-        for ns, dev in ((self.srv, self.srv_if), (self.cli, self.cli_if)):
-            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-            sh(["ip", "-n", ns, "link", "set", dev, "up"])
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                sh(["ip", "-n", self.cli, "route", "get", self.srv_ip])
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def info(self):
-        return {k: getattr(self, k) for k in ("n", "cli", "srv", "cli_if", "srv_if", "srv_ip",
-                                              "cli_ip")}
-
-    def destroy(self):
-        for ns in reversed(self.made):
-            delete_ns(ns)
-        self.made = []
-
-
-# ---------------------------------------------------------------------------------------------
-# worker side: one program in one scenario, running inside its CLI namespace
-
-class SrvSshd:
-    """OpenSSH's sshd on SRV_IP:22 in the SRV namespace; kill() takes down the listener and
-    every session at once, start() brings it back on the same address."""
-
-    def __init__(self, net, d):
-        self.net, self.dir = net, d
-        self.cfg = os.path.join(d, "sshd_config")
-        with open(self.cfg, "w") as f:
-            f.write(B.sshd_config(22, net["srv_ip"], d,
-                                  "ClientAliveInterval 0\n"
-                                  "LogLevel VERBOSE\n"
-                                  "MaxStartups 100:30:200\n"
-                                  "MaxSessions 100\n"
-                                  "UseDNS no\n"))
-        self.proc = None
-        self.count = 0
-
-    def start(self, timeout=10.0):
-        """Starts the listener; returns the monotonic time its log said it listens."""
-        self.count += 1
-        logf = os.path.join(self.dir, f"sshd-{self.count}.log")
-        self.proc = B.start(["ip", "netns", "exec", self.net["srv"], "/usr/sbin/sshd", "-D", "-e",
-                             "-f", self.cfg], stderr=logf)
-        t = B.wait_listening(self.proc, logf, f"Server listening on {self.net['srv_ip']} port 22", timeout)
-        if t is None:
-            raise RuntimeError(f"sshd did not start; see {logf}")
-        return t
-
-    def kill(self):
-        """SIGKILLs the listener and all sessions together; returns how many processes."""
-        victims = set()
-        if self.proc is not None:
-            victims.add(self.proc.pid)
-            victims.update(B.descendants(self.proc.pid))
-        for p in netns_pids(self.net["srv"]):
-            if B.cmdline(p).startswith("sshd"):
-                victims.add(p)
-        for p in victims:
-            B._signal(p, signal.SIGKILL)
-        if self.proc is not None:
-            B.stop(self.proc, grace=0)
-            self.proc = None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in victims):
-            time.sleep(0.02)
-        return len(victims)
-
-
-def iptables(ns, op, rule):
-    nsx(ns, ["iptables", "-w", "5", op] + rule)
-
-
-class Fault:
-    """One fault, applied and lifted inside the pair's namespaces."""
-
-    def __init__(self, kind, net, sshd, d):
-        self.kind, self.net, self.sshd, self.dir = kind, net, sshd, d
-        self.rules = []  # (ns, rule) added
-        self.qdiscs = []  # (ns, dev)
-        self.delayer = None
-        self.info = {}
-
-    def _rule(self, ns, rule):
-        iptables(ns, "-A", rule)
-        self.rules.append((ns, rule))
-
-    def apply(self):
-        n = self.net
-        if self.kind == "blackhole":
-            # lost in flight: each end drops what arrives from the other, so neither sender
-            # learns anything (a DROP in the sender's own OUTPUT chain fails every packet it
-            # sends locally with EPERM, which its TCP treats differently from silent loss)
-            self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
-            self._rule(n["srv"], ["INPUT", "-s", n["cli_ip"], "-j", "DROP"])
-        elif self.kind == "blackhole-out":
-            # the fault-injection tests' black hole (tests/netns/): both rules in CLI
-            self._rule(n["cli"], ["OUTPUT", "-d", n["srv_ip"], "-j", "DROP"])
-            self._rule(n["cli"], ["INPUT", "-s", n["srv_ip"], "-j", "DROP"])
-        elif self.kind == "serverdown":
-            self.info["killed"] = self.sshd.kill()
-        elif self.kind == "loss":
-            # on arrival (in flight, as above), each direction
-            for ns, src in ((n["cli"], n["srv_ip"]), (n["srv"], n["cli_ip"])):
-                self._rule(ns, ["INPUT", "-s", src, "-m", "statistic", "--mode", "random",
-                                "--probability", "0.2000", "-j", "DROP"])
-        elif self.kind == "delay":
-            ready = os.path.join(self.dir, "delayer.ready")
-            self.delayer = B.start([sys.executable, os.path.abspath(__file__), "delayer",
-                                    "--queue", "0", "--delay", "0.3", "--ready", ready,
-                                    "--max-life", "400"],
-                                   stdout=os.path.join(self.dir, "delayer.log"),
-                                   stderr=os.path.join(self.dir, "delayer.log"))
-            if not wait_file(ready, 10, lambda: self.delayer.poll() is None):
-                raise RuntimeError("NFQUEUE delayer did not start; see delayer.log")
-            self._rule(n["cli"], ["OUTPUT", "-d", n["srv_ip"], "-j", "NFQUEUE", "--queue-num",
-                                  "0", "--queue-bypass"])
-        elif self.kind == "tbf":
-            for ns, dev in ((n["cli"], n["cli_if"]), (n["srv"], n["srv_if"])):
-                nsx(ns, ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "1mbit",
-                         "burst", "32kbit", "latency", "400ms"])
-                self.qdiscs.append((ns, dev))
-        else:
-            raise ValueError(self.kind)
-
-    def lift(self):
-        """Removes the fault; returns the monotonic time the server counts as back."""
-        for ns, rule in reversed(self.rules):
-            iptables(ns, "-D", rule)
-        self.rules = []
-        for ns, dev in self.qdiscs:
-            nsx(ns, ["tc", "qdisc", "del", "dev", dev, "root"])
-        self.qdiscs = []
-        t = time.monotonic()
-        if self.delayer is not None:
-            B.stop(self.delayer, grace=2)  # SIGTERM: it lets everything held go, then exits
-            with open(os.path.join(self.dir, "delayer.log"), errors="replace") as f:
-                self.info["delayer"] = f.read().strip()[-300:]
-            self.delayer = None
-        if self.kind == "serverdown":
-            t = self.sshd.start()
-        return t
 
 
 def transfer(port, total, deadline, seed=20240601):
@@ -389,18 +121,6 @@ def transfer(port, total, deadline, seed=20240601):
     return res
 
 
-PROBE_OK = re.compile(r"probe \d+ ok|check on child|set alarm|connection ok|checking for grace|"
-                      r"received SIGALRM|clear alarm timer")
-
-
-def key_lines(text, limit=300):
-    """The log without per-probe chatter, at most `limit` lines (head and tail)."""
-    lines = [l for l in text.splitlines() if not PROBE_OK.search(l)]
-    if len(lines) > limit:
-        lines = lines[:limit // 2] + [f"... ({len(lines) - limit} lines left out) ..."] + \
-            lines[-limit // 2:]
-    return lines
-
 
 def worker(spec):
     net, d = spec["net"], spec["dir"]
@@ -410,21 +130,21 @@ def worker(spec):
     logfile = os.path.join(d, "autossh.log")
     proc = None
     try:
-        sshd = SrvSshd(net, d)
+        sshd = B.SrvSshd(net, d)
         sshd.start()
         ready = os.path.join(d, "echo.ready")
         echo = B.start(["ip", "netns", "exec", net["srv"], sys.executable,
-                        os.path.abspath(__file__), "echo-service", "--port", str(SERVICE),
+                        os.path.abspath(__file__), "echo-service", "--port", str(B.SERVICE),
                         "--ready", ready, "--max-life", "900"],
                        stderr=os.path.join(d, "echo.log"))
-        if not wait_file(ready, 10, lambda: echo.poll() is None):
+        if not B.wait_file(ready, 10, lambda: echo.poll() is None):
             raise RuntimeError("echo service did not start")
         ssh_args = ["-F", "/dev/null", "-i", os.path.join(B.WORK, "keys", "client_key"),
                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                     "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
         if spec["prog"] == "1.4g+SA":
             ssh_args += ["-o", "ServerAliveInterval=60", "-o", "ServerAliveCountMax=3"]
-        ssh_args += ["-N", "-L", f"{TUNNEL}:127.0.0.1:{SERVICE}", f"root@{net['srv_ip']}"]
+        ssh_args += ["-N", "-L", f"{B.TUNNEL}:127.0.0.1:{B.SERVICE}", f"root@{net['srv_ip']}"]
         monitor = "0" if spec["mode"] == "M0" else str(MONITOR)
         argv = [PROGS[spec["prog"]], "-M", monitor] + ssh_args
         res["argv"] = " ".join(argv)
@@ -433,7 +153,7 @@ def worker(spec):
         proc = B.start(argv, env=B.autossh_env(logfile, spec["poll"]),
                        stdout=os.path.join(d, "autossh.stderr"),
                        stderr=os.path.join(d, "autossh.stderr"))
-        checker = B.Checker(TUNNEL, timeout=0.5)
+        checker = B.Checker(B.TUNNEL, timeout=0.5)
         deadline = time.monotonic() + 30
         while not checker.once():
             if proc.poll() is not None:
@@ -442,11 +162,11 @@ def worker(spec):
                 raise RuntimeError("tunnel did not come up within 30 s")
             time.sleep(0.1)
         B.write_json(spec["ready"], {"t": time.monotonic()})
-        if not wait_file(spec["go"], 120):
+        if not B.wait_file(spec["go"], 120):
             raise RuntimeError("no go signal from the coordinator")
         with open(spec["go"]) as f:
             t_fault = json.load(f)["t0"] + spec["offset"]
-        fault = Fault(spec["kind"], net, sshd, d)
+        fault = B.Fault(spec["kind"], net, sshd, d)
         if spec["bench"] == "outage":
             outage(spec, res, fault, proc, logfile, t_fault)
         else:
@@ -458,7 +178,7 @@ def worker(spec):
     finally:
         if proc is not None:
             B.stop(proc)
-        res["log_key_lines"] = key_lines(B.read_log(logfile)[res.get("log_fault_offset", 0):])
+        res["log_key_lines"] = B.key_lines(B.read_log(logfile)[res.get("log_fault_offset", 0):])
         res["starts_total"] = B.starts(B.read_log(logfile))
         B.write_json(spec["out"], res)
         os.makedirs(LOGDIR, exist_ok=True)
@@ -468,78 +188,21 @@ def worker(spec):
                 shutil.copy(src, os.path.join(LOGDIR, dst))
 
 
-def fault_checks(fault, logfile, t_fault, during, *, lifted, check_timeout, until, ok_key,
-                 ok_field, hold, give_up, on_ok=None):
-    """Runs a fault's timeline in a thread while the tunnel is checked every 0.1 s (checks of
-    `check_timeout` s, started until monotonic time `until` at the latest). The timeline sleeps
-    until t_fault and applies the fault (st: log_fault, t_fault, t_applied), then during(st)
-    lifts it and sets st[lifted]; an exception there lands in st["error"] and ends the checks.
-    Once st[lifted] is set, the first successful check whose start (ok_field 0) or end (ok_field
-    1) is not before it puts its end in st[ok_key] (then on_ok(st) is called); the checks stop
-    `hold` s after that, or `give_up` s after st[lifted] without one. Returns (st, checks, the
-    log's text)."""
-    st = {}
-
-    def timeline():
-        try:
-            sleep_until(t_fault)
-            st["log_fault"] = log_size(logfile)
-            st["t_fault"] = time.monotonic()
-            fault.apply()
-            st["t_applied"] = time.monotonic()
-            during(st)
-        except Exception as e:  # noqa: BLE001
-            st["error"] = f"{type(e).__name__}: {e}"
-
-    th = threading.Thread(target=timeline, daemon=True)
-    th.start()
-    scan = [0]
-
-    def stop(results):
-        if "error" in st:
-            return True
-        t_lifted = st.get(lifted)
-        if t_lifted is None:
-            return False
-        now = time.monotonic()
-        if ok_key not in st:
-            for i in range(scan[0], len(results)):
-                r = results[i]
-                if r[1] is None:
-                    break
-                if r[2] and r[ok_field] >= t_lifted:
-                    st[ok_key] = r[1]
-                    if on_ok is not None:
-                        on_ok(st)
-                    break
-                scan[0] = i + 1
-        if ok_key in st:
-            return now >= st[ok_key] + hold
-        return now >= t_lifted + give_up
-
-    checks = B.Checker(TUNNEL, timeout=check_timeout).run(0.1, until, stop=stop)
-    th.join(timeout=30)
-    if "error" in st:
-        raise RuntimeError(st["error"])
-    if lifted not in st:
-        raise RuntimeError("the fault was not lifted in time")
-    return st, checks, B.read_log(logfile)
-
 
 def outage(spec, res, fault, proc, logfile, t_fault):
     def during(st):
-        sleep_until(st["t_fault"] + spec["outage"])
+        B.sleep_until(st["t_fault"] + spec["outage"])
         st["t_lift"] = time.monotonic()
         t_ret = fault.lift()
-        st["log_return"] = log_size(logfile)
+        st["log_return"] = B.log_size(logfile)
         st["t_return"] = t_ret
 
     def recovered(st):
-        st["log_recovered"] = log_size(logfile)
+        st["log_recovered"] = B.log_size(logfile)
 
     cap = spec["cap"]
     # recovered: the first check that ends after the return succeeds; then 3 s more
-    st, checks, text = fault_checks(fault, logfile, t_fault, during, lifted="t_return",
+    st, checks, text = B.fault_checks(fault, logfile, t_fault, during, lifted="t_return",
                                     check_timeout=0.5, until=t_fault + spec["outage"] + cap + 20,
                                     ok_key="recovered_at", ok_field=1, hold=3, give_up=cap,
                                     on_ok=recovered)
@@ -573,21 +236,21 @@ def under_fault(spec, res, fault, proc, logfile, t_fault):
             out = {}
             limit = st["t_applied"] + window + spec["transfer_extra"]
             tr = threading.Thread(target=lambda: out.update(
-                transfer(TUNNEL, spec["transfer_bytes"], limit)), daemon=True)
+                transfer(B.TUNNEL, spec["transfer_bytes"], limit)), daemon=True)
             tr.start()
-        sleep_until(st["t_fault"] + window)
-        st["log_window"] = log_size(logfile)
+        B.sleep_until(st["t_fault"] + window)
+        st["log_window"] = B.log_size(logfile)
         st["t_window"] = time.monotonic()
         if tr is not None:
             tr.join(timeout=max(0.0, st["t_applied"] + window + spec["transfer_extra"] + 10
                                 - time.monotonic()))
             st["transfer"] = out if out else {"error": "transfer thread did not finish"}
-        st["log_lift"] = log_size(logfile)
+        st["log_lift"] = B.log_size(logfile)
         st["t_lift"] = fault.lift()
 
     limit = t_fault + window + spec.get("transfer_extra", 0) + 40
     # after_lift_ok: the first check started after the lift that succeeds; then 1 s more
-    st, checks, text = fault_checks(fault, logfile, t_fault, during, lifted="t_lift",
+    st, checks, text = B.fault_checks(fault, logfile, t_fault, during, lifted="t_lift",
                                     check_timeout=3.0, until=limit, ok_key="after_lift_ok",
                                     ok_field=0, hold=1, give_up=10)
     tf, tw = st["t_fault"], st["t_window"]
@@ -803,7 +466,7 @@ def run_phase(bench, scenarios, seq):
         for (_b, sid, kind, mode, progs, extra) in scenarios:
             for prog in progs:
                 seq[0] += 1
-                pair = Pair(seq[0])
+                pair = B.Pair(seq[0])
                 pairs.append(pair)
                 pair.create()
                 tag = f"{sid}-{prog}"
@@ -821,7 +484,7 @@ def run_phase(bench, scenarios, seq):
         B.log(f"{bench}: {len(workers)} runs in {len(pairs)} namespace pairs; waiting for the tunnels")
         deadline = time.monotonic() + 60
         for spec, p in workers:
-            wait_file(spec["ready"], max(0.1, deadline - time.monotonic()), lambda: p.poll() is None)
+            B.wait_file(spec["ready"], max(0.1, deadline - time.monotonic()), lambda: p.poll() is None)
         up = sum(1 for spec, _ in workers if os.path.exists(spec["ready"]))
         t0 = time.monotonic() + 2
         B.write_json(go, {"t0": t0})
@@ -862,7 +525,7 @@ def run(args):
     for tool in ("ip", "iptables", "tc", "/usr/sbin/sshd", B.OURS, B.THEIRS):
         if not shutil.which(tool) and not os.path.exists(tool):
             B.die(f"missing: {tool}")
-    remove_stale_namespaces()
+    B.remove_stale_namespaces()
     B.make_keys()
     scenarios = plan(args)
     results = []

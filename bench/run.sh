@@ -100,7 +100,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
     for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   fi
-  # network namespaces made by recovery_bench.py (listed before each was created): whatever
+  # network namespaces made by benchlib.Pair (listed before each was created): whatever
   # still runs inside, then the namespace (its veth end, iptables rules and qdiscs go with it)
   for ns in $(sort -u "$BENCH_WORK/netns" 2>/dev/null); do
     case $ns in asbench-*) ;; *) continue ;; esac

@@ -4,8 +4,6 @@
 //! the article writes it, loop and echo mode); a slow answer is not a dead tunnel; `-M 0`'s
 //! session probe works on a server that forbids forwarding and stays out of autossh's log.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 const UP: Duration = Duration::from_secs(20);
 /// The test's bound for a frozen session (the benchmark holds the real goal, 1.5 s).
@@ -229,7 +227,7 @@ enum Monitor {
 }
 
 fn echo_bin() -> PathBuf {
-    autossh_bin().parent().unwrap().join("autossh-echo")
+    autossh_bin!().parent().unwrap().join("autossh-echo")
 }
 
 /// The test server's client options at ssh's default log level (INFO), so that ssh prints
@@ -276,7 +274,7 @@ impl Rig {
                 vec!["-M".into(), format!("{}:{e}", free_port()), "-N".into()]
             }
         };
-        let mut cmd = Cmd::autossh()
+        let mut cmd = Cmd::new(autossh_bin!())
             .env_remove("AUTOSSH_POLL")
             .env("AUTOSSH_GATETIME", "0")
             .args(monitor)

@@ -2,10 +2,8 @@
 //! `Match exec` in ssh_config, or a slow wrapper in AUTOSSH_PATH), and whatever that look-up
 //! started in turn, are killed and reaped when autossh exits, whichever way it exits.
 
-mod util;
-
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -17,7 +15,7 @@ const SLOW_G: &str = "fork-hang ; sleep 30 ; stdout hostname 127.0.0.1 ; stdout 
 fn start(dir: &TestDir, plan: &[&str], env: &[(&str, &str)]) -> (FakeSsh, Proc) {
     let fake = FakeSsh::new(dir, plan);
     fake.set_g_plan(SLOW_G);
-    let mut cmd = Cmd::autossh()
+    let mut cmd = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0");
     for (k, v) in env {

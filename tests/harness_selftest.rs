@@ -1,11 +1,9 @@
-//! Tests of the test harness itself (tests/util), without autossh.
-
-mod util;
+//! Tests of the test harness itself (the test-support crate), without autossh.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use util::*;
+use test_support::*;
 
 fn assert_clean(dir: &TestDir) {
     if let Err(e) = no_process_left(&dir.marker()) {

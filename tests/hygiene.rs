@@ -2,12 +2,10 @@
 //! turned off are each warned about once, without holding up ssh's start; a private key and
 //! pinned host keys draw no warning.
 
-mod util;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 const KEY_WARNING: &str = "is readable by group or others (mode 0640)";
@@ -26,7 +24,7 @@ fn key(dir: &TestDir, mode: u32) -> std::path::PathBuf {
 fn start(dir: &TestDir, g_plan: &str, ssh_args: &[&str]) -> (FakeSsh, Proc) {
     let fake = FakeSsh::new(dir, &["hang"]);
     fake.set_g_plan(g_plan);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .env("AUTOSSH_LOGLEVEL", "7")

@@ -1,12 +1,10 @@
 //! Under systemd (`JOURNAL_STREAM` names stderr), log lines carry journald's `<N>` priority
 //! instead of our timestamp and ident; elsewhere, and in a log file, 1.4g's format stays.
 
-mod util;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -46,7 +44,7 @@ fn refused_run(
     extra: &[(&str, &Path)],
 ) -> Proc {
     let fake = FakeSsh::new(dir, &["stderr Permission denied (publickey). ; exit 255"]);
-    let mut cmd = Cmd::autossh()
+    let mut cmd = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("JOURNAL_STREAM", journal_stream)
         .stderr_file(stderr)
@@ -134,7 +132,7 @@ fn under_journald_the_log_file_keeps_1_4g_format() {
 fn under_journald_a_fatal_error_is_priority_err() {
     let dir = TestDir::new();
     let err = stderr_file(&dir, "journal.stderr");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_POLL", "soon")
         .env("JOURNAL_STREAM", dev_ino(&err))
         .stderr_file(&err)

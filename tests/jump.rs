@@ -6,11 +6,9 @@
 //!
 //! Measured numbers are printed on stderr (`--nocapture` to see them).
 
-mod util;
-
 use std::fs;
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 const UP: Duration = Duration::from_secs(15);
 /// How long the target stays down.
@@ -81,7 +79,7 @@ impl Rig {
         let service = Service::start();
         let tunnel = free_port();
         let cfg = ssh_config(&dir, &jump, &target, route);
-        let mut cmd = Cmd::autossh()
+        let mut cmd = Cmd::new(autossh_bin!())
             .env("AUTOSSH_GATETIME", "0")
             .args(["-M", "0", "-N", "-L"])
             .arg(format!("{tunnel}:127.0.0.1:{}", service.port()))

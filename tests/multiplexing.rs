@@ -2,10 +2,8 @@
 //! the supervised ssh must hold the session itself, not hand it to a background master that
 //! nobody watches and that outlives autossh. Real sshd on loopback.
 
-mod util;
-
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const UP: Duration = Duration::from_secs(20);
 
@@ -30,7 +28,7 @@ fn a_control_master_in_ssh_config_does_not_take_the_session_away() {
         .position(|a| a == "-F")
         .expect("-F in the client args");
     args[f + 1] = config.to_string_lossy().into_owned();
-    let autossh = Cmd::autossh()
+    let autossh = Cmd::new(autossh_bin!())
         .env("AUTOSSH_GATETIME", "0")
         .args(["-M", "0", "-N", "-L"])
         .arg(format!("{tunnel}:127.0.0.1:{}", service.port()))

@@ -4,11 +4,10 @@
 //! autossh at default settings (AUTOSSH_POLL 600 s).
 
 mod netns;
-mod util;
 
 use netns::*;
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 const TUNNEL_PORT: u16 = 8022;
 const SERVICE_PORT: u16 = 7007;

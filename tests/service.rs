@@ -1,15 +1,9 @@
 //! Running as a service: systemd's notify protocol spoken to a socket the test owns, the JSON
 //! status file and the Prometheus metrics file.
 
-mod util;
-
-#[path = "../echo-server/tests/common/json.rs"]
-#[allow(dead_code)]
-mod json;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -69,7 +63,7 @@ fn notify_ready_after_the_gate_watchdog_while_up_and_stopping() {
     let dir = TestDir::new();
     let fake = FakeSsh::new(&dir, &["hang"]);
     let mut sd = Systemd::new(&dir);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "2")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -106,7 +100,7 @@ fn watchdog_pauses_while_ssh_keeps_failing() {
     let dir = TestDir::new();
     let fake = FakeSsh::new(&dir, &["exit 255"]);
     let mut sd = Systemd::new(&dir);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -128,7 +122,7 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     let fake = FakeSsh::new(&dir, &["sleep 0.2 exit 255"]);
     let status = dir.join("status.json");
     let metrics = dir.join("autossh.prom");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .env("AUTOSSH_STATUSFILE", &status)
@@ -142,21 +136,25 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     while Instant::now() < end {
         let text = std::fs::read_to_string(&status).expect("the file is always there");
         let v = json::parse(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"));
-        restarts_seen = restarts_seen.max(v.get("restarts").u64());
-        let state = v.get("state").str().to_string();
+        let restarts = v["restarts"].as_u64();
+        restarts_seen = restarts_seen.max(restarts.unwrap_or_else(|| panic!("restarts:\n{text}")));
+        let state = v["state"]
+            .as_str()
+            .unwrap_or_else(|| panic!("state:\n{text}"));
         assert!(
-            ["starting", "up", "reconnecting", "backing-off"].contains(&state.as_str()),
+            ["starting", "up", "reconnecting", "backing-off"].contains(&state),
             "{state}"
         );
-        assert_eq!(v.get("monitor").get("mode").str(), "off");
-        assert!(matches!(v.get("state_since"), json::Value::Num(_)));
+        assert_eq!(v["monitor"]["mode"], "off");
+        assert!(v["state_since"].is_number(), "{text}");
         looks += 1;
     }
     assert!(looks > 50, "only {looks} looks");
     assert!(restarts_seen >= 2, "restarts never showed: {restarts_seen}");
     let v = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert!(!v.get("recent_restarts").arr().is_empty());
-    assert!(v.get("recent_restarts").arr().len() <= 10);
+    let recent = v["recent_restarts"].as_array().expect("recent_restarts");
+    assert!(!recent.is_empty());
+    assert!(recent.len() <= 10);
     // Metrics: Prometheus text, every sample line "name{labels} value".
     let prom = std::fs::read_to_string(&metrics).unwrap();
     check_prometheus(&prom);
@@ -171,7 +169,7 @@ fn status_file_is_valid_json_at_every_look_while_restarts_happen() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
     let last = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert_eq!(last.get("state").str(), "stopped");
+    assert_eq!(last["state"], "stopped");
 }
 
 /// Every line is a comment (`# HELP`/`# TYPE`) or `metric{labels} number`.
@@ -201,7 +199,7 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
     let sshd = Sshd::start(&dir);
     let mut sd = Systemd::new(&dir);
     let status = dir.join("status.json");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_POLL", "2")
         .env("AUTOSSH_GATETIME", "0")
         .env("NOTIFY_SOCKET", &sd.path)
@@ -221,10 +219,10 @@ fn ready_waits_for_a_proven_tunnel_in_loop_mode() {
         std::fs::read_to_string(&status)
             .ok()
             .and_then(|t| json::parse(&t).ok())
-            .is_some_and(|v| matches!(v.get("last_rtt_ms"), json::Value::Num(_)))
+            .is_some_and(|v| v["last_rtt_ms"].is_number())
     }));
     let v = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    assert_eq!(v.get("monitor").get("mode").str(), "loop");
+    assert_eq!(v["monitor"]["mode"], "loop");
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
     let marker = dir.marker();
@@ -242,7 +240,7 @@ fn status_and_metrics_files_are_readable_by_others_under_umask_0077() {
     // As under the units' UMask=0077: node_exporter (another user) must still read the metrics.
     let p = Cmd::new("/bin/sh")
         .args(["-c", "umask 0077 && exec \"$0\" \"$@\""])
-        .arg(autossh_bin())
+        .arg(autossh_bin!())
         .args(["-M", "0", "h"])
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_STATUSFILE", &status)

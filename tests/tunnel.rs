@@ -1,11 +1,9 @@
 //! End to end against a real private sshd on loopback: tunnels held, frozen and killed server
 //! sessions recovered, stale sessions holding the monitor port, wrong echoes detected.
 
-mod util;
-
 use std::path::PathBuf;
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const UP: Duration = Duration::from_secs(15);
 
@@ -27,7 +25,7 @@ struct Rig {
 }
 
 fn echo_bin() -> PathBuf {
-    let p = autossh_bin().parent().unwrap().join("autossh-echo");
+    let p = autossh_bin!().parent().unwrap().join("autossh-echo");
     assert!(
         p.exists(),
         "{} missing: run `cargo build --workspace` first",
@@ -60,7 +58,7 @@ impl Rig {
                 (format!("{}:{e}", free_port()), Some(echo))
             }
         };
-        let mut cmd = Cmd::autossh()
+        let mut cmd = Cmd::new(autossh_bin!())
             .env("AUTOSSH_POLL", "2")
             .env("AUTOSSH_GATETIME", "0")
             .args(["-M", &monitor, "-N", "-L"])
@@ -230,7 +228,7 @@ fn a_wrong_echo_is_detected() {
     let sshd = Sshd::start(&dir);
     let service = Service::start();
     let monitor = format!("{}:{}", free_port(), service.port());
-    let autossh = Cmd::autossh()
+    let autossh = Cmd::new(autossh_bin!())
         .env("AUTOSSH_POLL", "2")
         .env("AUTOSSH_GATETIME", "0")
         .args(["-M", &monitor, "-N"])

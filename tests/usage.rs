@@ -1,17 +1,15 @@
 //! The usage text through the real binary: with no arguments the whole of it on stderr and exit
 //! status 1 (as autossh 1.4g), with `--help` on stdout and exit status 0; `--version` is `-V`.
 
-mod util;
-
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 const T: Duration = Duration::from_secs(10);
 
 /// Runs autossh with `args` to its end: exit code, stdout, stderr.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let dir = TestDir::new();
-    let p = Cmd::autossh().args(args).spawn(&dir);
+    let p = Cmd::new(autossh_bin!()).args(args).spawn(&dir);
     let status = p.wait_timeout(T);
     assert!(status.is_some(), "did not exit:\n{}", p.describe());
     (

@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{json, roundtrip, run_to_exit, wait_until, Echo};
+use common::{roundtrip, run_to_exit, wait_until, Echo};
 use std::io::Write;
 use std::time::Duration;
+use test_support::json;
 
 /// Exit 1, nothing on stdout, exactly one line on stderr containing `needle`.
 fn assert_usage_error(args: &[&str], needle: &str) {
@@ -119,9 +120,9 @@ fn sigterm_exits_0_and_writes_a_final_status() {
         echo.log()
     );
     let v = json::parse(&std::fs::read_to_string(&status).unwrap()).unwrap();
-    let clients = v.get("clients").arr();
+    let clients = v["clients"].as_array().expect("clients");
     assert_eq!(clients.len(), 1, "{v:?}");
-    assert_eq!(clients[0].get("host").str(), "gw9");
+    assert_eq!(clients[0]["host"], "gw9");
     // Nothing listens any more.
     assert!(std::net::TcpStream::connect(echo.addr()).is_err());
 }

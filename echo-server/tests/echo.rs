@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{connect, json, pattern, roundtrip, wait_until, Echo};
+use common::{connect, pattern, roundtrip, wait_until, Echo};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use test_support::json;
 
 #[test]
 fn echoes_binary_bytes_verbatim() {
@@ -171,7 +172,7 @@ fn excess_connections_are_closed_and_the_others_served() {
         std::fs::read_to_string(&status)
             .ok()
             .and_then(|t| json::parse(&t).ok())
-            .is_some_and(|v| v.get("refused_total").u64() >= 1)
+            .is_some_and(|v| v["refused_total"].as_u64().is_some_and(|n| n >= 1))
     });
     assert!(
         counted,

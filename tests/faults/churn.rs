@@ -95,7 +95,7 @@ pub(crate) fn note(report: &mut Vec<String>, line: String) {
 pub(crate) fn fake_churn(dir: &TestDir, restarts: usize, deadline: Instant) -> Vec<String> {
     let mut report = Vec::new();
     let fake = FakeSsh::new(dir, &["hang"]);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_GATETIME", "0")
         .args(["-M", "0", "-N", "churn.invalid"])
@@ -187,7 +187,7 @@ pub(crate) fn real_churn(dir: &TestDir, kills: usize, deadline: Instant) -> Vec<
     let sshd = Sshd::start(dir);
     let svc = Service::start();
     let tport = free_port();
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_GATETIME", "0")
         .args(["-M", "0", "-N", "-L"])
         .arg(format!("{tport}:127.0.0.1:{}", svc.port()))

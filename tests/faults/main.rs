@@ -12,8 +12,6 @@
 
 #[path = "../netns/mod.rs"]
 mod netns;
-#[path = "../util/mod.rs"]
-mod util;
 
 use netns::*;
 use std::fs;
@@ -22,7 +20,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use util::*;
+use test_support::*;
 
 /// The service the tunnel leads to (127.0.0.1 in the server namespace).
 const SERVICE_PORT: u16 = 7007;

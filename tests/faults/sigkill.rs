@@ -8,7 +8,7 @@ pub(crate) fn sigkill_of_autossh_leaves_no_ssh() {
     let sshd = Sshd::start(&dir);
     let svc = Service::start();
     let tport = free_port();
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_GATETIME", "0")
         .args(["-M", "0", "-N", "-L"])
         .arg(format!("{tport}:127.0.0.1:{}", svc.port()))

@@ -79,7 +79,7 @@ proptest! {
     {
         let dir = TestDir::new();
         let fake = FakeSsh::new(&dir, &["exit 0"]);
-        let p = Cmd::autossh()
+        let p = Cmd::new(autossh_bin!())
             .env("AUTOSSH_PATH", fake.path())
             .env("AUTOSSH_GATETIME", "0")
             .args(["-M", "0"])
@@ -131,7 +131,7 @@ proptest! {
     fn binary_rejects_random_bad_env_in_one_line((var, value) in rejected_env()) {
         let dir = TestDir::new();
         let fake = FakeSsh::new(&dir, &["hang"]);
-        let mut cmd = Cmd::autossh().env("AUTOSSH_GATETIME", "0");
+        let mut cmd = Cmd::new(autossh_bin!()).env("AUTOSSH_GATETIME", "0");
         if var != "AUTOSSH_PATH" {
             cmd = cmd.env("AUTOSSH_PATH", fake.path());
         }

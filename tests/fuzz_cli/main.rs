@@ -8,9 +8,6 @@
 //! - ssh options, the destination and the remote command reach ssh exactly as given, in
 //!   order, with only autossh's own `-M` and `-f` taken out (and recorded).
 
-#[path = "../util/mod.rs"]
-mod util;
-
 use autossh::setup::cli::{self, Cli, MonitorSpec};
 use autossh::setup::config::{self, Settings};
 use autossh::setup::ssh_argv::{self, Forwards};
@@ -20,7 +17,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 /// ssh's options that take a value (OpenSSH's getopt string).
 const SSH_VALUE_OPTS: &str = "bceilmopBDEFIJLOPQRSWw";

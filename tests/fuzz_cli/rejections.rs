@@ -126,7 +126,7 @@ pub(crate) fn a_line_break_in_a_rejected_value_keeps_the_error_on_one_line() {
     // And through the binary: two lines on stderr.
     let dir = TestDir::new();
     let fake = FakeSsh::new(&dir, &["hang"]);
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", fake.path())
         .env("AUTOSSH_POLL", "1\n2")
         .args(["-M", "0", "host"])

@@ -40,7 +40,7 @@ pub(crate) fn echo_mode_against(answer: Answer, why: &str) {
     let sshd = Sshd::start(&dir);
     let hostile = Hostile::start(answer);
     let monitor = format!("{}:{}", free_port(), hostile.port);
-    let autossh = Cmd::autossh()
+    let autossh = Cmd::new(autossh_bin!())
         .env("AUTOSSH_POLL", "2")
         .env("AUTOSSH_GATETIME", "0")
         .env("AUTOSSH_LOGLEVEL", "7")

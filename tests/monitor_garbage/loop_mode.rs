@@ -23,7 +23,7 @@ impl LoopRig {
         let service = Service::start();
         let tunnel = free_port();
         let port = free_loop_ports();
-        let autossh = Cmd::autossh()
+        let autossh = Cmd::new(autossh_bin!())
             .env("AUTOSSH_POLL", "2")
             .env("AUTOSSH_GATETIME", "0")
             .env("AUTOSSH_LOGLEVEL", "7")

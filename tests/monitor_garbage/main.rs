@@ -8,16 +8,13 @@
 //! listener on N+1. Garbage, random bytes, fake probe lines, a thousand quick connections or
 //! a mebibyte there must not crash autossh nor make it restart ssh, and the tunnel stays up.
 
-#[path = "../util/mod.rs"]
-mod util;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use util::*;
+use test_support::*;
 
 /// Longest wait for anything that should happen (a tunnel coming up, restarts).
 const LONG: Duration = Duration::from_secs(40);

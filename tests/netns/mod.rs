@@ -1,6 +1,6 @@
 //! Test hosts in network namespaces, for the fault-injection tests (tests/faults/) and tests/roaming.rs.
 //!
-//! A test file does `mod util; mod netns;` (this module uses `crate::util`).
+//! A test file does `mod netns;` (this module uses the `test_support` harness).
 //!
 //! Topology of one [`TestNet`]: two namespaces created by the test itself,
 //! `as-<pid>-<n>-srv` and `as-<pid>-<n>-cli`, joined by a veth pair created
@@ -26,10 +26,6 @@
 //! every external command runs with a time limit ([`run_bounded`]).
 #![allow(dead_code)]
 
-use crate::util::{
-    autossh_bin, current_user, descendants_of, keygen, process_exists, signal_pid,
-    sshd_config_text, wait_until, Cmd, Proc, Signal, TestDir,
-};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs;
@@ -43,6 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use test_support::{
+    autossh_bin, current_user, descendants_of, keygen, process_exists, signal_pid,
+    sshd_config_text, wait_until, Cmd, Proc, Signal, TestDir,
+};
 
 /// Longest any helper thread of this module runs, whatever happens.
 const MAX_THREAD_LIFE: Duration = Duration::from_secs(600);

@@ -199,7 +199,7 @@ impl NsSshd {
     pub fn autossh_in(&self, net: &TestNet, monitor: &str, tunnel: u16, service: u16) -> Cmd {
         Cmd::new("ip")
             .args(["netns", "exec", net.cli()])
-            .arg(autossh_bin())
+            .arg(autossh_bin!())
             .args(["-M", monitor, "-N", "-L"])
             .arg(format!("{tunnel}:127.0.0.1:{service}"))
             .args(["-F", "/dev/null", "-i"])

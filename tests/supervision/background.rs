@@ -43,7 +43,7 @@ fn background_parent_exits_0_once_ssh_runs_and_the_daemon_is_stoppable() {
 #[test]
 fn background_start_failure_reaches_the_caller() {
     let dir = TestDir::new();
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", dir.join("no-such-ssh"))
         .args(["-f", "-M", "0", "h"])
         .spawn(&dir);

@@ -67,7 +67,7 @@ fn busy_loop_port_is_a_clear_error() {
 #[test]
 fn unrunnable_ssh_exits_1() {
     let dir = TestDir::new();
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .env("AUTOSSH_PATH", dir.join("missing"))
         .args(["-M", "0", "h"])
         .spawn(&dir);
@@ -83,7 +83,7 @@ fn unrunnable_ssh_exits_1() {
 #[test]
 fn version_flag() {
     let dir = TestDir::new();
-    let p = Cmd::autossh().arg("-V").spawn(&dir);
+    let p = Cmd::new(autossh_bin!()).arg("-V").spawn(&dir);
     assert_eq!(p.wait_timeout(T).and_then(|s| s.code()), Some(0));
     assert!(p.stdout_text().starts_with("autossh "), "{}", p.describe());
 }

@@ -1,17 +1,14 @@
 //! The real autossh binary against a scripted stand-in ssh: exit table, signals in each
 //! state, argv handling, -f, pidfile, log file and bad input.
 
-#[path = "../util/mod.rs"]
-mod util;
-
 use std::time::Duration;
-use util::*;
+use test_support::*;
 
 pub(crate) const T: Duration = Duration::from_secs(10);
 
 /// autossh with the fake ssh, `-M 0` unless `args` says otherwise.
 pub(crate) fn autossh(dir: &TestDir, fake: &FakeSsh, env: &[(&str, &str)], args: &[&str]) -> Proc {
-    let mut cmd = Cmd::autossh().env("AUTOSSH_PATH", fake.path());
+    let mut cmd = Cmd::new(autossh_bin!()).env("AUTOSSH_PATH", fake.path());
     for (k, v) in env {
         cmd = cmd.env(k, v);
     }

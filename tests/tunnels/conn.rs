@@ -1,13 +1,13 @@
 //! Connections for the running tests: a plain echo service (the server side of echo-mode
 //! monitors) and a connection held open through a tunnel across a reload.
 
-use super::util::*;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use test_support::*;
 
 /// A plain TCP echo service on 127.0.0.1 (the server side of echo-mode monitors).
 pub struct Echo {

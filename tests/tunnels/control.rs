@@ -4,10 +4,10 @@
 //! tunnel's ssh; one daemon per socket, a stale socket file replaced; no daemon, an error.
 
 use super::rig::*;
-use super::util::*;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use test_support::*;
 
 const NOBODY: &str = "65534";
 
@@ -25,7 +25,7 @@ fn ctl_as_nobody(rig: &Rig, args: &[&str]) -> Out {
             "--clear-groups",
             "--",
         ])
-        .arg(autossh_bin())
+        .arg(autossh_bin!())
         .args(args)
         .arg("--control-socket")
         .arg(&rig.sock)
@@ -205,7 +205,7 @@ fn one_daemon_per_socket_and_a_stale_socket_is_replaced() {
     let other_file = rig.dir.join("other.toml");
     let t2 = rig.tunnel("second", Mon::Zero);
     fs::write(&other_file, t2.toml()).unwrap();
-    let second = Cmd::autossh()
+    let second = Cmd::new(autossh_bin!())
         .name("second")
         .env("AUTOSSH_GATETIME", "0")
         .arg("--tunnels")
@@ -247,7 +247,10 @@ fn commands_without_a_daemon_fail_with_a_message() {
         &["restart", "x"],
         &["reload"],
     ] {
-        let cmd = Cmd::autossh().args(args).arg("--control-socket").arg(&sock);
+        let cmd = Cmd::new(autossh_bin!())
+            .args(args)
+            .arg("--control-socket")
+            .arg(&sock);
         let out = run(&dir, cmd);
         assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
         assert_eq!(out.stdout, "", "{args:?}: {out:?}");
@@ -267,7 +270,7 @@ fn the_default_socket_is_under_xdg_runtime_dir() {
     rig.write(std::slice::from_ref(&t));
     let xdg = rig.dir.join("xdg");
     fs::create_dir(&xdg).unwrap();
-    let daemon = Cmd::autossh()
+    let daemon = Cmd::new(autossh_bin!())
         .name("autossh")
         .env_remove("RUNTIME_DIRECTORY")
         .env("XDG_RUNTIME_DIR", &xdg)
@@ -287,7 +290,7 @@ fn the_default_socket_is_under_xdg_runtime_dir() {
     let status = || {
         run(
             &rig.dir,
-            Cmd::autossh()
+            Cmd::new(autossh_bin!())
                 .args(["status", "--json"])
                 .env_remove("RUNTIME_DIRECTORY")
                 .env("XDG_RUNTIME_DIR", &xdg),

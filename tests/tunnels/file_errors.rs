@@ -3,10 +3,10 @@
 //! no control socket), and stderr is one line `autossh: FILE:LINE: tunnel "NAME": ...`.
 
 use super::rig::*;
-use super::util::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use test_support::*;
 
 mod clashes;
 
@@ -146,7 +146,7 @@ fn reject(dir: &TestDir, label: &str, text: &str) -> Rejection {
 fn reject_path(dir: &TestDir, label: &str, file: &Path, text: &str) -> Rejection {
     let record = dir.join(format!("{label}.ssh-runs"));
     let sock = dir.join(format!("{label}.ctl")).join("ctl.sock");
-    let p = Cmd::autossh()
+    let p = Cmd::new(autossh_bin!())
         .name(label)
         .env("AUTOSSH_PATH", recorder())
         .env("TUNNELS_TEST_RECORD", &record)

@@ -9,8 +9,8 @@
 //! back") and would free its slot without any handshake done.
 
 use super::rig::*;
-use super::util::*;
 use std::time::Duration;
+use test_support::*;
 
 #[test]
 fn at_most_four_handshakes_to_one_server_at_once() {

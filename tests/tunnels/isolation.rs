@@ -4,8 +4,8 @@
 //! `failed` too.
 
 use super::rig::*;
-use super::util::*;
 use std::time::Duration;
+use test_support::*;
 
 /// States of a tunnel that is retrying (docs/tunnels.md, "Status and control").
 const RETRYING: [&str; 4] = ["reconnecting", "backing-off", "starting", "waiting"];

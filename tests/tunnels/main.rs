@@ -15,15 +15,11 @@
 //! Every test has its own directory and control socket (`<dir>/ctl/ctl.sock`); waits are
 //! bounded polls; failure messages carry autossh's log, its status and the sshd log.
 
-#[path = "../util/mod.rs"]
-mod util;
-
 mod conn;
 mod control;
 mod file_errors;
 mod fleet;
 mod isolation;
-mod json;
 mod reload;
 mod rig;
 mod shutdown;

@@ -4,8 +4,8 @@
 //! started; a file that no longer parses or would clash changes nothing.
 
 use super::rig::*;
-use super::util::*;
 use std::collections::BTreeSet;
+use test_support::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Trigger {

@@ -3,11 +3,11 @@
 //! --control-socket <test dir>/ctl/ctl.sock`; plus the control commands and their JSON.
 
 pub use super::conn::*;
-use super::json::{self, Json};
-use super::util::*;
+use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use test_support::*;
 
 /// A tunnel must be up (status `up` and a request through its `-L` port answered) within this.
 pub const UP: Duration = Duration::from_secs(20);
@@ -110,20 +110,20 @@ pub fn parse_status(text: &str) -> Result<Vec<St>, String> {
     let doc = json::parse(text.trim())?;
     let list = doc
         .get("tunnels")
-        .and_then(Json::as_array)
+        .and_then(Value::as_array)
         .ok_or("no \"tunnels\" array")?;
     let mut out = Vec::new();
     for t in list {
-        let s = |k: &str| t.get(k).and_then(Json::as_str).map(str::to_string);
+        let s = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string);
         out.push(St {
             name: s("name").ok_or(format!("entry without a name: {t:?}"))?,
             state: s("state").ok_or(format!("entry without a state: {t:?}"))?,
-            ssh_pid: t.get("ssh_pid").and_then(Json::as_f64).map(|p| p as i32),
+            ssh_pid: t.get("ssh_pid").and_then(Value::as_f64).map(|p| p as i32),
             up: t
                 .get("up")
-                .and_then(Json::as_bool)
+                .and_then(Value::as_bool)
                 .ok_or(format!("entry without \"up\": {t:?}"))?,
-            restarts: t.get("restarts").and_then(Json::as_f64).unwrap_or(0.0) as u64,
+            restarts: t.get("restarts").and_then(Value::as_f64).unwrap_or(0.0) as u64,
             last_reason: s("last_reason"),
         });
     }
@@ -243,7 +243,7 @@ impl Rig {
 
     /// `autossh --tunnels FILE --control-socket SOCK` with GATETIME=0, POLL=5 and `env`.
     pub fn start(&mut self, env: &[(&str, &str)]) {
-        let mut cmd = Cmd::autossh()
+        let mut cmd = Cmd::new(autossh_bin!())
             .name("autossh")
             .env("AUTOSSH_GATETIME", "0")
             .env("AUTOSSH_POLL", "5")
@@ -267,7 +267,7 @@ impl Rig {
 
     /// `autossh ARGS --control-socket SOCK`, to its end.
     pub fn ctl(&self, args: &[&str]) -> Out {
-        let cmd = Cmd::autossh()
+        let cmd = Cmd::new(autossh_bin!())
             .name("ctl")
             .args(args)
             .arg("--control-socket")

@@ -5,7 +5,7 @@
 //! exits (1 if any failed, else 0); SIGKILL of autossh takes every ssh down.
 
 use super::rig::*;
-use super::util::*;
+use test_support::*;
 
 fn three(rig: &mut Rig) -> (Vec<Tunnel>, Vec<(String, i32)>) {
     let ts = vec![

@@ -2,10 +2,10 @@
 //! `autossh status` (table) and `status --json` describe them; `[defaults]` reach every tunnel;
 //! log lines carry the tunnel's name.
 
-use super::json::{self, Json};
 use super::rig::*;
-use super::util::*;
+use serde_json::Value;
 use std::time::Duration;
+use test_support::*;
 
 #[test]
 fn three_tunnels_come_up_and_status_lists_them() {
@@ -84,7 +84,7 @@ fn three_tunnels_come_up_and_status_lists_them() {
         .unwrap_or_else(|e| panic!("status --json: {e}\n{}", out.stdout));
     let list = doc
         .get("tunnels")
-        .and_then(Json::as_array)
+        .and_then(Value::as_array)
         .unwrap_or_else(|| panic!("no tunnels array:\n{}", out.stdout));
     assert_eq!(list.len(), 3, "{}", out.stdout);
     let now = std::time::SystemTime::now()
@@ -94,7 +94,7 @@ fn three_tunnels_come_up_and_status_lists_them() {
     for (name, pid) in &pids {
         let t = list
             .iter()
-            .find(|t| t.get("name").and_then(Json::as_str) == Some(name.as_str()))
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name.as_str()))
             .unwrap_or_else(|| panic!("{name} not in {}", out.stdout));
         let field = |k: &str| {
             t.get(k)
@@ -109,13 +109,13 @@ fn three_tunnels_come_up_and_status_lists_them() {
             "{name}: since {since} is not an epoch second of this run (now {now})"
         );
         assert!(
-            matches!(field("rtt_ms"), Json::Null | Json::Num(_)),
+            matches!(field("rtt_ms"), Value::Null | Value::Number(_)),
             "{name}: rtt_ms {:?}",
             field("rtt_ms")
         );
         assert!(field("restarts").as_f64().is_some(), "{name}: restarts");
         assert!(
-            matches!(field("last_reason"), Json::Null | Json::Str(_)),
+            matches!(field("last_reason"), Value::Null | Value::String(_)),
             "{name}: last_reason {:?}",
             field("last_reason")
         );
@@ -219,21 +219,21 @@ fn the_status_and_metrics_files_hold_every_tunnel() {
         let names: Vec<String> = doc
             .as_ref()
             .and_then(|d| d.get("tunnels"))
-            .and_then(Json::as_array)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|t| t.get("name").and_then(Json::as_str).map(String::from))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(String::from))
             .collect();
         names.len() == 2 && names.contains(&"sf-a".into()) && names.contains(&"sf-b".into())
     });
     assert!(ok, "status file:\n{}\n{}", read(&status), rig.story());
     let doc = doc.unwrap();
     assert_eq!(
-        doc.get("version").and_then(Json::as_f64),
+        doc.get("version").and_then(Value::as_f64),
         Some(1.0),
         "{doc:?}"
     );
-    for t in doc.get("tunnels").and_then(Json::as_array).unwrap() {
+    for t in doc.get("tunnels").and_then(Value::as_array).unwrap() {
         assert!(
             t.get("state").is_some(),
             "no state in a tunnel's document: {t:?}"
@@ -276,7 +276,7 @@ fn dash_f_runs_the_tunnels_in_the_background() {
     let ts = [rig.tunnel("bg-a", Mon::Zero), rig.tunnel("bg-b", Mon::Zero)];
     rig.write(&ts);
     let logfile = rig.dir.join("autossh.log");
-    let fg = Cmd::autossh()
+    let fg = Cmd::new(autossh_bin!())
         .env("AUTOSSH_LOGFILE", &logfile)
         .env("AUTOSSH_POLL", "5")
         .arg("-f")

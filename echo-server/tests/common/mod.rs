@@ -1,11 +1,9 @@
 //! Shared harness for the autossh-echo integration tests: run the real binary, wait with a
-//! deadline, read its log, parse its JSON.
+//! deadline, read its log.
 //!
 //! Rules: waits are bounded polling ([`wait_until`]), never fixed sleeps; only loopback
 //! addresses; every server started is killed when its [`Echo`] is dropped.
 #![allow(dead_code)]
-
-pub mod json;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,12 @@
 //! Ports.
 
-use super::*;
+use std::collections::HashSet;
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::next_seq;
 
 /// Ports already handed out by this process: never handed out twice.
 pub(crate) fn issued_ports() -> &'static Mutex<HashSet<u16>> {

@@ -1,6 +1,6 @@
 #!/bin/bash
 # fake_ssh.sh: a scripted stand-in for ssh, used by the autossh integration
-# tests (see FakeSsh in tests/util/fake_ssh.rs, which links this file into a test
+# tests (see FakeSsh in test-support/src/fake_ssh.rs, which links this file into a test
 # directory as "<state>/ssh" and writes "<state>/plan").
 #
 # State directory: the directory this script lives in (dirname "$0").

@@ -1,6 +1,20 @@
 //! Spawned processes.
 
-use super::*;
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::{
+    children_of, descendants_of, describe_pids, next_seq, read_lossy, shell_quote, signal_pid,
+    wait_until, Signal, TestDir,
+};
 
 /// A command to spawn as a [`Proc`]: program, args, environment, working
 /// directory. Inherited `AUTOSSH_*` variables are removed so that the test
@@ -27,11 +41,6 @@ impl Cmd {
             name: None,
             stderr_file: None,
         }
-    }
-
-    /// `Cmd::new(autossh_bin())`.
-    pub fn autossh() -> Cmd {
-        Cmd::new(autossh_bin())
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
@@ -81,7 +90,7 @@ impl Cmd {
     }
 
     /// The command line, shell-quoted (for messages).
-    pub fn command_line(&self) -> String {
+    fn command_line(&self) -> String {
         std::iter::once(&self.program)
             .chain(self.args.iter())
             .map(|a| shell_quote(&a.to_string_lossy()))
@@ -190,7 +199,7 @@ impl Proc {
     }
 
     /// The exit status if the process has exited (reaps it), else None.
-    pub fn try_wait(&self) -> Option<ExitStatus> {
+    fn try_wait(&self) -> Option<ExitStatus> {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if status.is_none() {
             let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,7 +230,7 @@ impl Proc {
     }
 
     /// Sends `sig` to the whole process group.
-    pub fn signal_group(&self, sig: Signal) -> bool {
+    fn signal_group(&self, sig: Signal) -> bool {
         nix::sys::signal::killpg(Pid::from_raw(self.pid), sig).is_ok()
     }
 
@@ -254,10 +263,6 @@ impl Proc {
 
     pub fn stderr_text(&self) -> String {
         read_lossy(&self.stderr_path)
-    }
-
-    pub fn stdout_path(&self) -> &Path {
-        &self.stdout_path
     }
 
     pub fn stderr_path(&self) -> &Path {

@@ -1,6 +1,8 @@
 //! Test directories.
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use crate::kill_processes_mentioning;
 
 /// A temporary directory for one test, named after the test
 /// (`$TMPDIR/autossh-<test name>-XXXXXX`). Its path doubles as the test's
@@ -55,11 +57,6 @@ impl TestDir {
 
     pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.path.join(rel)
-    }
-
-    /// The test name the directory was made for.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// The directory path as a string: the marker for [`no_process_left`].

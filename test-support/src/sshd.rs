@@ -1,8 +1,21 @@
 //! A private OpenSSH server.
 
-use super::*;
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub const SSHD_BIN: &str = "/usr/sbin/sshd";
+use nix::unistd::Pid;
+
+use crate::{
+    all_stats, cmdline_string, descendants_in, free_port, process_exists, read_lossy, signal_pid,
+    wait_until, ProcStat, Signal, TestDir,
+};
+
+const SSHD_BIN: &str = "/usr/sbin/sshd";
 pub const SSH_BIN: &str = "/usr/bin/ssh";
 pub(crate) const SSH_KEYGEN_BIN: &str = "/usr/bin/ssh-keygen";
 
@@ -240,10 +253,6 @@ impl Sshd {
         &self.client_key
     }
 
-    pub fn config_path(&self) -> &Path {
-        &self.config
-    }
-
     /// `<user>@127.0.0.1`.
     pub fn destination(&self) -> String {
         format!("{}@127.0.0.1", self.user)
@@ -403,10 +412,6 @@ impl Sshd {
     /// The sshd log (all starts).
     pub fn log(&self) -> String {
         read_lossy(&self.log_path)
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
     }
 }
 

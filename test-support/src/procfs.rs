@@ -1,6 +1,14 @@
 //! Process inspection (/proc).
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+
+use crate::{wait_until, Signal};
 
 /// The fields of /proc/PID/stat the tests care about.
 #[derive(Clone, Debug)]
@@ -11,7 +19,6 @@ pub struct ProcStat {
     pub state: char,
     pub ppid: i32,
     pub pgrp: i32,
-    pub session: i32,
     /// Start time in clock ticks after boot (tells a reused pid apart).
     pub starttime: u64,
 }
@@ -29,13 +36,12 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
         state: rest.first()?.chars().next()?,
         ppid: rest.get(1)?.parse().ok()?,
         pgrp: rest.get(2)?.parse().ok()?,
-        session: rest.get(3)?.parse().ok()?,
         starttime: rest.get(19)?.parse().ok()?,
     })
 }
 
 /// All pids (thread group ids) in /proc.
-pub fn all_pids() -> Vec<i32> {
+fn all_pids() -> Vec<i32> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -202,7 +208,7 @@ pub fn no_process_left(marker: &str) -> Result<(), String> {
 
 /// Kills (SIGCONT + SIGKILL) every process whose command line mentions
 /// `path` (an argument equal to it, or containing `path/`); returns them.
-pub fn kill_processes_mentioning(path: &Path) -> Vec<i32> {
+pub(crate) fn kill_processes_mentioning(path: &Path) -> Vec<i32> {
     let p = path.to_string_lossy().into_owned();
     let with_slash = format!("{p}/");
     let me = std::process::id() as i32;

@@ -1,15 +1,25 @@
 //! A scripted stand-in for ssh.
 
-use super::*;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// tests/util/fake_ssh.sh (its header documents the plan syntax) in the
+use crate::{
+    cmdline, process_exists, read_lossy, shell_quote, signal_pid, wait_until, Signal, TestDir,
+};
+
+/// test-support/fake_ssh.sh (its header documents the plan syntax) in the
 /// source tree, made executable once if a
 /// checkout lost its mode bit (chmod opens no fd, so it cannot cause
 /// ETXTBSY).
 pub(crate) fn fake_ssh_source() -> &'static Path {
     static SOURCE: OnceLock<PathBuf> = OnceLock::new();
     SOURCE.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/fake_ssh.sh");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake_ssh.sh");
         let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if meta.permissions().mode() & 0o111 != 0o111 {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
@@ -19,7 +29,7 @@ pub(crate) fn fake_ssh_source() -> &'static Path {
     })
 }
 
-/// A fake ssh (tests/util/fake_ssh.sh) installed as `<test dir>/fakessh/ssh`
+/// A fake ssh (test-support/fake_ssh.sh) installed as `<test dir>/fakessh/ssh`
 /// with a plan: invocation N follows plan line N, the last line repeating.
 /// Point autossh at it with `AUTOSSH_PATH=<path()>`. Drop kills any
 /// invocation still running.
@@ -61,7 +71,7 @@ impl FakeSsh {
 
     /// Replaces the plan (atomically); it applies to invocations that start
     /// afterwards, by their run number.
-    pub fn set_plan(&self, plan: &[&str]) {
+    fn set_plan(&self, plan: &[&str]) {
         let mut text = String::new();
         for line in plan {
             assert!(!line.contains('\n'), "plan line with a newline: {line:?}");

@@ -1,6 +1,13 @@
 //! A local TCP service to tunnel to.
 
-use super::*;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{free_port, next_seq};
 
 /// The line [`Service`] writes first on every connection.
 pub const GREETING: &str = "hello from service\n";
