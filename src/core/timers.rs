@@ -28,9 +28,15 @@ pub enum Timer {
     Settled,
     /// The kernel's addresses or routes changed a moment ago: look at ssh's path.
     NetCheck,
+    /// The old ssh of a planned restart has drained long enough: stop it.
+    Drain,
+    /// The old ssh did not exit after SIGTERM: SIGKILL.
+    OldKill,
+    /// On demand: no connection for the idle time: stop ssh.
+    Idle,
 }
 
-const ALL: [Timer; 11] = [
+const ALL: [Timer; 14] = [
     Timer::Restart,
     Timer::KillEscalation,
     Timer::MaxLifetime,
@@ -42,6 +48,9 @@ const ALL: [Timer; 11] = [
     Timer::Watch,
     Timer::Settled,
     Timer::NetCheck,
+    Timer::Drain,
+    Timer::OldKill,
+    Timer::Idle,
 ];
 
 /// The deadline table.

@@ -12,10 +12,7 @@ impl Supervisor {
             Timer::Settled => self.on_settled(now, out),
             Timer::Watch => self.on_watch_due(now, out),
             Timer::KillEscalation => self.on_kill_due(out),
-            Timer::MaxLifetime => {
-                info!("maximum lifetime reached; exiting");
-                self.terminate(0, now, out);
-            }
+            Timer::MaxLifetime => self.on_max_lifetime(now, out),
             Timer::Probe => {
                 if matches!(self.state, State::Running { .. }) {
                     self.send_probe(now, false, out);
@@ -28,6 +25,9 @@ impl Supervisor {
             }
             Timer::ProbeHard => self.on_probe_hard(now, out),
             Timer::ConfirmBy => self.on_confirm_by(now, out),
+            Timer::Drain => self.on_drain_due(now, out),
+            Timer::OldKill => self.on_old_kill_due(out),
+            Timer::Idle => self.on_idle_due(now, out),
         }
     }
 
@@ -48,7 +48,7 @@ impl Supervisor {
     /// An address or route change has settled.
     fn on_net_check_due(&mut self, now: Time, out: &mut Vec<Action>) {
         match self.state {
-            State::Running { .. } if self.route.proxied => {
+            State::Running { .. } if self.server.proxied => {
                 debug!("network change: ssh's path through the proxy cannot be seen")
             }
             State::Running { .. } => out.push(Action::CheckNetPath),
@@ -63,7 +63,7 @@ impl Supervisor {
         if self.phase() != Some(Phase::Unmonitored) {
             return;
         }
-        if let Some(since) = self.outage.target_away_since {
+        if let Some(since) = self.server.target_away_since {
             info!(
                 "ssh runs: the target answers again (unreachable for {:.1} s)",
                 now.since(since).as_secs_f64()
@@ -79,7 +79,7 @@ impl Supervisor {
         }
         self.timers.set(Timer::Watch, self.idle_watch(now));
         out.push(Action::InspectStall {
-            proxied: self.route.proxied,
+            proxied: self.server.proxied,
             threshold: self.is_up().then(|| self.unanswered_threshold()),
         });
     }
@@ -195,11 +195,15 @@ impl Supervisor {
             Phase::Unmonitored
         };
         self.state = State::Running { phase, probe: None };
-        out.push(Action::Spawn { quiet });
+        out.push(Action::Spawn {
+            quiet,
+            gen: self.start_count,
+        });
     }
 
     pub(super) fn on_spawn_failed(&mut self, e: String, now: Time, out: &mut Vec<Action>) {
         self.clear_probe(out);
+        self.give_up_old(now, out);
         if self.start_count <= 1 {
             log::error!("cannot run ssh: {e}");
             self.finish(1, Ending::failure(format!("cannot run ssh: {e}")), out);
@@ -217,6 +221,7 @@ impl Supervisor {
             State::Stopping { then } => match then {
                 Then::Exit(code) => self.finish(code, Ending::of_code(code), out),
                 Then::Restart { paced } => self.after_exit(paced, None, now, out),
+                Then::Sleep => self.state = State::Dormant,
             },
             State::Running { phase, .. } => self.judge_exit(end, phase, now, out),
             other => debug!("ssh exit while {other:?}; ignored"),
@@ -228,6 +233,7 @@ impl Supervisor {
         if phase == Phase::Up {
             self.note_down(now);
         }
+        self.give_up_old(now, out);
         let facts = RunFacts {
             start_count: self.start_count,
             lived: self.run.lived(now),
@@ -282,13 +288,7 @@ impl Supervisor {
                 self.terminate(0, now, out);
             }
             Sig::Restart => match self.state {
-                State::Running { .. } => self.restart_ssh(
-                    RestartKind::Signal,
-                    "signalled to kill and restart ssh".into(),
-                    false,
-                    now,
-                    out,
-                ),
+                State::Running { .. } => self.restart_planned(now, out),
                 State::BackingOff | State::WaitingForServer(_) => {
                     info!("signalled to restart ssh; skipping the wait");
                     self.skip_wait(now, out);
@@ -312,6 +312,20 @@ impl Supervisor {
         }
     }
 
+    /// SIGUSR1 while ssh runs: make-before-break where it can be, else stop it and start
+    /// another at once.
+    fn restart_planned(&mut self, now: Time, out: &mut Vec<Action>) {
+        if !self.planned_restart(now, out) {
+            self.restart_ssh(
+                RestartKind::Signal,
+                "signalled to kill and restart ssh".into(),
+                false,
+                now,
+                out,
+            )
+        }
+    }
+
     /// A signal cut a wait short: ssh starts now.
     fn skip_wait(&mut self, now: Time, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Restart);
@@ -321,6 +335,7 @@ impl Supervisor {
 
     /// Stop everything and exit with `code`.
     pub(super) fn terminate(&mut self, code: i32, now: Time, out: &mut Vec<Action>) {
+        self.stop_old(now, out);
         match self.state {
             State::Running { .. } => {
                 self.clear_probe(out);
@@ -331,7 +346,13 @@ impl Supervisor {
                     then: Then::Exit(code),
                 };
             }
-            State::Idle | State::BackingOff | State::WaitingForServer(_) | State::Queued { .. } => {
+            // The old ssh was told to go above; its end ends autossh.
+            State::Closing => {}
+            State::Idle
+            | State::BackingOff
+            | State::WaitingForServer(_)
+            | State::Queued { .. }
+            | State::Dormant => {
                 self.stop_checks(out);
                 self.finish(code, Ending::of_code(code), out)
             }
@@ -350,6 +371,7 @@ impl Supervisor {
     }
 
     pub(super) fn stop_ssh(&mut self, then: Then, now: Time, out: &mut Vec<Action>) {
+        self.give_up_old(now, out);
         self.stats.up_since = None;
         self.timers.clear(Timer::ConfirmBy);
         self.timers.clear(Timer::Settled);

@@ -71,10 +71,10 @@ pub struct Supervisor {
     probes: Probes,
     /// Loop mode's monitor ports.
     ports: Option<LoopPorts>,
-    route: Route,
-    outage: Outage,
-    /// `Action::Ready` was given.
-    ready_sent: bool,
+    server: Server,
+    health: Health,
+    /// The ssh a planned restart is replacing, while it still runs.
+    old: Option<Old>,
     stats: Stats,
 }
 
@@ -113,10 +113,10 @@ impl Supervisor {
         Supervisor {
             backoff: Backoff::new(cfg.poll, cfg.seed),
             ports: cfg.loop_monitor.as_ref().map(LoopPorts::new),
-            route: Route {
+            server: Server {
                 proxied: cfg.proxied,
                 unknown: cfg.proxied,
-                target: None,
+                ..Server::default()
             },
             cfg,
             state: State::Idle,
@@ -124,10 +124,27 @@ impl Supervisor {
             start_count: 0,
             run: Run::default(),
             probes: Probes::default(),
-            outage: Outage::default(),
-            ready_sent: false,
+            health: Health::default(),
+            old: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Whether a planned restart is make-before-break here.
+    pub fn handover(&self) -> bool {
+        self.cfg.handover
+    }
+
+    /// New settings (a reload keeping the tunnel): they apply from the next start and the
+    /// next deadlines set; the state, the backoff and the figures stay.
+    pub fn reconfigure(&mut self, cfg: Config) {
+        if let (Some(ports), Some(m)) = (self.ports.as_mut(), cfg.loop_monitor.as_ref()) {
+            ports.reserved = m.reserved.clone();
+        }
+        self.cfg = Config {
+            seed: self.cfg.seed,
+            ..cfg
+        };
     }
 
     pub fn state(&self) -> &State {
@@ -169,13 +186,13 @@ impl Supervisor {
     fn on_event(&mut self, ev: Event, now: Time, out: &mut Vec<Action>) {
         match ev {
             Event::Begin => {
-                if self.route.proxied {
+                if self.server.proxied {
                     debug!("ssh goes through a proxy: handshakes are the only check of the server");
                 }
                 if let Some(life) = self.cfg.max_lifetime {
                     self.timers.set(Timer::MaxLifetime, now + life);
                 }
-                self.spawn(now, out);
+                self.begin(now, out);
             }
             Event::SpawnFailed(e) => self.on_spawn_failed(e, now, out),
             Event::SshExited(end) => self.on_exit(end, now, out),
@@ -213,7 +230,21 @@ impl Supervisor {
                     self.start(blind, now, out);
                 }
             }
+            Event::Busy(busy) => self.on_busy(busy, now, out),
+            Event::Drained => self.on_drained(now, out),
+            Event::OldExited(end) => self.on_old_exited(end, out),
         }
+    }
+
+    /// The first start; on demand, listening is all there is until a connection comes.
+    fn begin(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.cfg.on_demand.is_none() {
+            return self.spawn(now, out);
+        }
+        info!("on demand: ssh starts with the first connection");
+        self.state = State::Dormant;
+        self.health.ready_sent = true;
+        out.push(Action::Ready);
     }
 
     /// One line of ssh's stderr: logged (at debug level when it only repeats an outage
@@ -262,10 +293,14 @@ impl Supervisor {
 
     /// The tunnel is proven (a probe came back, or ssh lived past the gate with `-M 0`).
     fn became_up(&mut self, now: Time, out: &mut Vec<Action>) {
-        self.stats.up_since = Some(now);
-        self.outage.target_away_since = None;
-        if !self.ready_sent {
-            self.ready_sent = true;
+        // Across a planned restart the tunnel never went down: its uptime goes on.
+        if self.old.is_none() || self.stats.up_since.is_none() {
+            self.stats.up_since = Some(now);
+        }
+        self.serve(now, out);
+        self.server.target_away_since = None;
+        if !self.health.ready_sent {
+            self.health.ready_sent = true;
             out.push(Action::Ready);
         }
     }
@@ -287,9 +322,11 @@ impl Supervisor {
             State::Running { probe: Some(_), .. } => "probing",
             State::Running { .. } => "up",
             State::WaitingForServer(_) => "reconnecting",
-            State::BackingOff if self.outage.target_away_since.is_some() => "reconnecting",
+            State::BackingOff if self.server.target_away_since.is_some() => "reconnecting",
             State::BackingOff => "backing-off",
             State::Queued { .. } => "waiting",
+            State::Dormant => "idle",
+            State::Closing => "stopping",
             State::Stopping { .. } => "stopping",
             State::Done(_) => "stopped",
         }
@@ -303,34 +340,36 @@ impl Supervisor {
         }
     }
 
-    /// Whether the tunnel is proven up right now (systemd's watchdog is fed only then).
+    /// Whether the tunnel is proven up right now, or idle on demand (systemd's watchdog is
+    /// fed only then).
     pub fn healthy(&self) -> bool {
-        matches!(self.state, State::Running { .. }) && self.stats.up_since.is_some()
+        let up = matches!(self.state, State::Running { .. }) && self.stats.up_since.is_some();
+        up || self.state == State::Dormant
     }
 
     /// When the current outage began, if the server has been seen unreachable (by checks,
     /// or through a proxy by handshakes).
     pub fn unreachable_since(&self) -> Option<Time> {
-        self.outage
+        self.server
             .unreachable_since
-            .or(self.outage.target_away_since)
+            .or(self.server.target_away_since)
     }
 
     /// Handshakes are being retried through a proxy in an outage already logged: the lines
     /// that say so again, and the new ssh's pid, go to the debug log, so an outage is one
     /// line in the log.
     fn quiet(&self) -> bool {
-        self.outage.target_away_since.is_some()
+        self.server.target_away_since.is_some()
     }
 
     /// Why the current (or last) ssh failed, from what it said.
     fn reason(&self) -> Option<Reason> {
-        self.run.story.reason(self.route.proxied)
+        self.run.story.reason(self.server.proxied)
     }
 
     /// A reason in words, for the log.
     fn describe(&self, r: &Reason) -> String {
-        let target = match &self.route.target {
+        let target = match &self.server.target {
             Some(t) => format!("the target {t}"),
             None => "the target".to_string(),
         };
@@ -355,13 +394,13 @@ impl Supervisor {
 
     /// The tunnel went down: counted from the last proof that it worked.
     fn note_down(&mut self, now: Time) {
-        let since = self.outage.last_proof.map_or(now, |p| p.min(now));
-        self.outage.down_since.get_or_insert(since);
+        let since = self.health.last_proof.map_or(now, |p| p.min(now));
+        self.health.down_since.get_or_insert(since);
     }
 
     /// "tunnel up, ... (down for N s)": N from the last proof before the outage.
     fn log_up(&mut self, what: &str, rtt: Duration, now: Time) {
-        match self.outage.down_since.take() {
+        match self.health.down_since.take() {
             Some(down) => info!(
                 "tunnel up, {what} rtt {} ms (down for {:.1} s)",
                 ms(rtt),
@@ -372,9 +411,10 @@ impl Supervisor {
     }
 }
 
+mod handover;
 mod lifecycle;
 mod parts;
-use parts::{LoopPorts, Outage, Probes, Route};
+use parts::{Health, LoopPorts, Old, Probes, Server};
 mod probes;
 mod recovery;
 mod run;

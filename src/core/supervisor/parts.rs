@@ -64,28 +64,39 @@ impl LoopPorts {
     }
 }
 
-/// The way to the server, as far as it is known.
+/// The server: the way to it, as far as it is known, and whether it answers.
 #[derive(Debug, Default)]
-pub(super) struct Route {
+pub(super) struct Server {
     /// ssh goes through a jump host or a proxy command.
     pub(super) proxied: bool,
     /// The server behind the proxy (`host:port`), for the log.
     pub(super) target: Option<String>,
     /// The server's address cannot be checked.
     pub(super) unknown: bool,
-}
-
-/// The outage under way, if any, and the proof that ended the last one.
-#[derive(Debug, Default)]
-pub(super) struct Outage {
-    /// When the tunnel was last seen failing: to tell how long an outage lasted.
-    pub(super) down_since: Option<Time>,
-    /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
-    /// on ssh's connection. An outage is counted from here, not from when it was noticed.
-    pub(super) last_proof: Option<Time>,
     /// Since when reachability checks have failed (while waiting or stalled).
     pub(super) unreachable_since: Option<Time>,
     /// Through a proxy, since when the target has not answered (handshakes through the
     /// proxy are retried at a steady pace meanwhile, see `recovery.rs`).
     pub(super) target_away_since: Option<Time>,
+}
+
+/// The tunnel's health as the application sees it: the outage under way, the last proof.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    /// When the tunnel was last seen failing: to tell how long an outage lasted.
+    pub(super) down_since: Option<Time>,
+    /// The last proof that the tunnel worked: a probe's echo, or data from the server seen
+    /// on ssh's connection. An outage is counted from here, not from when it was noticed.
+    pub(super) last_proof: Option<Time>,
+    /// `Action::Ready` was given (the first proof).
+    pub(super) ready_sent: bool,
+}
+
+/// The ssh a planned restart replaced (held forwards, make-before-break): it serves until
+/// its successor is proven, then drains its connections and stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Old {
+    pub(super) gen: u32,
+    /// Its successor is proven: it takes no new connection.
+    pub(super) draining: bool,
 }

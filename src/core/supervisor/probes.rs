@@ -58,7 +58,7 @@ impl Supervisor {
             return;
         }
         if let Some(heard) = t.server_recv.map(|r| now.before(r)) {
-            let proof = &mut self.outage.last_proof;
+            let proof = &mut self.health.last_proof;
             *proof = Some(proof.map_or(heard, |p| p.max(heard)));
         }
         let only_probes = self.only_probe_traffic(t.server_sent, t.server_recv, now);
@@ -149,7 +149,7 @@ impl Supervisor {
     /// Asks for a look at ssh's connection while a probe is late; through a proxy ssh has
     /// none of its own: the path is unknown.
     pub(super) fn inspect_path(&mut self, waited: Duration, now: Time, out: &mut Vec<Action>) {
-        if self.route.proxied {
+        if self.server.proxied {
             self.on_path(PathState::Unknown, now, out);
         } else {
             out.push(Action::InspectPath { waited });
@@ -164,18 +164,16 @@ impl Supervisor {
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
         let rtt = now.since(p.sent);
-        self.outage.last_proof = Some(now);
+        self.health.last_proof = Some(now);
         self.probes.answered_at = Some(now);
         self.probes.rtt.sample(rtt);
         self.stats.record_rtt(rtt);
         match self.phase() {
             Some(Phase::Unmonitored) => {
-                // The session probe answered: from now on the tunnel is watched by probes.
-                match self.stats.up_since {
-                    Some(_) => info!("session probe answers, rtt {} ms", ms(rtt)),
-                    None => self.log_up("session probe", rtt, now),
-                }
-                self.outage.down_since = None;
+                // The session probe answered: the first proof this ssh works (ssh alive past
+                // the gate only counted as up); from now on the tunnel is watched by probes.
+                self.log_up("session probe", rtt, now);
+                self.health.down_since = None;
                 self.set_phase(Phase::Up);
                 self.became_up(now, out);
             }
@@ -359,7 +357,7 @@ impl Supervisor {
 
     /// Moves loop mode's remote port for the next ssh (`busy`: ssh said the server holds
     /// it; else the tunnel just failed).
-    fn relocate(&mut self, busy: bool, out: &mut Vec<Action>) {
+    pub(super) fn relocate(&mut self, busy: bool, out: &mut Vec<Action>) {
         let Some(ports) = self.ports.as_mut() else {
             return;
         };

@@ -43,7 +43,7 @@ impl Supervisor {
             Some(Reason::TargetUnreachable { .. }) => Cause::Target,
             // A probe went unanswered, or the server failed a check and has not answered
             // one since (a stalled ssh in a black hole): the network, whatever ssh said.
-            None if self.run.server_silent || self.outage.unreachable_since.is_some() => {
+            None if self.run.server_silent || self.server.unreachable_since.is_some() => {
                 Cause::Network
             }
             None => Cause::Other,
@@ -52,7 +52,7 @@ impl Supervisor {
 
     /// ssh goes through a proxy: the server cannot be checked from here.
     pub(super) fn on_proxied(&mut self, target: Option<String>) {
-        if !self.route.proxied {
+        if !self.server.proxied {
             debug!(
                 "ssh goes through a proxy{}: handshakes are the only check of the server",
                 target
@@ -61,10 +61,10 @@ impl Supervisor {
                     .unwrap_or_default()
             );
         }
-        self.route.proxied = true;
-        self.route.unknown = true;
+        self.server.proxied = true;
+        self.server.unknown = true;
         if target.is_some() {
-            self.route.target = target;
+            self.server.target = target;
         }
     }
 
@@ -98,7 +98,7 @@ impl Supervisor {
             return;
         }
         // Whatever ended this ssh, it was not the target missing behind the proxy.
-        self.outage.target_away_since = None;
+        self.server.target_away_since = None;
         let delay = if paced {
             let lived = self.run.lived(now);
             self.backoff.next_delay(lived, cause == Cause::Config)
@@ -108,9 +108,9 @@ impl Supervisor {
         self.log_restart(why, delay);
         if self.backoff.tries() == 0 {
             // The last ssh lived long: any earlier outage is over.
-            self.outage.unreachable_since = None;
+            self.server.unreachable_since = None;
         }
-        let check_first = !self.route.unknown
+        let check_first = !self.server.unknown
             && cause != Cause::Config
             && (cause == Cause::Network || !delay.is_zero());
         if check_first {
@@ -148,7 +148,7 @@ impl Supervisor {
     /// `delay` is over. Even while the server does not answer, a handshake is tried at the
     /// backoff's pace (a check can be wrong: another route, a port knock...).
     fn wait_for_server(&mut self, delay: Duration, now: Time) {
-        let blind_after = if self.outage.unreachable_since.is_some() {
+        let blind_after = if self.server.unreachable_since.is_some() {
             // Already seen away: handshakes into the void only at the cap's pace.
             self.backoff.cap()
         } else {
@@ -177,8 +177,8 @@ impl Supervisor {
             .map_or(now, |s| s + THROUGH_PROXY_EVERY)
             .max(now);
         let what = self.reason().map(|r| self.describe(&r)).unwrap_or_default();
-        if self.outage.target_away_since.is_none() {
-            self.outage.target_away_since = Some(now);
+        if self.server.target_away_since.is_none() {
+            self.server.target_away_since = Some(now);
             let why = why.map(|w| format!("{w}: ")).unwrap_or_default();
             info!(
                 "{why}{what}; retrying the handshake every {:.1} s until it answers",
@@ -196,7 +196,7 @@ impl Supervisor {
     }
 
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
-        if self.route.proxied {
+        if self.server.proxied {
             // Learnt meanwhile (ssh_config): the server behind the proxy cannot be checked.
             return self.on_reach_unknown(now, out);
         }
@@ -225,8 +225,8 @@ impl Supervisor {
                 let w = *w;
                 self.server_answers(w, now, out)
             }
-            (State::WaitingForServer(_), false) if self.outage.unreachable_since.is_none() => {
-                self.outage.unreachable_since = Some(now);
+            (State::WaitingForServer(_), false) if self.server.unreachable_since.is_none() => {
+                self.server.unreachable_since = Some(now);
                 info!(
                     "server unreachable; checking every {} ms until it answers",
                     CHECK_EVERY.as_millis()
@@ -235,7 +235,7 @@ impl Supervisor {
             (State::Running { .. }, true) if self.run.blind && !self.run.ssh_connected => {
                 self.run.blind = false;
                 self.stop_checks(out);
-                self.outage.unreachable_since = None;
+                self.server.unreachable_since = None;
                 self.restart_ssh(
                     RestartKind::Stall,
                     "the server answers again while ssh is still trying to connect".into(),
@@ -247,7 +247,7 @@ impl Supervisor {
                 out.push(Action::KillSsh);
             }
             (State::Running { .. }, true) if self.run.stalled => {
-                if let Some(since) = self.outage.unreachable_since.take() {
+                if let Some(since) = self.server.unreachable_since.take() {
                     self.restart_ssh(
                         RestartKind::Stall,
                         format!(
@@ -263,7 +263,7 @@ impl Supervisor {
                 }
             }
             (State::Running { .. }, false) if self.run.stalled || self.run.blind => {
-                self.outage.unreachable_since.get_or_insert(now);
+                self.server.unreachable_since.get_or_insert(now);
             }
             _ => {}
         }
@@ -273,7 +273,7 @@ impl Supervisor {
     /// once, as does one whose backoff asked for no wait; otherwise the backoff is waited
     /// out.
     fn server_answers(&mut self, w: Wait, now: Time, out: &mut Vec<Action>) {
-        let was_away = self.outage.unreachable_since.take();
+        let was_away = self.server.unreachable_since.take();
         if let Some(since) = was_away {
             info!(
                 "server reachable again after {:.1} s; starting ssh",
@@ -290,10 +290,10 @@ impl Supervisor {
     }
 
     pub(super) fn on_reach_unknown(&mut self, now: Time, out: &mut Vec<Action>) {
-        if !self.route.unknown {
+        if !self.server.unknown {
             debug!("the server's address cannot be checked; pacing by backoff alone");
         }
-        self.route.unknown = true;
+        self.server.unknown = true;
         self.stop_checks(out);
         if let State::WaitingForServer(w) = self.state {
             if w.quick {
@@ -317,10 +317,10 @@ impl Supervisor {
             return;
         }
         self.run.stalled = stalled;
-        self.outage.unreachable_since = None;
+        self.server.unreachable_since = None;
         if stalled {
             info!("ssh's connection to the server is stalled; checking the server");
-            if !self.route.unknown {
+            if !self.server.unknown {
                 self.timers.set(Timer::ReachCheck, now);
             }
         } else {

@@ -83,6 +83,13 @@ impl Stats {
         self.up_since = None;
     }
 
+    /// A planned restart with make-before-break: counted, but the tunnel stays up.
+    pub fn record_handover(&mut self, reason: String, at: Time) {
+        let up = self.up_since;
+        self.record_restart(RestartKind::Signal, reason, at);
+        self.up_since = up;
+    }
+
     pub fn record_rtt(&mut self, rtt: Duration) {
         self.last_rtt = Some(rtt);
         if self.rtt_history.len() == KEEP_RTTS {

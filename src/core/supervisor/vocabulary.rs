@@ -26,6 +26,17 @@ pub struct Config {
     /// The command line sends ssh through a jump host or a proxy command (ssh_config may
     /// say so later: [`Event::Proxied`]).
     pub proxied: bool,
+    /// autossh holds the local forwards: new connections go to an ssh once it is proven
+    /// ([`Action::Serve`]).
+    pub held: bool,
+    /// A planned restart may start the new ssh before the old one stops (held forwards,
+    /// nothing of ssh's own that two sessions cannot both bind): make-before-break.
+    pub handover: bool,
+    /// How long the old ssh's connections may go on after a planned restart.
+    pub drain_time: Duration,
+    /// On demand: no ssh while no connection is open or waiting; stopped after this long
+    /// without one.
+    pub on_demand: Option<Duration>,
 }
 
 /// Loop mode's local `-L` port, and the ports its remote port must never move onto (the
@@ -133,6 +144,12 @@ pub enum Event {
     NetPath(NetPath),
     /// Answer to [`Action::AwaitSlot`]: ssh may start now.
     SlotGranted,
+    /// Held forwards: connections are open or waiting (`true`), or none is any more.
+    Busy(bool),
+    /// The old ssh of a planned restart, draining, has no connection left.
+    Drained,
+    /// The old ssh of a planned restart ended.
+    OldExited(SshEnd),
 }
 
 /// What an address or route change did to ssh's connection to the server.
@@ -152,9 +169,24 @@ pub enum NetPath {
 /// What the event loop must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start ssh; `quiet`: an outage already logged is being retried, its pid goes to the
-    /// debug log.
-    Spawn { quiet: bool },
+    /// Start ssh number `gen` (each start is one more); `quiet`: an outage already logged
+    /// is being retried, its pid goes to the debug log.
+    Spawn { quiet: bool, gen: u32 },
+    /// Held forwards: new connections, and those waiting, go to ssh number `gen` (proven).
+    Serve { gen: u32 },
+    /// A planned restart: the running ssh becomes the old one (it keeps serving, its end is
+    /// [`Event::OldExited`]); a new one is started next.
+    Detach,
+    /// The old ssh (number `gen`) takes no new connection; [`Event::Drained`] says when it
+    /// has none left.
+    Drain { gen: u32 },
+    /// Send SIGTERM to the old ssh.
+    StopOld,
+    /// Send SIGKILL to the old ssh.
+    KillOld,
+    /// Held forwards: stop listening (autossh is exiting; a listener systemd passed keeps
+    /// new connections queued for the next autossh).
+    StopListening,
     /// Start ssh as soon as a handshake slot to its server is free (see [`Config::gated`]).
     AwaitSlot,
     /// Send SIGTERM to ssh.
@@ -214,6 +246,8 @@ pub enum Then {
     Restart {
         paced: bool,
     },
+    /// On demand, idle: no ssh until a connection comes.
+    Sleep,
     Exit(i32),
 }
 
@@ -235,6 +269,11 @@ pub enum State {
     Queued { blind: bool },
     /// ssh is not running; the server did not answer: checking it until it does.
     WaitingForServer(Wait),
+    /// On demand, no connection open or waiting: no ssh until one comes.
+    Dormant,
+    /// Held forwards, exiting (`AUTOSSH_MAXLIFETIME`): no new connection is taken; the last
+    /// ssh, detached, drains its connections; autossh exits once it is gone.
+    Closing,
     /// Ended, for this reason.
     Done(Ending),
 }

@@ -21,6 +21,10 @@ fn cfg() -> Config {
         gated: false,
         loop_monitor: None,
         proxied: false,
+        held: false,
+        handover: false,
+        drain_time: secs(300.0),
+        on_demand: None,
     }
 }
 
@@ -30,8 +34,11 @@ const LOOK: Action = Action::InspectStall {
     threshold: None,
 };
 
-/// A start outside any outage.
-const SPAWN: Action = Action::Spawn { quiet: false };
+/// A start outside any outage (the sim numbers its starts itself: `Sim::gens`).
+const SPAWN: Action = Action::Spawn {
+    quiet: false,
+    gen: 0,
+};
 
 /// ssh writing the line that says `c` on its stderr (checked to be read back as `c`).
 fn said(c: Complaint) -> Event {
@@ -68,6 +75,8 @@ struct Sim {
     auto_stall: bool,
     /// `Action::Ready` is counted here rather than returned.
     readies: usize,
+    /// The numbers of the ssh started, in order (`Action::Spawn` is returned with 0).
+    gens: Vec<u32>,
 }
 
 impl Sim {
@@ -77,6 +86,7 @@ impl Sim {
             now: Time::from_origin(secs(1000.0)),
             auto_stall: true,
             readies: 0,
+            gens: Vec::new(),
         }
     }
 
@@ -89,7 +99,15 @@ impl Sim {
         let before = acts.len();
         let rest: Vec<Action> = acts.into_iter().filter(|a| *a != Action::Ready).collect();
         self.readies += before - rest.len();
-        rest
+        rest.into_iter()
+            .map(|a| match a {
+                Action::Spawn { quiet, gen } => {
+                    self.gens.push(gen);
+                    Action::Spawn { quiet, gen: 0 }
+                }
+                a => a,
+            })
+            .collect()
     }
 
     /// Advances the clock by `s` seconds, firing deadlines on the way, in order.
@@ -296,6 +314,7 @@ fn inspects(acts: &[Action]) -> bool {
     matches!(acts, [Action::InspectPath { .. }])
 }
 
+mod held;
 mod lifecycle;
 mod probes;
 mod proxy;

@@ -291,7 +291,7 @@ fn an_unanswered_request_draws_a_probe_whatever_the_poll_and_a_silent_session_re
     assert!(a.contains(&Action::TermSsh), "{a:?}");
     // The outage counts from the server's last data (0.7 s before the probe left), not
     // from the verdict.
-    assert_eq!(s.sup.outage.down_since, Some(s.now.before(secs(1.1))));
+    assert_eq!(s.sup.health.down_since, Some(s.now.before(secs(1.1))));
 }
 
 #[test]

@@ -37,7 +37,10 @@ fn the_target_back_behind_the_jump_host_ends_the_outage() {
     let mut spawned = false;
     for _ in 0..40 {
         // Retried in an outage already logged: quiet.
-        if s.advance(0.05).contains(&Action::Spawn { quiet: true }) {
+        if s.advance(0.05).contains(&Action::Spawn {
+            quiet: true,
+            gen: 0,
+        }) {
             spawned = true;
             break;
         }
@@ -125,7 +128,10 @@ fn after_the_target_returns_another_failure_backs_off_from_the_count() {
     let mut spawned = false;
     for _ in 0..40 {
         // Retried in an outage already logged: quiet.
-        if s.advance(0.05).contains(&Action::Spawn { quiet: true }) {
+        if s.advance(0.05).contains(&Action::Spawn {
+            quiet: true,
+            gen: 0,
+        }) {
             spawned = true;
             break;
         }

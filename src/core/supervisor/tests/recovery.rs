@@ -281,7 +281,7 @@ fn an_ssh_that_ends_by_itself_counts_the_outage_from_the_last_proof() {
     s.advance(5.0);
     // ssh exits by itself (the server closed the session), 5 s after the last echo.
     s.exit(SshEnd::Exited(255));
-    assert_eq!(s.sup.outage.down_since, Some(s.now.before(secs(5.0))));
+    assert_eq!(s.sup.health.down_since, Some(s.now.before(secs(5.0))));
 }
 
 #[test]
