@@ -81,6 +81,41 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
          server per probe); no turns it off",
     ),
     (
+        "AUTOSSH_HOLD",
+        "yes",
+        "autossh listens for the command line's local forwards (-L, -o LocalForward) itself \
+         and relays each connection to ssh: a connection made while ssh is being replaced \
+         waits instead of being refused, and a planned restart (SIGUSR1) cuts no connection; \
+         no gives ssh exactly 1.4g's arguments",
+    ),
+    (
+        "AUTOSSH_HOLD_TIME",
+        "60",
+        "seconds a connection made while the tunnel is down waits for it; then it is reset",
+    ),
+    (
+        "AUTOSSH_HOLD_MAX",
+        "10000",
+        "connections waiting for the tunnel at once at most; past it, new ones are reset",
+    ),
+    (
+        "AUTOSSH_DRAIN_TIME",
+        "300",
+        "after a planned restart (SIGUSR1, autossh restart, a reload), seconds the connections \
+         through the old ssh may go on before it stops",
+    ),
+    (
+        "AUTOSSH_ON_DEMAND",
+        "no",
+        "yes: no ssh until the first connection to a held forward arrives; stopped again \
+         after AUTOSSH_IDLE_TIME without connections",
+    ),
+    (
+        "AUTOSSH_IDLE_TIME",
+        "300",
+        "with AUTOSSH_ON_DEMAND: seconds without connections before ssh is stopped",
+    ),
+    (
         "AUTOSSH_STATUSFILE",
         "unset",
         "JSON status file (state, since, ssh pid, restarts and reasons, RTTs, settings), \

@@ -1,6 +1,7 @@
 //! The `AUTOSSH_*` environment variables, validated into [`Settings`] before anything starts.
 
 use crate::setup::cli::{parse_c_number, parse_monitor, Cli, MonitorError, MonitorSpec};
+use crate::setup::held::{self, BadForward, Split};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,23 @@ pub struct Settings {
     /// `-S`, or `-o ControlMaster/ControlPath/ControlPersist`: connection sharing asked for
     /// on autossh's own command line (otherwise it is turned off for the supervised ssh).
     pub sharing_asked: bool,
+    /// `AUTOSSH_HOLD` (default on): autossh listens for the command line's local forwards
+    /// itself; `held` has them, and ssh's other arguments.
+    pub hold: bool,
+    /// The forwards held (none with `AUTOSSH_HOLD=no`, `-W` or `ClearAllForwardings`) and
+    /// ssh's arguments without them.
+    pub held: Split,
+    /// `AUTOSSH_HOLD_TIME`: how long a connection waits for the tunnel before it is reset.
+    pub hold_time: Duration,
+    /// `AUTOSSH_HOLD_MAX`: connections waiting at once at most; past it, reset.
+    pub hold_max: u32,
+    /// `AUTOSSH_DRAIN_TIME`: after a planned restart, how long connections may go on through
+    /// the old ssh before it stops.
+    pub drain_time: Duration,
+    /// `AUTOSSH_ON_DEMAND`: no ssh until a connection arrives; stopped after `idle_time`
+    /// without connections.
+    pub on_demand: bool,
+    pub idle_time: Duration,
 }
 
 impl Settings {
@@ -71,7 +89,27 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
     if s.daemon {
         s.gate_time = Duration::ZERO;
     }
+    s.held = held_forwards(&s, &get)?;
     Ok(s)
+}
+
+/// The local forwards to hold: those of the command line, unless holding is off or ssh would
+/// drop them (`-W`, `ClearAllForwardings`: it clears every forward).
+fn held_forwards(
+    s: &Settings,
+    get: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Split, ConfigError> {
+    let cleared = s.stdio_forward || s.user_o_keys.iter().any(|k| k == "clearallforwardings");
+    if !s.hold || cleared {
+        return Ok(Split {
+            forwards: Vec::new(),
+            rest: s.ssh_args.clone(),
+        });
+    }
+    held::split(&s.ssh_args, get).map_err(|e| ConfigError {
+        setting: "AUTOSSH_HOLD",
+        problem: Problem::Forward(e),
+    })
 }
 
 /// A bad setting: which one, and what is wrong with its value.
@@ -113,6 +151,8 @@ pub enum Problem {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A local forward to hold that ssh would reject.
+    Forward(BadForward),
 }
 
 impl fmt::Display for ConfigError {
@@ -147,6 +187,8 @@ impl fmt::Display for ConfigError {
             Problem::CannotOpen { path, error } => {
                 write!(f, "{name}: cannot open {}: {error}", path.display())
             }
+            // The forward names itself.
+            Problem::Forward(e) => write!(f, "{e}"),
         }
     }
 }
@@ -193,7 +235,7 @@ enum Kind {
 
 /// Every variable, in the order they are checked (the first bad one is reported). An unset
 /// variable leaves its field as [`defaults`] has it.
-const SETTINGS: [(&str, Kind); 17] = [
+const SETTINGS: [(&str, Kind); 23] = [
     ("AUTOSSH_PATH", Kind::Program(|s, v| s.ssh_path = v)),
     // The first poll follows the poll, unless AUTOSSH_FIRST_POLL (read next) is set.
     (
@@ -271,6 +313,40 @@ const SETTINGS: [(&str, Kind); 17] = [
         "AUTOSSH_SESSION_PROBE",
         Kind::Switch(|s, v| s.session_probe = v),
     ),
+    ("AUTOSSH_HOLD", Kind::Switch(|s, v| s.hold = v)),
+    (
+        "AUTOSSH_HOLD_TIME",
+        Kind::Seconds {
+            min: 1,
+            max: DAY,
+            set: |s, v| s.hold_time = v,
+        },
+    ),
+    (
+        "AUTOSSH_HOLD_MAX",
+        Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            set: |s, v| s.hold_max = v as u32,
+        },
+    ),
+    (
+        "AUTOSSH_DRAIN_TIME",
+        Kind::Seconds {
+            min: 0,
+            max: DAY,
+            set: |s, v| s.drain_time = v,
+        },
+    ),
+    ("AUTOSSH_ON_DEMAND", Kind::Switch(|s, v| s.on_demand = v)),
+    (
+        "AUTOSSH_IDLE_TIME",
+        Kind::Seconds {
+            min: 1,
+            max: YEAR,
+            set: |s, v| s.idle_time = v,
+        },
+    ),
 ];
 
 /// The settings with no variable set (README.md's Environment table), and the command line's.
@@ -302,6 +378,13 @@ fn defaults(cli: Cli) -> Settings {
                 let k = o_key(v);
                 k == "controlmaster" || k == "controlpath" || k == "controlpersist"
             }),
+        hold: true,
+        held: Split::default(),
+        hold_time: secs(60),
+        hold_max: 10_000,
+        drain_time: secs(300),
+        on_demand: false,
+        idle_time: secs(300),
         ssh_args: cli.ssh_args,
     }
 }

@@ -14,8 +14,9 @@ pub const SESSION_PROBE_PATH: &str = "/dev/null/autossh-session-probe";
 pub enum Forwards {
     /// `-M 0` without the session probe.
     Off,
-    /// `-M 0` with the session probe: `-L socket:/dev/null/autossh-session-probe`.
-    Session { socket: PathBuf },
+    /// `-M 0` with the session probe: `-L socket:/dev/null/autossh-session-probe`, the socket
+    /// in autossh's private directory ([`Sockets::monitor`]).
+    Session,
     /// Loop mode: `-L local:127.0.0.1:remote -R remote:127.0.0.1:local+1`. `remote` starts
     /// equal to `local` (1.4g) and moves when the server holds it.
     Loop { local: u16, remote: u16 },
@@ -33,29 +34,47 @@ impl Forwards {
     }
 }
 
+/// The private unix sockets one ssh binds for autossh (see `shell::private_dir`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sockets {
+    /// The session probe's; with held forwards also loop and echo mode's `-L` (so that an
+    /// old ssh and its successor do not share a port); `None`: the monitor port itself.
+    pub monitor: Option<PathBuf>,
+    /// One per held forward, in order.
+    pub held: Vec<PathBuf>,
+}
+
 /// The complete argv after the program name.
-pub fn build(s: &Settings, fwd: &Forwards) -> Vec<OsString> {
-    let mut v: Vec<OsString> = Vec::with_capacity(s.ssh_args.len() + 8);
+pub fn build(s: &Settings, fwd: &Forwards, socks: &Sockets) -> Vec<OsString> {
+    let mut v: Vec<OsString> = Vec::with_capacity(s.held.rest.len() + 12);
     let mut push = |a: String| v.push(OsString::from(a));
+    let local = |port: u16| match &socks.monitor {
+        Some(p) => p.display().to_string(),
+        None => port.to_string(),
+    };
     match *fwd {
         Forwards::Off => {}
-        Forwards::Session { ref socket } => {
+        Forwards::Session => {
             push("-L".into());
-            push(format!("{}:{SESSION_PROBE_PATH}", socket.display()));
+            push(format!("{}:{SESSION_PROBE_PATH}", local(0)));
         }
-        Forwards::Loop { local, remote } => {
+        Forwards::Loop { local: l, remote } => {
             push("-L".into());
-            push(format!("{local}:127.0.0.1:{remote}"));
+            push(format!("{}:127.0.0.1:{remote}", local(l)));
             push("-R".into());
-            push(format!("{remote}:127.0.0.1:{}", local + 1));
+            push(format!("{remote}:127.0.0.1:{}", l + 1));
         }
-        Forwards::Echo { local, echo } => {
+        Forwards::Echo { local: l, echo } => {
             push("-L".into());
-            push(format!("{local}:127.0.0.1:{echo}"));
+            push(format!("{}:127.0.0.1:{echo}", local(l)));
         }
     }
+    for (f, sock) in s.held.forwards.iter().zip(&socks.held) {
+        push("-L".into());
+        push(format!("{}:{}", sock.display(), f.connect));
+    }
     let user_set = |key: &str| s.user_o_keys.iter().any(|k| k == key);
-    let m0 = matches!(fwd, Forwards::Off | Forwards::Session { .. });
+    let m0 = matches!(fwd, Forwards::Off | Forwards::Session);
     if m0
         && s.serveralive_interval > 0
         && !user_set("serveraliveinterval")
@@ -78,7 +97,8 @@ pub fn build(s: &Settings, fwd: &Forwards) -> Vec<OsString> {
         push("-o".into());
         push("ControlPath=none".into());
     }
-    v.extend(s.ssh_args.iter().cloned());
+    // Without the held forwards: the sockets above stand for them.
+    v.extend(s.held.rest.iter().cloned());
     v
 }
 
@@ -92,7 +112,11 @@ mod tests {
     }
 
     fn argv(args: &[&str], fwd: Forwards) -> Vec<String> {
-        build(&settings(args), &fwd)
+        let socks = Sockets {
+            monitor: matches!(fwd, Forwards::Session).then(|| "/tmp/autossh-1/probe.sock".into()),
+            held: Vec::new(),
+        };
+        build(&settings(args), &fwd, &socks)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -181,8 +205,7 @@ mod tests {
 
     #[test]
     fn the_session_probe_forwards_a_unix_socket_to_a_path_that_cannot_exist() {
-        let socket = PathBuf::from("/tmp/autossh-1/probe.sock");
-        let a = argv(&["-N", "h"], Forwards::Session { socket });
+        let a = argv(&["-N", "h"], Forwards::Session);
         assert_eq!(
             a[..2],
             [
@@ -191,5 +214,46 @@ mod tests {
             ]
         );
         assert!(a.contains(&"ServerAliveInterval=60".to_string()));
+    }
+
+    #[test]
+    fn held_forwards_become_private_sockets_and_leave_the_rest_in_order() {
+        let s = settings(&[
+            "-N",
+            "-L",
+            "5432:db:5432",
+            "-p",
+            "2222",
+            "-L",
+            "8080:[::1]:80",
+            "h",
+        ]);
+        let socks = Sockets {
+            monitor: Some("/d/mon-3.sock".into()),
+            held: vec!["/d/fwd-3-0.sock".into(), "/d/fwd-3-1.sock".into()],
+        };
+        let fwd = Forwards::Loop {
+            local: 20000,
+            remote: 20002,
+        };
+        let a: Vec<String> = build(&s, &fwd, &socks)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a[..8],
+            [
+                "-L",
+                "/d/mon-3.sock:127.0.0.1:20002",
+                "-R",
+                "20002:127.0.0.1:20001",
+                "-L",
+                "/d/fwd-3-0.sock:db:5432",
+                "-L",
+                "/d/fwd-3-1.sock:[::1]:80"
+            ]
+        );
+        assert_eq!(a[a.len() - 4..], ["-N", "-p", "2222", "h"]);
+        assert!(!a.iter().any(|x| x.starts_with("5432:")), "{a:?}");
     }
 }

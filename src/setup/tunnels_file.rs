@@ -28,7 +28,7 @@ pub struct TunnelDef {
 }
 
 /// Keys that map to an `AUTOSSH_*` variable.
-const PER_TUNNEL: [(&str, &str); 11] = [
+const PER_TUNNEL: [(&str, &str); 17] = [
     ("path", "AUTOSSH_PATH"),
     ("poll", "AUTOSSH_POLL"),
     ("first_poll", "AUTOSSH_FIRST_POLL"),
@@ -40,6 +40,12 @@ const PER_TUNNEL: [(&str, &str); 11] = [
     ("serveralive_count_max", "AUTOSSH_SERVERALIVE_COUNT_MAX"),
     ("session_probe", "AUTOSSH_SESSION_PROBE"),
     ("port", "AUTOSSH_PORT"),
+    ("hold", "AUTOSSH_HOLD"),
+    ("hold_time", "AUTOSSH_HOLD_TIME"),
+    ("hold_max", "AUTOSSH_HOLD_MAX"),
+    ("drain_time", "AUTOSSH_DRAIN_TIME"),
+    ("on_demand", "AUTOSSH_ON_DEMAND"),
+    ("idle_time", "AUTOSSH_IDLE_TIME"),
 ];
 
 /// Keys that belong to the whole process: the environment's business.

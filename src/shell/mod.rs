@@ -2,12 +2,16 @@
 
 pub mod control;
 pub mod event_loop;
+pub mod fdlimit;
 pub mod hygiene;
+pub mod janitor;
 pub mod monitor;
 pub mod netwatch;
 pub mod nonblocking;
+pub mod private_dir;
 pub mod probe_conn;
 pub mod reach;
+pub mod relay;
 pub mod report;
 pub mod sd_notify;
 pub mod ssh_g;

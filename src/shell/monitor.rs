@@ -112,9 +112,10 @@ impl Monitor {
         Monitor::with_target(mode, target, listener.map(TcpListener::from_std), prober)
     }
 
-    /// The session probe through ssh's forward of the unix socket `socket`.
-    pub fn session(socket: PathBuf, prober: Prober) -> Monitor {
-        Monitor::with_target(Mode::Session, Target::Unix(socket), None, prober)
+    /// The session probe through ssh's forward of a unix socket (set by
+    /// [`Monitor::retarget`] for each ssh).
+    pub fn session(prober: Prober) -> Monitor {
+        Monitor::with_target(Mode::Session, Target::Unix(PathBuf::new()), None, prober)
     }
 
     fn with_target(
@@ -134,6 +135,12 @@ impl Monitor {
             last_end: None,
             base: 0,
         }
+    }
+
+    /// Probes go to `target` from now on (each ssh has its own socket in autossh's private
+    /// directory); the probe in flight, if any, is left to end as it will.
+    pub fn retarget(&mut self, target: Target) {
+        self.target = target;
     }
 
     /// Registers every socket with tokens offset by `base` (the tunnel's token range).

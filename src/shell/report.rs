@@ -4,6 +4,7 @@
 use crate::core::clock::Time;
 use crate::core::supervisor::{RestartKind, Supervisor};
 use crate::setup::config::Settings;
+use crate::shell::relay::RelayStats;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct Facts<'a> {
     pub echo_port: Option<u16>,
     /// The settings, as validated at start (not copied).
     pub settings: &'a Settings,
+    /// The held forwards' figures (`None`: nothing held).
+    pub relay: Option<&'a RelayStats>,
 }
 
 /// Seconds since the epoch of a point on the boot-time clock.
@@ -128,6 +131,11 @@ fn json_fields(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
     let _ = writeln!(o, "  \"rtt_history_ms\": [{}],", hist.join(", "));
     let _ = writeln!(
         o,
+        "  \"connections\": {},",
+        opt(f.relay.map(connections_json))
+    );
+    let _ = writeln!(
+        o,
         "  \"monitor\": {{\"mode\": {}, \"local_port\": {}, \"remote_port\": {}, \"echo_port\": {}, \"session_probe\": {}}},",
         json_str(f.mode),
         opt(f.local_port),
@@ -147,14 +155,37 @@ fn json_fields(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
     );
 }
 
+/// The held forwards' figures, as a JSON object.
+fn connections_json(r: &RelayStats) -> String {
+    format!(
+        "{{\"open\": {}, \"waiting\": {}, \"waited_total\": {}, \"relayed_total\": {}, \
+         \"expired\": {}, \"overflowed\": {}, \"abandoned\": {}, \"cut\": {}, \
+         \"bytes_to_server\": {}, \"bytes_to_client\": {}}}",
+        r.open,
+        r.held,
+        r.held_total,
+        r.relayed_total,
+        r.expired,
+        r.overflowed,
+        r.abandoned,
+        r.cut,
+        r.bytes_out,
+        r.bytes_in
+    )
+}
+
+/// One tunnel in the metrics: its name (`None`: the command line's), its supervisor, its
+/// held forwards' figures.
+pub type MetricsOf<'a> = (Option<&'a str>, &'a Supervisor, Option<&'a RelayStats>);
+
 /// The metrics in Prometheus text format.
 pub fn prometheus(sup: &Supervisor, now: Time) -> String {
-    prometheus_fleet(&[(None, sup)], now)
+    prometheus_fleet(&[(None, sup, None)], now)
 }
 
 /// Every tunnel's series: name, type, help (the samples come from [`tunnel_samples`], in
 /// this order).
-const TUNNEL_SERIES: [(&str, &str, &str); 5] = [
+const TUNNEL_SERIES: [(&str, &str, &str); 12] = [
     ("autossh_up", "gauge", "Whether the tunnel is proven up."),
     (
         "autossh_restarts_total",
@@ -176,16 +207,52 @@ const TUNNEL_SERIES: [(&str, &str, &str); 5] = [
         "gauge",
         "How long the tunnel has been up.",
     ),
+    (
+        "autossh_connections_open",
+        "gauge",
+        "Held forwards: connections relayed to ssh and open.",
+    ),
+    (
+        "autossh_connections_waiting",
+        "gauge",
+        "Held forwards: connections waiting for the tunnel.",
+    ),
+    (
+        "autossh_connections_waited_total",
+        "counter",
+        "Held forwards: connections that waited for the tunnel.",
+    ),
+    (
+        "autossh_connections_relayed_total",
+        "counter",
+        "Held forwards: connections relayed to ssh.",
+    ),
+    (
+        "autossh_connections_reset_total",
+        "counter",
+        "Held forwards: connections reset, by reason (waited too long, too many waiting, \
+         their ssh ended).",
+    ),
+    (
+        "autossh_connections_abandoned_total",
+        "counter",
+        "Held forwards: connections closed by their application while they waited.",
+    ),
+    (
+        "autossh_relay_bytes_total",
+        "counter",
+        "Held forwards: bytes relayed, by direction.",
+    ),
 ];
 
 /// One series' samples: label set (`None`: none), value.
 type Samples = Vec<(Option<String>, f64)>;
 
 /// The metrics of one tunnel, or of many with a `tunnel` label on every series.
-pub fn prometheus_fleet(items: &[(Option<&str>, &Supervisor)], now: Time) -> String {
+pub fn prometheus_fleet(items: &[MetricsOf], now: Time) -> String {
     let mut o = String::with_capacity(1024 * items.len());
-    if items.iter().any(|(n, _)| n.is_some()) {
-        let up = items.iter().filter(|(_, s)| s.healthy()).count();
+    if items.iter().any(|(n, _, _)| n.is_some()) {
+        let up = items.iter().filter(|(_, s, _)| s.healthy()).count();
         let all = vec![(None, items.len() as f64)];
         series(
             &mut o,
@@ -201,7 +268,11 @@ pub fn prometheus_fleet(items: &[(Option<&str>, &Supervisor)], now: Time) -> Str
     }
     let mut per_tunnel: Vec<_> = items
         .iter()
-        .map(|(n, sup)| tunnel_samples(*n, sup, now).into_iter())
+        .map(|(n, sup, relay)| {
+            let mut all = tunnel_samples(*n, sup, now).to_vec();
+            all.extend(relay_samples(*n, *relay));
+            all.into_iter()
+        })
         .collect();
     for s in TUNNEL_SERIES {
         let samples = per_tunnel.iter_mut().flat_map(|t| t.next()).flatten();
@@ -233,6 +304,39 @@ fn tunnel_samples(name: Option<&str>, sup: &Supervisor, now: Time) -> [Samples; 
     ]
 }
 
+/// One tunnel's samples of the held forwards' series (none without held forwards).
+fn relay_samples(name: Option<&str>, relay: Option<&RelayStats>) -> [Samples; 7] {
+    let Some(r) = relay else {
+        return Default::default();
+    };
+    let one = |v: f64| vec![(label(name, ""), v)];
+    let by = |key: &str, pairs: &[(&str, u64)]| -> Samples {
+        pairs
+            .iter()
+            .map(|(k, v)| (label(name, &format!("{key}=\"{k}\"")), *v as f64))
+            .collect()
+    };
+    [
+        one(r.open as f64),
+        one(r.held as f64),
+        one(r.held_total as f64),
+        one(r.relayed_total as f64),
+        by(
+            "reason",
+            &[
+                ("hold_time", r.expired),
+                ("hold_max", r.overflowed),
+                ("ssh_ended", r.cut),
+            ],
+        ),
+        one(r.abandoned as f64),
+        by(
+            "direction",
+            &[("to_server", r.bytes_out), ("to_client", r.bytes_in)],
+        ),
+    ]
+}
+
 /// The label set of one tunnel's sample (`None`: no labels).
 fn label(name: Option<&str>, more: &str) -> Option<String> {
     match (name, more) {
@@ -246,6 +350,9 @@ fn label(name: Option<&str>, more: &str) -> Option<String> {
 /// One series: its HELP and TYPE lines, then a line per sample (labels, value). Values
 /// are rounded to the microsecond and print in their shortest form (`3`, `0.012345`).
 fn series(o: &mut String, (name, kind, help): (&str, &str, &str), samples: Samples) {
+    if samples.is_empty() {
+        return;
+    }
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in samples {
         let v = (v * 1e6).round() / 1e6;

@@ -176,6 +176,34 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
         .map(|a| Route::Direct(a.collect()))
 }
 
+/// `ssh -G args...` run here and now (at most [`TIMEOUT`]), before anything starts: its
+/// output, or `None` when it fails or is late. Its process group goes with it.
+pub fn config(ssh: &OsString, args: &[OsString]) -> Option<String> {
+    let mut child = spawn(ssh, args).ok()?;
+    let started = Instant::now();
+    let mut exited = false;
+    while !exited && started.elapsed() < TIMEOUT {
+        exited = has_exited(child.id());
+        if !exited {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let stdout = child.stdout.take();
+    let success = exited
+        && matches!(
+            waitid(
+                Id::Pid(Pid::from_raw(child.id() as i32)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+            ),
+            Ok(WaitStatus::Exited(_, 0))
+        );
+    kill_and_reap(&mut child);
+    if !success {
+        return None;
+    }
+    read_output(stdout?)
+}
+
 /// What an exited `ssh -G` wrote: all of it is in the pipe. Non-blocking, so a process outside
 /// its group still holding the pipe cannot stall us.
 fn read_output(mut stdout: ChildStdout) -> Option<String> {

@@ -164,8 +164,8 @@ impl Runner {
     /// Starts a tunnel of the file in a new slot (its monitor ports bound first).
     pub(super) fn start_tunnel(&mut self, def: TunnelDef) -> Result<()> {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
-        let prepared = prepare::monitor(&def.settings)?;
-        let prepared = prepare::session_probe(&def.settings, prepared);
+        let prepared = prepare::prepare(&def.settings, &mut Vec::new())?;
+        let prepared = prepare::private_dir(&def.settings, prepared, self.place.dir.as_ref())?;
         let mut tunnel = Tunnel::new(
             spec_of(&def),
             prepared,
@@ -211,6 +211,17 @@ impl Runner {
                 Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
                     kept.push(new.name.clone());
                     done.unchanged += 1;
+                    continue;
+                }
+                Some(new) if slot.tunnel.replaceable_by(&new.settings) => {
+                    info!(
+                        "changed in the file: a new ssh takes over; connections go on through \
+                         the old one"
+                    );
+                    slot.tunnel.replace(super::spec_of(new));
+                    slot.def = Some(new.clone());
+                    kept.push(new.name.clone());
+                    done.changed += 1;
                     continue;
                 }
                 Some(new) => {

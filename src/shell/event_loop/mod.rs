@@ -110,10 +110,22 @@ struct Runner {
     last_report: Option<String>,
     /// SIGTERM (or the like) arrived: every tunnel is stopping.
     shutting_down: bool,
+    /// autossh's private directory and its janitor (declared last: dropped after the
+    /// tunnels that use it).
+    place: Place,
+}
+
+/// autossh's private directory, shared by its tunnels, and the janitor that removes it even
+/// when autossh is killed.
+#[derive(Default)]
+struct Place {
+    dir: Option<std::rc::Rc<crate::shell::private_dir::PrivateDir>>,
+    /// Kept for its drop: the end of autossh's run lets it go.
+    _janitor: Option<crate::shell::janitor::Janitor>,
 }
 
 impl Runner {
-    fn new(process: Settings, notifier: Option<Notifier>) -> Result<Runner> {
+    fn new(process: Settings, notifier: Option<Notifier>, place: Place) -> Result<Runner> {
         let poll = Poll::new().map_err(|e| runtime(format!("poll: {e}")))?;
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD])
@@ -144,6 +156,7 @@ impl Runner {
             process,
             notifier,
             shutting_down: false,
+            place,
         })
     }
 
@@ -180,7 +193,7 @@ impl Runner {
                 }
             }
             for ev in events.iter() {
-                self.dispatch(ev.token());
+                self.dispatch(ev.token(), crate::shell::relay::Readiness::of(ev));
             }
             for slot in self.slots.iter_mut().flatten() {
                 if slot.tunnel.looking_up().1 {
@@ -215,7 +228,7 @@ impl Runner {
     }
 
     /// One readiness event, to whoever owns its token.
-    fn dispatch(&mut self, token: Token) {
+    fn dispatch(&mut self, token: Token, ev: crate::shell::relay::Readiness) {
         match token {
             SIGNALS => self.on_signals(),
             NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
@@ -228,7 +241,7 @@ impl Runner {
                     let registry = self.poll.registry();
                     if let Some(Some(slot)) = self.slots.get_mut(i) {
                         let _log = tunnel_context(slot.tunnel.name());
-                        slot.tunnel.ready(registry, t);
+                        slot.tunnel.ready(registry, t, ev);
                     }
                 }
             },

@@ -4,21 +4,29 @@
 use super::*;
 use crate::setup::daemon;
 use crate::setup::pidfile::Pidfile;
+use crate::shell::janitor::Janitor;
+use crate::shell::private_dir::PrivateDir;
+use crate::shell::relay::listen;
 use crate::shell::tunnel::prepare;
+use crate::shell::tunnel::Prepared;
+use log::warn;
 
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
-    let prepared = prepare::monitor(&settings)?;
+    let mut activated = listen::activated();
+    let prepared = prepare::prepare(&settings, &mut activated)?;
     let (pidfile, notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
-    let prepared = prepare::session_probe(&settings, prepared);
+    settle_descriptors(activated, prepared.held.is_some());
+    let place = private_place(prepare::needs_dir(&settings, &prepared), &[&prepared]);
+    let prepared = prepare::private_dir(&settings, prepared, place.dir.as_ref())?;
     if !settings.sharing_asked {
         info!(
             "ssh runs with ControlMaster=no and ControlPath=none: the supervised ssh holds the \
              session itself (set either on autossh's command line to share a connection)"
         );
     }
-    let mut runner = Runner::new(settings.clone(), notifier)?;
+    let mut runner = Runner::new(settings.clone(), notifier, place)?;
     let spec = Spec {
         name: None,
         settings,
@@ -40,9 +48,10 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     // Everything that can fail is done before anything starts: the monitors' ports bound
     // and the control socket made, or nothing is left behind.
     let mut prepared = Vec::with_capacity(defs.len());
+    let mut activated = listen::activated();
     for d in &defs {
         let _log = tunnel_context(Some(&std::rc::Rc::from(d.name.as_str())));
-        let p = prepare::monitor(&d.settings).map_err(|e| {
+        let p = prepare::prepare(&d.settings, &mut activated).map_err(|e| {
             crate::error::usage(format!(
                 "{}:{}: tunnel {:?}: {e}",
                 file.display(),
@@ -53,7 +62,10 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         prepared.push(p);
     }
     let (pidfile, notifier) = settle_process(&process)?;
-    let mut runner = Runner::new(process, notifier)?;
+    settle_descriptors(activated, prepared.iter().any(|p| p.held.is_some()));
+    // A reload may bring a tunnel that needs it: many tunnels always have one.
+    let place = private_place(true, &prepared.iter().collect::<Vec<_>>());
+    let mut runner = Runner::new(process, notifier, place)?;
     control
         .register(runner.poll.registry())
         .map_err(|e| runtime(format!("poll: {e}")))?;
@@ -75,7 +87,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     });
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
-        let p = prepare::session_probe(&def.settings, p);
+        let p = prepare::private_dir(&def.settings, p, runner.place.dir.as_ref())?;
         let tunnel = Tunnel::new(spec_of(&def), p, i, runner.poll.registry())?;
         runner.add(tunnel, Some(def));
     }
@@ -83,6 +95,51 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         n.started();
     }
     finish(runner, pidfile)
+}
+
+/// autossh's private directory (when `needed`) and its janitor, which removes it and the unix
+/// sockets the tunnels bound even if autossh is killed.
+fn private_place(needed: bool, prepared: &[&Prepared]) -> Place {
+    if !needed {
+        return Place::default();
+    }
+    let dir = match PrivateDir::create(prepare::random_u64()) {
+        Ok(d) => std::rc::Rc::new(d),
+        Err(e) => {
+            warn!(
+                "cannot make a private directory in {}: {e}",
+                std::env::temp_dir().display()
+            );
+            return Place::default();
+        }
+    };
+    let sockets: Vec<_> = prepared
+        .iter()
+        .flat_map(|p| prepare::own_sockets(p))
+        .collect();
+    let janitor = Janitor::start(dir.path(), &sockets)
+        .inspect_err(|e| warn!("no janitor ({e}): a killed autossh leaves its sockets"))
+        .ok();
+    Place {
+        dir: Some(dir),
+        _janitor: janitor,
+    }
+}
+
+/// Once started for good: listeners systemd passed that no forward took are closed (with a
+/// warning), the private directories of killed autossh processes removed, and with held
+/// forwards the open-files limit raised (two descriptors a relayed connection).
+fn settle_descriptors(unused: Vec<std::os::fd::OwnedFd>, held: bool) {
+    if !unused.is_empty() {
+        warn!(
+            "{} listener(s) passed by systemd match no held forward; closed",
+            unused.len()
+        );
+    }
+    crate::shell::private_dir::remove_stale();
+    if held {
+        crate::shell::fdlimit::raise();
+    }
 }
 
 /// The pid file locked and written, and the process detached for `-f`.

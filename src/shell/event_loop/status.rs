@@ -149,7 +149,7 @@ impl Runner {
         if let Some(p) = &self.process.metricsfile {
             let items: Vec<_> = tunnels
                 .iter()
-                .map(|t| (t.name().map(|n| &**n), t.sup()))
+                .map(|t| (t.name().map(|n| &**n), t.sup(), t.relay_stats()))
                 .collect();
             if let Err(e) = report::write_atomically(p, &report::prometheus_fleet(&items, now)) {
                 warn!("metrics file {}: {e}", p.display());
@@ -201,6 +201,7 @@ impl Runner {
                 restarts: st.restarts,
                 last_reason,
                 up: t.sup().healthy(),
+                conns: t.relay_stats().map(|r| (r.open, r.held)),
             });
         }
         if json {
@@ -220,10 +221,12 @@ struct Row {
     restarts: u32,
     last_reason: Option<String>,
     up: bool,
+    /// Held forwards: connections open and waiting.
+    conns: Option<(usize, usize)>,
 }
 
 fn status_table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -235,6 +238,9 @@ fn status_table(rows: &[Row]) -> String {
                     .map(|d| format!("{} ms", d.as_millis()))
                     .unwrap_or_else(|| "-".into()),
                 r.restarts.to_string(),
+                r.conns
+                    .map(|(open, held)| format!("{open}/{held}"))
+                    .unwrap_or_else(|| "-".into()),
                 r.last_reason.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -246,6 +252,7 @@ fn status_table(rows: &[Row]) -> String {
         "SSH PID",
         "RTT",
         "RESTARTS",
+        "CONNS/WAITING",
         "LAST REASON",
     ];
     let mut width = head.map(str::len);
@@ -284,7 +291,7 @@ fn status_json(rows: &[Row]) -> String {
         let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         let _ = write!(
             o,
-            "{}\n  {{\"name\": {}, \"state\": {}, \"since\": {:.3}, \"ssh_pid\": {}, \"rtt_ms\": {}, \"restarts\": {}, \"last_reason\": {}, \"up\": {}}}",
+            "{}\n  {{\"name\": {}, \"state\": {}, \"since\": {:.3}, \"ssh_pid\": {}, \"rtt_ms\": {}, \"restarts\": {}, \"last_reason\": {}, \"up\": {}, \"connections\": {}, \"waiting\": {}}}",
             if i == 0 { "" } else { "," },
             q(&r.name),
             q(r.state),
@@ -293,7 +300,9 @@ fn status_json(rows: &[Row]) -> String {
             r.rtt.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "null".into()),
             r.restarts,
             r.last_reason.as_deref().map(q).unwrap_or_else(|| "null".into()),
-            r.up
+            r.up,
+            r.conns.map(|c| c.0.to_string()).unwrap_or_else(|| "null".into()),
+            r.conns.map(|c| c.1.to_string()).unwrap_or_else(|| "null".into()),
         );
     }
     o.push_str("\n]}\n");

@@ -215,6 +215,13 @@ impl Transport {
         Some((local, peer))
     }
 
+    /// A duplicate of ssh's server socket (located now if need be), for the relay to tell
+    /// ssh's death from the server closing a channel.
+    pub fn server_socket(&mut self) -> Option<OwnedFd> {
+        self.info()?;
+        self.server.as_ref()?.0.try_clone().ok()
+    }
+
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
     pub fn has_tcp_info(&mut self) -> bool {
         self.info().is_some()

@@ -10,10 +10,16 @@ impl Tunnel {
     /// Performs one action; what only the event loop may do goes to `out`.
     pub(super) fn perform(&mut self, registry: &Registry, action: Action, out: &mut Vec<Outcome>) {
         match action {
-            Action::Spawn { quiet } => self.spawn(registry, quiet, out),
+            Action::Spawn { quiet, gen } => self.spawn(registry, quiet, gen, out),
             Action::AwaitSlot => out.push(Outcome::AwaitSlot),
             Action::TermSsh => self.signal_ssh(Signal::SIGTERM),
             Action::KillSsh => self.signal_ssh(Signal::SIGKILL),
+            Action::Serve { .. }
+            | Action::Detach
+            | Action::Drain { .. }
+            | Action::StopOld
+            | Action::KillOld
+            | Action::StopListening => self.perform_held(registry, action),
             Action::SendProbe { seq } => self.send_probe(registry, seq),
             Action::DropProbe => {
                 if let Some(m) = self.monitor.as_mut() {
@@ -97,11 +103,14 @@ impl Tunnel {
             Some(l) => l.recv_ago >= threshold,
             None => proxied,
         };
-        let waiting = if server_quiet {
-            let skip = self.monitor.as_ref().and_then(|m| m.local_port());
-            t.app_waiting(skip, look.map(|l| l.sent_ago), look.map(|l| l.recv_ago))
-        } else {
-            Waiting::NotLooked
+        let waiting = match (&self.relay, server_quiet) {
+            // Held forwards: the relay's own facts, exact and cheap.
+            (Some(r), _) => r.waiting(std::time::Instant::now()),
+            (None, true) => {
+                let skip = self.monitor.as_ref().and_then(|m| m.local_port());
+                t.app_waiting(skip, look.map(|l| l.sent_ago), look.map(|l| l.recv_ago))
+            }
+            (None, false) => Waiting::NotLooked,
         };
         self.queue.push_back(Event::Traffic(Traffic {
             server_sent: look.map(|l| l.sent_ago),
@@ -110,11 +119,9 @@ impl Tunnel {
         }));
     }
 
-    fn spawn(&mut self, registry: &Registry, quiet: bool, out: &mut Vec<Outcome>) {
-        if let Some(s) = &self.session_socket {
-            s.clear();
-        }
-        let argv = ssh_argv::build(&self.settings, &self.forwards);
+    fn spawn(&mut self, registry: &Registry, quiet: bool, gen: u32, out: &mut Vec<Outcome>) {
+        let socks = self.sockets(gen);
+        let argv = ssh_argv::build(&self.settings, &self.forwards, &socks);
         debug!(
             "execing {} {}",
             self.settings.ssh_path.to_string_lossy(),
@@ -138,6 +145,7 @@ impl Tunnel {
                     }
                 }
                 self.transport = Some(Transport::new(ssh.pid()));
+                self.started(gen, ssh.pid(), socks);
                 self.ssh = Some(ssh);
                 out.push(Outcome::Started);
             }
@@ -153,6 +161,10 @@ impl Tunnel {
         if let Some(s) = self.ssh.as_ref() {
             debug!("sending {sig} to ssh (pid {})", s.pid());
             s.signal(sig);
+            // Told to go: it takes no new connection, and its connections' ends are resets.
+            if let Some(r) = self.relay.as_mut() {
+                r.dying(self.gen);
+            }
         }
     }
 
@@ -161,7 +173,7 @@ impl Tunnel {
     pub fn facts(&self) -> crate::shell::report::Facts<'_> {
         let state_since = self.state_since.1;
         let (mode, local, remote, echo) = match self.forwards {
-            Forwards::Off | Forwards::Session { .. } => ("off", None, None, None),
+            Forwards::Off | Forwards::Session => ("off", None, None, None),
             Forwards::Loop { local, remote } => ("loop", Some(local), Some(remote), None),
             Forwards::Echo { local, echo } => ("echo", Some(local), None, Some(echo)),
         };
@@ -170,11 +182,12 @@ impl Tunnel {
             state_since,
             ssh_pid: self.ssh.as_ref().map(|s| s.pid()),
             mode,
-            session_probe: matches!(self.forwards, Forwards::Session { .. }),
+            session_probe: matches!(self.forwards, Forwards::Session),
             local_port: local,
             remote_port: remote,
             echo_port: echo,
             settings: &self.settings,
+            relay: self.relay_stats(),
         }
     }
 }

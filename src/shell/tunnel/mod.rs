@@ -10,8 +10,9 @@ use crate::error::{runtime, Result};
 use crate::setup::config::Settings;
 use crate::setup::ssh_argv::Forwards;
 use crate::shell::monitor::{Mode, Monitor};
-use crate::shell::probe_conn::SessionSocket;
+use crate::shell::private_dir::PrivateDir;
 use crate::shell::reach::Reachability;
+use crate::shell::relay::{Readiness, Relay, RelayConfig};
 use crate::shell::ssh_process::SshProcess;
 use crate::shell::transport::Transport;
 use log::{debug, info, warn};
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 mod actions;
 mod checks;
+mod held;
 pub mod prepare;
 mod ssh_io;
 mod status;
@@ -32,13 +34,23 @@ mod status;
 /// Tokens each tunnel has: tunnel `slot` owns `(slot + 1) * TOKENS .. (slot + 2) * TOKENS`;
 /// the first range is the event loop's own.
 pub const TOKENS: usize = 64;
+/// Tokens from here on are the held forwards' relays: tunnel `slot` owns
+/// `RELAY_TOKENS + slot · 2³² ...` (listeners, then two per connection).
+pub const RELAY_TOKENS: usize = 1 << 48;
+const RELAY_SHIFT: u32 = 32;
+
 /// The tunnel slot whose range holds `token` (`None`: the event loop's own range).
 pub fn slot_of(token: Token) -> Option<usize> {
+    if token.0 >= RELAY_TOKENS {
+        return Some((token.0 - RELAY_TOKENS) >> RELAY_SHIFT);
+    }
     (token.0 / TOKENS).checked_sub(1)
 }
 
 /// ssh's stderr pipe, within a tunnel's range (the monitor's and the checks' are theirs).
 const SSH_STDERR: Token = Token(1);
+/// The stderr pipe of the old ssh a planned restart is replacing.
+const OLD_STDERR: Token = Token(4);
 
 /// What the event loop must do for a tunnel; only the loop gates starts and ends tunnels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +70,21 @@ pub enum Outcome {
     Ended(i32),
 }
 
-/// The monitor's ports and sockets, made before the tunnel (see [`prepare`]).
+/// The monitor's ports and sockets and the held forwards' listeners, made before the
+/// tunnel (see [`prepare`]).
 pub struct Prepared {
     pub forwards: Forwards,
     pub listener: Option<TcpListener>,
-    pub session_socket: Option<SessionSocket>,
+    /// autossh's private socket directory, when the tunnel needs it (session probe, held
+    /// forwards).
+    pub dir: Option<Rc<PrivateDir>>,
+    pub held: Option<prepare::HeldParts>,
+}
+
+/// The ssh a planned restart is replacing, while its connections drain.
+struct OldSsh {
+    ssh: SshProcess,
+    gen: u32,
 }
 
 /// What a tunnel is made from.
@@ -91,8 +113,15 @@ pub struct Tunnel {
     /// ssh's connection to the server, for late probes and stalls.
     transport: Option<Transport>,
     reach: Reachability,
-    /// The session probe's socket directory (`-M 0`), removed with the tunnel.
-    session_socket: Option<SessionSocket>,
+    /// autossh's private socket directory (session probe, held forwards).
+    dir: Option<Rc<PrivateDir>>,
+    /// Its sockets' names there start so (many tunnels share the directory).
+    tag: String,
+    /// The held forwards' listeners and connections.
+    relay: Option<Relay>,
+    /// The number of the ssh running (or last run): its sockets are named by it.
+    gen: u32,
+    old: Option<OldSsh>,
     /// The state last reported and when it began.
     state_since: (&'static str, Time),
     /// The exit code once the supervisor is done.
@@ -111,10 +140,20 @@ impl Tunnel {
         let Prepared {
             forwards,
             listener,
-            session_socket,
+            dir,
+            held,
         } = prepared;
         let monitor = monitor(&spec.settings, &forwards, listener, base, registry)?;
-        let sup = Supervisor::new(supervisor_config(&spec, &forwards));
+        let handover = held.as_ref().is_some_and(|h| h.handover);
+        let relay = held
+            .map(|h| relay(&spec.settings, h, slot, registry))
+            .transpose()?;
+        let sup = Supervisor::new(supervisor_config(
+            &spec,
+            &forwards,
+            relay.is_some(),
+            handover,
+        ));
         let mut reach = Reachability::new(
             spec.settings.ssh_path.clone(),
             spec.settings.ssh_args.clone(),
@@ -133,7 +172,11 @@ impl Tunnel {
             ssh: None,
             transport: None,
             reach,
-            session_socket,
+            tag: socket_tag(spec.name.as_deref(), slot),
+            dir,
+            relay,
+            gen: 0,
+            old: None,
             state_since: ("starting", Time::now()),
             ended: None,
             shares_checks: spec.gated,
@@ -181,10 +224,15 @@ impl Tunnel {
     }
 
     /// One of its sockets is ready.
-    pub fn ready(&mut self, registry: &Registry, token: Token) {
+    pub fn ready(&mut self, registry: &Registry, token: Token, ev: Readiness) {
+        if token.0 >= RELAY_TOKENS {
+            return self.relay_ready(registry, token, ev);
+        }
         let local = Token(token.0 - self.base);
         if local == SSH_STDERR {
             self.on_stderr(registry);
+        } else if local == OLD_STDERR {
+            self.on_old_stderr(registry);
         } else if Monitor::owns(local) {
             if let Some(e) = self.monitor.as_mut().and_then(|m| m.ready(registry, local)) {
                 self.queue.push_back(e);
@@ -225,12 +273,19 @@ impl Tunnel {
         self.queue.extend(expired);
     }
 
-    /// When its supervisor next wants the time.
+    /// When its supervisor, or its relay, next wants the time.
     pub fn timeout(&self, now: Time) -> Option<Duration> {
         if self.ended.is_some() {
             return None;
         }
-        self.sup.timeout(now)
+        let relay = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.timeout(std::time::Instant::now()));
+        match (self.sup.timeout(now), relay) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Hands queued events to the supervisor, performing what it asks.
@@ -256,9 +311,10 @@ impl Tunnel {
         if self.ended.is_some() {
             return;
         }
+        self.relay_on_time(registry);
         let now = Time::now();
         if self.sup.timeout(now).is_none_or(|d| !d.is_zero()) {
-            return;
+            return self.drain(registry, out);
         }
         for a in self.sup.on_time(now) {
             self.perform(registry, a, out);
@@ -282,7 +338,11 @@ impl Tunnel {
         }
         self.reach.shutdown(registry);
         self.close_stderr(registry);
-        if let Some(mut ssh) = self.ssh.take() {
+        if let Some(r) = self.relay.as_mut() {
+            r.shutdown(registry);
+        }
+        let old = self.old.take().map(|o| o.ssh);
+        for mut ssh in self.ssh.take().into_iter().chain(old) {
             ssh.signal(Signal::SIGKILL);
             for _ in 0..500 {
                 if !matches!(ssh.try_wait(), Ok(None)) {
@@ -291,8 +351,22 @@ impl Tunnel {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        self.session_socket = None;
+        self.dir = None;
     }
+}
+
+/// What its sockets' names start with: nothing for the command line's tunnel; one of many
+/// has its name (what of it is safe in a file name) and its slot.
+fn socket_tag(name: Option<&str>, slot: usize) -> String {
+    let Some(name) = name else {
+        return String::new();
+    };
+    let safe: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(24)
+        .collect();
+    format!("{safe}.{slot}-")
 }
 
 /// The monitor's sockets for these forwards, registered in the tunnel's token range.
@@ -314,7 +388,7 @@ fn monitor(
     );
     let monitor = match *forwards {
         Forwards::Off => None,
-        Forwards::Session { ref socket } => Some(Monitor::session(socket.clone(), prober)),
+        Forwards::Session => Some(Monitor::session(prober)),
         Forwards::Loop { local, .. } => Some(Monitor::new(Mode::Loop, local, listener, prober)),
         Forwards::Echo { local, .. } => Some(Monitor::new(Mode::Echo, local, None, prober)),
     };
@@ -326,8 +400,32 @@ fn monitor(
     Ok(monitor)
 }
 
+/// The held forwards' relay, its listeners registered in the tunnel's relay range.
+fn relay(
+    s: &Settings,
+    held: prepare::HeldParts,
+    slot: usize,
+    registry: &Registry,
+) -> Result<Relay> {
+    let base = RELAY_TOKENS + (slot << RELAY_SHIFT);
+    let mut relay = Relay::new(held.listeners, relay_config(s), base);
+    relay
+        .register(registry)
+        .map_err(|e| runtime(format!("poll: {e}")))?;
+    Ok(relay)
+}
+
+/// The relay's limits, from the settings.
+fn relay_config(s: &Settings) -> RelayConfig {
+    RelayConfig {
+        hold_time: s.hold_time,
+        hold_max: s.hold_max as usize,
+        splice: true,
+    }
+}
+
 /// The supervisor's settings, from the validated ones.
-fn supervisor_config(spec: &Spec, forwards: &Forwards) -> Config {
+fn supervisor_config(spec: &Spec, forwards: &Forwards, held: bool, handover: bool) -> Config {
     let s = &spec.settings;
     // ssh_config may say so too: `ssh -G`'s answer tells the supervisor later.
     let proxied = s
@@ -345,7 +443,7 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards) -> Config {
         first_poll: s.first_poll,
         net_timeout: s.net_timeout(),
         monitored: matches!(forwards, Forwards::Loop { .. } | Forwards::Echo { .. }),
-        session_probe: matches!(forwards, Forwards::Session { .. }),
+        session_probe: matches!(forwards, Forwards::Session),
         seed: prepare::random_u64(),
         gated: spec.gated,
         loop_monitor: match *forwards {
@@ -356,5 +454,9 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards) -> Config {
             _ => None,
         },
         proxied,
+        held,
+        handover,
+        drain_time: s.drain_time,
+        on_demand: (held && s.on_demand).then_some(s.idle_time),
     }
 }

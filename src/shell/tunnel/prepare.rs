@@ -1,31 +1,93 @@
-//! Before a tunnel starts: its monitor's ports (bound or picked) and the session probe's socket directory.
+//! Before a tunnel starts: its monitor's ports (bound or picked), its held forwards' listeners
+//! (bound as ssh would, or taken from systemd), and its private socket directory.
 
 use super::Prepared;
-use crate::error::{runtime, Result};
+use crate::error::{runtime, usage, Result};
 use crate::setup::config::Settings;
 use crate::setup::ssh_argv::Forwards;
+use crate::shell::private_dir::PrivateDir;
+use crate::shell::relay::listen::{self, Listener};
 use log::{info, warn};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The monitor's ports, before anything is started or detached (errors reach the terminal).
-pub fn monitor(s: &Settings) -> Result<Prepared> {
+/// The held forwards' listeners, and whether a planned restart can be make-before-break.
+pub struct HeldParts {
+    /// (forward index, listener): a forward may listen on several addresses.
+    pub listeners: Vec<(usize, Listener)>,
+    /// ssh binds nothing itself that two sessions could not both bind (no `-R`, `-D`, or
+    /// forward from ssh_config beside the held ones).
+    pub handover: bool,
+}
+
+/// The monitor's ports and the held forwards' listeners, before anything is started or
+/// detached (errors reach the terminal). `activated`: listeners systemd passed, taken by
+/// the forwards they serve.
+pub fn prepare(s: &Settings, activated: &mut Vec<OwnedFd>) -> Result<Prepared> {
     let (forwards, listener) = prepare_monitor(s)?;
+    let held = held(s, activated)?;
     Ok(Prepared {
         forwards,
         listener,
-        session_socket: None,
+        dir: None,
+        held,
     })
 }
 
-/// `-M 0`: the session probe's socket directory, once started for good (see
-/// [`prepare_session_probe`]).
-pub fn session_probe(s: &Settings, mut p: Prepared) -> Prepared {
-    let (forwards, socket) = prepare_session_probe(s, p.forwards);
-    p.forwards = forwards;
-    p.session_socket = socket;
-    p
+/// Whether the tunnel needs autossh's private directory: for the session probe's socket or
+/// held forwards' sockets.
+pub fn needs_dir(s: &Settings, p: &Prepared) -> bool {
+    p.held.is_some() || wants_session_probe(s, &p.forwards)
+}
+
+/// Once started for good (detached): the tunnel gets the private directory it needs. Without
+/// one (it could not be made), `-M 0` goes without the session probe, with a warning; held
+/// forwards cannot do without it.
+pub fn private_dir(
+    s: &Settings,
+    mut p: Prepared,
+    dir: Option<&Rc<PrivateDir>>,
+) -> Result<Prepared> {
+    let session = wants_session_probe(s, &p.forwards);
+    if p.forwards == Forwards::Off && s.session_probe && !session {
+        info!("-W or ClearAllForwardings: no session probe; ServerAlive watches the tunnel");
+    }
+    if !session && p.held.is_none() {
+        return Ok(p);
+    }
+    match dir {
+        Some(d) => {
+            if session {
+                p.forwards = Forwards::Session;
+            }
+            p.dir = Some(d.clone());
+        }
+        None if p.held.is_some() => {
+            return Err(runtime(format!(
+                "no private directory in {} for the held forwards' sockets",
+                std::env::temp_dir().display()
+            )))
+        }
+        None => warn!("no directory for the session probe's socket; ServerAlive only"),
+    }
+    Ok(p)
+}
+
+/// The unix sockets this tunnel's held forwards bound (not those systemd passed).
+pub fn own_sockets(p: &Prepared) -> Vec<std::path::PathBuf> {
+    p.held
+        .iter()
+        .flat_map(|h| &h.listeners)
+        .filter_map(|(_, l)| match l {
+            Listener::Unix {
+                path, ours: true, ..
+            } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Random bits for the probe nonce and port choice.
@@ -65,56 +127,77 @@ fn prepare_monitor(s: &Settings) -> Result<(Forwards, Option<TcpListener>)> {
                 Some(l),
             ))
         }
-        None => {
-            let seed = random_u64();
-            for i in 0..200u64 {
-                let port = 20000 + ((seed.wrapping_add(i * 7919)) % 20000) as u16 * 2;
-                if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-                    continue;
-                }
-                if let Ok(l) = listen_local(port + 1) {
-                    info!(
-                        "no monitor port given (-M or AUTOSSH_PORT); using {port} and {}",
-                        port + 1
-                    );
-                    return Ok((
-                        Forwards::Loop {
-                            local: port,
-                            remote: port,
-                        },
-                        Some(l),
-                    ));
-                }
-            }
-            Err(runtime("no free monitor port pair found on 127.0.0.1"))
-        }
+        None => pick_monitor(),
     }
 }
 
-/// `-M 0`: the session probe's socket directory, unless the probe is turned off or ssh
-/// would drop its forward (`-W`, `ClearAllForwardings`). A directory that cannot be made
-/// leaves `-M 0` as it was, with a warning.
-fn prepare_session_probe(
-    s: &Settings,
-    forwards: Forwards,
-) -> (Forwards, Option<crate::shell::probe_conn::SessionSocket>) {
-    if forwards != Forwards::Off || !s.session_probe {
-        return (forwards, None);
-    }
-    if s.stdio_forward || s.user_o_keys.iter().any(|k| k == "clearallforwardings") {
-        info!("-W or ClearAllForwardings: no session probe; ServerAlive watches the tunnel");
-        return (forwards, None);
-    }
-    match crate::shell::probe_conn::SessionSocket::create(random_u64()) {
-        Ok(sock) => {
-            let socket = sock.path().to_path_buf();
-            (Forwards::Session { socket }, Some(sock))
+/// Neither `-M` nor `AUTOSSH_PORT`: a free pair of ports, as Debian's wrapper picks one.
+fn pick_monitor() -> Result<(Forwards, Option<TcpListener>)> {
+    let seed = random_u64();
+    for i in 0..200u64 {
+        let port = 20000 + ((seed.wrapping_add(i * 7919)) % 20000) as u16 * 2;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+            continue;
         }
-        Err(e) => {
-            warn!("cannot make a directory for the session probe ({e}); ServerAlive only");
-            (forwards, None)
+        if let Ok(l) = listen_local(port + 1) {
+            info!(
+                "no monitor port given (-M or AUTOSSH_PORT); using {port} and {}",
+                port + 1
+            );
+            let fwd = Forwards::Loop {
+                local: port,
+                remote: port,
+            };
+            return Ok((fwd, Some(l)));
         }
     }
+    Err(runtime("no free monitor port pair found on 127.0.0.1"))
+}
+
+/// `-M 0`, and the session probe not turned off, nor dropped by ssh (`-W`,
+/// `ClearAllForwardings`).
+fn wants_session_probe(s: &Settings, forwards: &Forwards) -> bool {
+    *forwards == Forwards::Off
+        && s.session_probe
+        && !s.stdio_forward
+        && !s.user_o_keys.iter().any(|k| k == "clearallforwardings")
+}
+
+/// Whether, with these settings, ssh binds nothing itself that two sessions could not both
+/// bind (asked of `ssh -G`): a planned restart can then be make-before-break.
+pub fn handover_allowed(s: &Settings) -> bool {
+    match crate::shell::ssh_g::config(&s.ssh_path, &s.held.rest) {
+        Some(text) => !listen::bind_options(&text).1,
+        None => false,
+    }
+}
+
+/// The held forwards' listeners: how ssh would bind them is asked of `ssh -G` (GatewayPorts,
+/// AddressFamily, StreamLocalBind*, from ssh_config too), which also tells whether ssh binds
+/// anything else itself.
+fn held(s: &Settings, activated: &mut Vec<OwnedFd>) -> Result<Option<HeldParts>> {
+    if s.held.forwards.is_empty() {
+        return Ok(None);
+    }
+    let (opts, others) = match crate::shell::ssh_g::config(&s.ssh_path, &s.held.rest) {
+        Some(text) => listen::bind_options(&text),
+        None => (listen::command_line_options(&s.held.rest), true),
+    };
+    let mut listeners = Vec::new();
+    for (i, f) in s.held.forwards.iter().enumerate() {
+        let adopted = listen::adopt(f, activated);
+        let ls = if adopted.is_empty() {
+            listen::bind(f, &opts).map_err(|e| usage(e.to_string()))?
+        } else {
+            info!("{}: listening on what systemd passed", f.spec);
+            adopted
+        };
+        listeners.extend(ls.into_iter().map(|l| (i, l)));
+    }
+    Ok(Some(HeldParts {
+        listeners,
+        handover: !others,
+    }))
 }
 
 /// The loop-mode listener on 127.0.0.1:`port`, with a deep accept queue: a burst of

@@ -3,8 +3,10 @@
 use super::*;
 
 impl Tunnel {
-    /// Collects ssh if it has exited; its last stderr lines are handled first.
+    /// Collects ssh (and the old one of a planned restart) if it has exited; its last
+    /// stderr lines are handled first.
     pub fn reap(&mut self, registry: &Registry) {
+        self.reap_old(registry);
         let Some(ssh) = self.ssh.as_mut() else { return };
         match ssh.try_wait() {
             Ok(Some(end)) => {
@@ -13,6 +15,7 @@ impl Tunnel {
                 let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
                 self.transport = None;
                 debug!("ssh (pid {pid}) ended: {end:?}");
+                self.ssh_gone(registry, self.gen);
                 self.queue.push_back(Event::SshExited(end));
             }
             Ok(None) => {}

@@ -1,0 +1,67 @@
+//! The janitor: a tiny `sh` started with autossh that removes autossh's private directory and
+//! the unix sockets it bound the moment autossh is gone, even when it was killed with SIGKILL
+//! (a process cannot clean up after that itself). It waits on a pipe whose only writer is
+//! autossh: the end of that pipe is autossh's end. It ignores the terminal's and systemd's
+//! polite signals (they reach autossh too, which cleans up and closes the pipe), removes a
+//! socket only while it is still the one autossh made (same inode), and exits.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT USR1 USR2 PIPE
+read -r _
+rm -rf -- "$1"
+shift
+while [ "$#" -ge 2 ]; do
+  i=$(ls -di -- "$1" 2>/dev/null | awk '{print $1}')
+  [ "$i" = "$2" ] && rm -f -- "$1"
+  shift 2
+done
+"#;
+
+/// The running janitor; dropping it (autossh's normal end) lets it go and reaps it.
+pub struct Janitor {
+    child: Child,
+    pipe: Option<ChildStdin>,
+}
+
+impl Janitor {
+    /// Starts it for the private directory `dir` and the unix sockets `sockets` bound here.
+    pub fn start(dir: &Path, sockets: &[PathBuf]) -> io::Result<Janitor> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(SCRIPT).arg("autossh-janitor").arg(dir);
+        for s in sockets {
+            if let Ok(m) = std::fs::symlink_metadata(s) {
+                cmd.arg(s).arg(m.ino().to_string());
+            }
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let pipe = child.stdin.take();
+        Ok(Janitor { child, pipe })
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        drop(self.pipe.take());
+        // It removes what is left (nothing, normally) and exits at once; bounded.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

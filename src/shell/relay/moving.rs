@@ -1,0 +1,134 @@
+//! Bytes moving: a relayed connection's readiness, its steps, its end; a held one whose
+//! application gave up.
+
+use super::*;
+
+impl Relay {
+    pub(super) fn conn_ready(
+        &mut self,
+        registry: &Registry,
+        id: usize,
+        upstream: bool,
+        ev: Readiness,
+        now: Instant,
+    ) {
+        let Some(slot) = self.slots.get_mut(id).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        if !slot.conn.is_relayed() {
+            // Held: nothing is read while it waits; an end means the application gave up,
+            // and it is never forwarded.
+            if ev.closed {
+                self.held.retain(|&h| h != id);
+                self.stats.held = self.held.len();
+                self.stats.abandoned += 1;
+                debug!("a waiting connection was closed by its application");
+                self.close(registry, id, Step::ClientBroken);
+            }
+            return;
+        }
+        // An end or an error is seen by the next read or write.
+        let readable = ev.readable || ev.closed;
+        slot.conn
+            .ready(upstream, readable, ev.writable || ev.closed);
+        self.step(registry, id, now);
+    }
+
+    /// Moves what connection `id` can move, and ends it when it is done or broken.
+    pub(super) fn step(&mut self, registry: &Registry, id: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(id).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        let gen = slot.gen.and_then(|g| self.gens.iter().find(|x| x.gen == g));
+        let (dying, pid) = gen.map_or((true, 0), |g| (g.dying, g.pid));
+        let server = gen.and_then(|g| g.server.as_ref());
+        // Looked at only when ssh's side of a connection ends.
+        let upstream_dying = || dying || exiting(pid) || server.is_some_and(connection_gone);
+        let (step, (out, back)) = slot.conn.step(&mut self.pool, now, &upstream_dying);
+        self.stats.bytes_out += out;
+        self.stats.bytes_in += back;
+        match step {
+            Step::Open { more: true } => self.pending.push(id),
+            Step::Open { more: false } => {}
+            how => self.close(registry, id, how),
+        }
+    }
+
+    /// Ends connection `id` as `how` says, and frees its slot.
+    pub(super) fn close(&mut self, registry: &Registry, id: usize, how: Step) {
+        let Some(slot) = self.slots.get_mut(id).and_then(|s| s.take()) else {
+            return;
+        };
+        if let Some(gen) = slot.gen {
+            self.stats.open -= 1;
+            if let Some(g) = self.gens.iter_mut().find(|g| g.gen == gen) {
+                g.conns -= 1;
+                if g.draining && g.conns == 0 {
+                    self.notes.push(Note::Drained(gen));
+                }
+            }
+        }
+        slot.conn.close(registry, how, &mut self.pool);
+        self.pending.retain(|&p| p != id);
+        self.free.push(id);
+    }
+
+    /// Notes a change between "connections open or waiting" and "none".
+    pub(super) fn note_busy(&mut self) {
+        let busy = self.stats.open + self.held.len() > 0;
+        if busy != self.busy {
+            self.busy = busy;
+            self.notes.push(Note::Busy(busy));
+        }
+    }
+}
+
+/// Whether process `pid` is exiting or gone: an end of ssh's socket is then ssh's death,
+/// not the server closing its side (Linux: `PF_EXITING` in `/proc/PID/stat`, set before
+/// the process's descriptors are closed).
+fn exiting(pid: u32) -> bool {
+    if pid == 0 {
+        return true;
+    }
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // After the command's closing parenthesis: state, ppid, pgrp, session, tty, tpgid, flags.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    zombie || flags & PF_EXITING != 0
+}
+
+/// Whether ssh's connection to the server has ended (the server's end closed or reset it):
+/// ssh's channels then end with it, and their ends are not the server's half-closes.
+#[cfg(target_os = "linux")]
+fn connection_gone(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    const ESTABLISHED: u8 = 1;
+    // SAFETY: tcp_info is plain data; getsockopt fills at most its size.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        rc == 0 && info.tcpi_state != ESTABLISHED
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn connection_gone(_fd: &std::os::fd::OwnedFd) -> bool {
+    false
+}
