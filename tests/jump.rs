@@ -101,13 +101,8 @@ impl Rig {
             "tunnel never worked\n{}",
             rig.story()
         );
-        // The session probe's first answer: before the gate's second ("tunnel up"), or
-        // after it when the handshake through the jump host took longer (a loaded machine).
         assert!(
-            wait_until(UP, || {
-                let log = rig.log();
-                log.contains("tunnel up") || log.contains("session probe answers")
-            }),
+            rig.autossh.wait_for_stderr("tunnel up", UP),
             "{}",
             rig.story()
         );

@@ -113,7 +113,7 @@ impl Rig {
 
     fn ssh_children(&self) -> Vec<String> {
         self.autossh
-            .children()
+            .ssh_children()
             .into_iter()
             .map(cmdline_string)
             .collect()
@@ -212,12 +212,9 @@ fn probes_measure_the_round_trip() {
     let rig = Rig::start(Some(Mode::Loop), &[("AUTOSSH_LOGLEVEL", "7")]);
     // Three regular probes after the confirmation, each with its round-trip time.
     rig.wait_log(" ok, rtt ", 3);
-    assert_eq!(
-        rig.count("restarting ssh"),
-        1,
-        "only the start-up port move\n{}",
-        rig.story()
-    );
+    // No port move either: with the forward held, loop mode's local end is a private
+    // socket, so the server (this host) finds the remote monitor port free.
+    assert_eq!(rig.count("restarting ssh"), 0, "{}", rig.story());
     rig.finish();
 }
 

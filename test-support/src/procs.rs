@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 
 use crate::{
-    children_of, descendants_of, describe_pids, next_seq, read_lossy, shell_quote, signal_pid,
-    wait_until, Signal, TestDir,
+    children_of, cmdline, descendants_of, describe_pids, next_seq, read_lossy, shell_quote,
+    signal_pid, wait_until, Signal, TestDir,
 };
 
 /// A command to spawn as a [`Proc`]: program, args, environment, working
@@ -250,6 +250,18 @@ impl Proc {
     /// Direct children of the process (e.g. autossh's ssh).
     pub fn children(&self) -> Vec<i32> {
         children_of(self.pid)
+    }
+
+    /// Its live ssh children: not `ssh -G` look-ups, not autossh's janitor (`sh`), not one
+    /// that just ended (a zombie has no command line).
+    pub fn ssh_children(&self) -> Vec<i32> {
+        self.children()
+            .into_iter()
+            .filter(|&p| {
+                let c = cmdline(p);
+                !c.is_empty() && !c.iter().any(|a| a == "-G" || a == "autossh-janitor")
+            })
+            .collect()
     }
 
     /// All descendants of the process.

@@ -18,11 +18,9 @@ pub(crate) fn wait_fast(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     cond()
 }
 
+/// autossh's live ssh children (not its janitor, not a zombie).
 pub(crate) fn live_children(p: &Proc) -> Vec<i32> {
-    p.children()
-        .into_iter()
-        .filter(|&c| process_exists(c))
-        .collect()
+    p.ssh_children()
 }
 
 pub(crate) fn zombie_children(p: &Proc) -> Vec<i32> {

@@ -143,13 +143,9 @@ impl NsRig {
         assert!(self.autossh.is_running(), "{}", self.story());
     }
 
-    /// Live (non-zombie) children of autossh.
+    /// Live (non-zombie) ssh children of autossh.
     fn ssh_children(&self) -> Vec<i32> {
-        self.autossh
-            .children()
-            .into_iter()
-            .filter(|&p| process_exists(p))
-            .collect()
+        self.autossh.ssh_children()
     }
 
     /// Checks one ssh child, stops autossh with SIGTERM, tears everything

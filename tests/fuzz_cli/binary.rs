@@ -73,6 +73,8 @@ proptest! {
 
     /// `-M 0` (no ports needed), no `-f` (no detaching), ssh options, destination and
     /// command as generated: the fake ssh gets them unchanged after the keepalive options.
+    /// `AUTOSSH_HOLD=no` promises exactly that, local forwards included (held, they become
+    /// private sockets: tests/held).
     #[test]
     fn binary_passes_random_argv_to_ssh_unchanged(line in safe_line(false)
         .prop_filter("no -f, no NUL", |l| !l.daemon() && no_nul(&l.input())))
@@ -81,6 +83,7 @@ proptest! {
         let fake = FakeSsh::new(&dir, &["exit 0"]);
         let p = Cmd::new(autossh_bin!())
             .env("AUTOSSH_PATH", fake.path())
+            .env("AUTOSSH_HOLD", "no")
             .env("AUTOSSH_GATETIME", "0")
             .args(["-M", "0"])
             .args(line.input())

@@ -137,11 +137,21 @@ pub(crate) fn whole_chain(
     let cli = cli::parse(args.iter().cloned()).map_err(|e| e.to_string())?;
     let settings = config::from_env(cli, |k| env.get(k).cloned()).map_err(|e| e.to_string())?;
     for f in forwards_for(&settings) {
-        let argv = ssh_argv::build(&settings, &f);
+        let argv = ssh_argv::build(&settings, &f, &sockets_for(&settings));
         assert!(
-            argv.ends_with(&settings.ssh_args),
-            "build must end with the user's args"
+            argv.ends_with(&settings.held.rest),
+            "build must end with the user's args (but the held forwards)"
         );
     }
     Ok(())
+}
+
+/// A private socket for each held forward, as the shell would name them.
+pub(crate) fn sockets_for(settings: &autossh::setup::config::Settings) -> ssh_argv::Sockets {
+    ssh_argv::Sockets {
+        monitor: Some("/tmp/autossh-1/probe-1.sock".into()),
+        held: (0..settings.held.forwards.len())
+            .map(|i| format!("/tmp/autossh-1/fwd-1-{i}.sock").into())
+            .collect(),
+    }
 }

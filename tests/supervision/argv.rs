@@ -33,7 +33,7 @@ fn m0_has_the_session_probe_unless_stdio_forwarding_or_turned_off() {
     let argv = run(&[], &["-M", "0", "-N", "host"]);
     assert_eq!(argv[0], "-L", "{argv:?}");
     assert!(
-        argv[1].ends_with("/probe.sock:/dev/null/autossh-session-probe"),
+        argv[1].ends_with("/probe-1.sock:/dev/null/autossh-session-probe"),
         "{argv:?}"
     );
     let argv = run(&[], &["-M", "0", "-W", "db:5432", "host"]);

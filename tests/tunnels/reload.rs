@@ -279,3 +279,48 @@ fn a_renamed_tunnel_takes_over_its_old_ports() {
     rig.assert_no_zombie();
     rig.finish();
 }
+
+/// A changed tunnel whose forwards listen where they did is replaced in place,
+/// make-before-break: its new ssh takes the new connections, an open one goes on through the
+/// old ssh, which stops once it has none left.
+#[test]
+fn a_changed_tunnel_keeping_its_forwards_is_replaced_without_cutting_a_connection() {
+    let mut rig = Rig::new();
+    let t = rig.tunnel("t", Mon::Zero);
+    rig.write(std::slice::from_ref(&t));
+    rig.start(&[]);
+    let before = rig.wait_up(std::slice::from_ref(&t));
+    let old = ident(before[0].1);
+    let mut held =
+        Held::open(t.local).unwrap_or_else(|| panic!("no connection through t\n{}", rig.story()));
+    held.echo("before the reload")
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.story()));
+    let t2 = t.clone().key("poll = 7");
+    rig.write(std::slice::from_ref(&t2));
+    let out = rig.ctl(&["reload"]);
+    assert!(out.stdout.contains("1 changed"), "{out:?}\n{}", rig.story());
+    rig.wait_status(UP, "t replaced", |v| {
+        v.iter()
+            .any(|s| s.name == "t" && s.state == "up" && s.ssh_pid.is_some_and(|p| p != old.0))
+    });
+    assert!(
+        rig.log().contains("a new ssh takes over"),
+        "{}",
+        rig.story()
+    );
+    held.echo("after the reload")
+        .unwrap_or_else(|e| panic!("the connection was cut: {e}\n{}", rig.story()));
+    assert!(
+        !gone(old),
+        "the old ssh stopped with a connection open\n{}",
+        rig.story()
+    );
+    drop(held);
+    assert!(
+        wait_until(T, || gone(old)),
+        "the old ssh stays\n{}",
+        rig.story()
+    );
+    rig.wait_up(&[t2]);
+    rig.finish();
+}

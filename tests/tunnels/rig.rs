@@ -84,13 +84,21 @@ impl Tunnel {
         s
     }
 
-    /// The `-L` argument as it appears in ssh's command line.
+    /// The `-L` argument as given in the file.
     pub fn forward(&self) -> String {
         self.ssh
             .iter()
             .find(|a| a.starts_with(&format!("{}:", self.local)))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Whether `arg`, of ssh's command line, stands for this tunnel's forward: autossh holds
+    /// it and hands ssh a private socket named after the tunnel.
+    pub fn is_its_forward(&self, arg: &str) -> bool {
+        let target = self.forward();
+        let target = target.split_once(':').map_or("", |(_, t)| t);
+        arg.contains(&format!("/{}.", self.name)) && arg.ends_with(&format!(".sock:{target}"))
     }
 }
 
@@ -333,7 +341,7 @@ impl Rig {
             );
             let cmd = cmdline(pid);
             assert!(
-                cmd.iter().any(|a| *a == t.forward()),
+                cmd.iter().any(|a| t.is_its_forward(a)),
                 "{}'s ssh ({pid}) has not its -L {}: {cmd:?}\n{}",
                 t.name,
                 t.forward(),
@@ -359,6 +367,12 @@ impl Rig {
             fs::read_to_string(&self.file).unwrap_or_default(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
+    }
+
+    /// The tunnels' live sshs among autossh's children: not its `ssh -G` look-ups, not its
+    /// janitor, not one that just ended (a zombie has no command line).
+    pub fn sshs(&self) -> Vec<i32> {
+        self.autossh().ssh_children()
     }
 
     /// No zombie among autossh's children (every ssh that ended was reaped), within [`T`].

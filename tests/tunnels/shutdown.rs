@@ -23,7 +23,7 @@ fn three(rig: &mut Rig) -> (Vec<Tunnel>, Vec<(String, i32)>) {
 fn sigterm_stops_every_ssh_and_exits_0() {
     let mut rig = Rig::new();
     let (_, pids) = three(&mut rig);
-    assert_eq!(rig.autossh().children().len(), 3, "{}", rig.story());
+    assert_eq!(rig.sshs().len(), 3, "{}", rig.story());
     assert!(pids.iter().all(|p| process_exists(p.1)));
     rig.finish();
 }

@@ -30,7 +30,9 @@ fn three_tunnels_come_up_and_status_lists_them() {
         let pid = pid_of_pair(&pids, &t.name);
         let cmd = cmdline(pid);
         let opt = cmd.iter().position(|a| a == "ServerAliveInterval=17");
-        let own = cmd.iter().position(|a| *a == t.forward());
+        // The tunnel's own arguments: its -L is held (handed to ssh as a private socket,
+        // first); its destination comes last.
+        let own = cmd.iter().rposition(|a| Some(a) == t.ssh.last());
         assert!(
             matches!((opt, own), (Some(o), Some(f)) if o < f),
             "{}: ssh_options not before the tunnel's arguments: {cmd:?}",
