@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rates the systemd units' sandboxes and checks they parse: for docs/autossh.service,
-# docs/autossh@.service, docs/autossh-tunnels.service, docs/autossh-echo.service, and autossh-echo with its port 7 drop-in
+# docs/autossh@.service (and its socket, verified), docs/autossh-tunnels.service, docs/autossh-echo.service, and autossh-echo with its port 7 drop-in
 # (docs/autossh-echo-port7.conf), prints `systemd-analyze security --offline=yes`'s exposure
 # score and fails above 2.0; then `systemd-analyze verify`, which must print nothing (it exits 0
 # on unknown keys and bad values, so any message counts as a failure).
@@ -75,10 +75,13 @@ cp "$dir/autossh-echo.service" "$tmp/root/etc/systemd/system/"
 cp "$dropin" "$tmp/root/etc/systemd/system/autossh-echo.service.d/port7.conf"
 score "autossh-echo.service + port7.conf" --root="$tmp/root" autossh-echo.service
 
-# A template is verified as an instance.
+# A template is verified as an instance (the socket with its service beside it).
 cp "$dir/autossh@.service" "$tmp/autossh@check.service"
+[ -f "$dir/autossh@.socket" ] || { echo "check-units: $dir/autossh@.socket is missing" >&2; exit 1; }
+cp "$dir/autossh@.socket" "$tmp/autossh@check.socket"
 verify autossh.service "$dir/autossh.service"
 verify autossh@check.service "$tmp/autossh@check.service"
+verify autossh@check.socket "$tmp/autossh@check.socket"
 verify autossh-echo.service "$dir/autossh-echo.service"
 verify autossh-tunnels.service "$dir/autossh-tunnels.service"
 
