@@ -44,7 +44,11 @@ pub struct BadForward {
 
 impl fmt::Display for BadForward {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: bad local forwarding specification ({})", self.spec, self.why)
+        write!(
+            f,
+            "{}: bad local forwarding specification ({})",
+            self.spec, self.why
+        )
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod control;
 pub mod event_loop;
+pub mod hooks;
+pub mod http;
 pub mod hygiene;
 pub mod monitor;
 pub mod netwatch;

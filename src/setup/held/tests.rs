@@ -25,15 +25,39 @@ fn tcp(bind: Option<&str>, port: u16) -> Listen {
 fn every_form_of_dash_l() {
     let cases: &[(&str, Listen, &str)] = &[
         ("5432:db:5432", tcp(None, 5432), "db:5432"),
-        ("127.0.0.1:5432:db:5432", tcp(Some("127.0.0.1"), 5432), "db:5432"),
+        (
+            "127.0.0.1:5432:db:5432",
+            tcp(Some("127.0.0.1"), 5432),
+            "db:5432",
+        ),
         ("[::1]:8080:web:80", tcp(Some("::1"), 8080), "web:80"),
         ("*:8080:[fe80::1]:80", tcp(Some("*"), 8080), "[fe80::1]:80"),
         (":8080:web:80", tcp(Some(""), 8080), "web:80"),
-        ("localhost:8080:web:80", tcp(Some("localhost"), 8080), "web:80"),
-        ("5432:/run/postgresql/.s.PGSQL.5432", tcp(None, 5432), "/run/postgresql/.s.PGSQL.5432"),
-        ("0.0.0.0:5432:/run/db.sock", tcp(Some("0.0.0.0"), 5432), "/run/db.sock"),
-        ("/tmp/db.sock:db:5432", Listen::Unix("/tmp/db.sock".into()), "db:5432"),
-        ("/tmp/a.sock:/run/b.sock", Listen::Unix("/tmp/a.sock".into()), "/run/b.sock"),
+        (
+            "localhost:8080:web:80",
+            tcp(Some("localhost"), 8080),
+            "web:80",
+        ),
+        (
+            "5432:/run/postgresql/.s.PGSQL.5432",
+            tcp(None, 5432),
+            "/run/postgresql/.s.PGSQL.5432",
+        ),
+        (
+            "0.0.0.0:5432:/run/db.sock",
+            tcp(Some("0.0.0.0"), 5432),
+            "/run/db.sock",
+        ),
+        (
+            "/tmp/db.sock:db:5432",
+            Listen::Unix("/tmp/db.sock".into()),
+            "db:5432",
+        ),
+        (
+            "/tmp/a.sock:/run/b.sock",
+            Listen::Unix("/tmp/a.sock".into()),
+            "/run/b.sock",
+        ),
         ("ssh:db:5432", tcp(None, 22), "db:5432"),
     ];
     for (spec, listen, connect) in cases {
