@@ -20,11 +20,12 @@ pub const HOOK_LIMIT: Duration = Duration::from_secs(10);
 /// A tunnel's state as hooks and `/healthz` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outward {
-    /// Its first ssh has not proven the tunnel yet, nor failed (never told to a hook).
+    /// Never proven up yet, and not ended: its first ssh starting, or retrying (never told
+    /// to a hook).
     Starting,
     /// Proven up (`Supervisor::healthy`).
     Up,
-    /// Not up, and being brought back.
+    /// Not up after having been up, and being brought back.
     Down,
     /// Being stopped for good (autossh exiting, the tunnel removed from the file).
     Stopping,
@@ -87,6 +88,8 @@ struct Track {
     state: Outward,
     /// When it was last seen up, or when watching began.
     last_up: Time,
+    /// It has been up once: from now on, not up is `Down`, not `Starting`.
+    been_up: bool,
     running: Option<Running>,
     pending: Option<Change>,
     /// Its tunnel is gone: the entry goes once its hook has ended.
@@ -124,6 +127,7 @@ impl Watch {
         let t = self.tracks.entry(slot).or_insert_with(|| Track {
             state: Outward::Starting,
             last_up: now,
+            been_up: false,
             running: None,
             pending: None,
             gone: false,
@@ -132,6 +136,11 @@ impl Watch {
         if was == Outward::Up {
             t.last_up = now;
         }
+        t.been_up |= state == Outward::Up;
+        let state = match state {
+            Outward::Down if !t.been_up => Outward::Starting,
+            s => s,
+        };
         if state == was {
             return;
         }
@@ -155,6 +164,11 @@ impl Watch {
             Some(_) => t.pending = Some(change),
             None => t.running = spawn(program, change, now),
         }
+    }
+
+    /// The state of the tunnel in `slot` as last seen.
+    pub fn state(&self, slot: usize) -> Option<Outward> {
+        self.tracks.get(&slot).map(|t| t.state)
     }
 
     /// How long since the tunnel in `slot` was last up (`None` while it is up, or unknown).

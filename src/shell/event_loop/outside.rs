@@ -35,6 +35,19 @@ fn outward(slot: &Slot) -> Outward {
     }
 }
 
+/// Why a tunnel is in `state`: why it went down or ended, or who stops it.
+fn reason(slot: &Slot, state: Outward) -> String {
+    let last = || slot.tunnel.last_reason().unwrap_or("").to_string();
+    match (state, &slot.retire) {
+        (Outward::Stopping, Some(Retire::Remove)) => {
+            "removed or changed in the tunnels file".into()
+        }
+        (Outward::Stopping, _) => "autossh is stopping it".into(),
+        (Outward::Down | Outward::Stopped | Outward::Failed, _) => last(),
+        (Outward::Up | Outward::Starting, _) => String::new(),
+    }
+}
+
 impl Runner {
     /// Serves HTTP from now on (bound before anything started); a non-loopback address
     /// is said once, as a warning.
@@ -67,8 +80,9 @@ impl Runner {
                 continue;
             };
             let name = slot.tunnel.name().map(|n| &**n).unwrap_or("");
-            let reason = || slot.tunnel.last_reason().unwrap_or("").to_string();
-            self.watch.see(i, (name, outward(slot)), reason, now);
+            let state = outward(slot);
+            self.watch
+                .see(i, (name, state), || reason(slot, state), now);
         }
     }
 
@@ -196,7 +210,7 @@ impl Runner {
             .unwrap_or_else(|| "null".into());
         format!(
             "{{\"name\": {name}, \"state\": {}, \"phase\": {}, \"down_for_s\": {down_for}, \"reason\": {reason}}}",
-            json_str(outward(s).name()),
+            json_str(self.watch.state(i).unwrap_or(outward(s)).name()),
             json_str(s.tunnel.phase_name())
         )
     }

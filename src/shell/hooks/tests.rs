@@ -127,6 +127,12 @@ fn a_hook_past_its_time_is_killed_with_its_children() {
 fn without_a_program_states_are_still_watched() {
     let mut w = Watch::new(None);
     let t0 = Time::now();
+    w.see(0, ("", Outward::Down), String::new, t0);
+    assert_eq!(
+        w.state(0),
+        Some(Outward::Starting),
+        "never up: still starting"
+    );
     w.see(0, ("", Outward::Up), String::new, t0);
     assert_eq!(w.down_for(0, t0), None);
     w.see(

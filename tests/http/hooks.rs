@@ -1,0 +1,164 @@
+//! `AUTOSSH_HOOK`: run on each change with the tunnel, the state, the reason and how long it
+//! was down; a hook that hangs is killed after 10 s (its children too) and holds up nothing.
+
+use super::rig::*;
+use super::single::Single;
+use super::util::*;
+use super::web;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A hook script in `dir` that runs `pre` then appends `TUNNEL|STATE|REASON|DOWN_FOR` to
+/// `dir/heard`.
+fn hook(dir: &Path, pre: &str) -> PathBuf {
+    let p = dir.join("hook.sh");
+    let heard = dir.join("heard");
+    let text = format!(
+        "#!/bin/sh\n{pre}\necho \"$AUTOSSH_TUNNEL|$AUTOSSH_STATE|$AUTOSSH_REASON|$AUTOSSH_DOWN_FOR\" >> {}\n",
+        heard.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// What the hook heard so far: one `[tunnel, state, reason, down_for]` per run.
+fn heard(dir: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(dir.join("heard"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
+fn states(h: &[Vec<String>]) -> Vec<&str> {
+    h.iter().map(|l| l[1].as_str()).collect()
+}
+
+#[test]
+fn the_hook_hears_up_down_up_stopping_stopped_with_its_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let program = hook(d.path(), "");
+    let s = Single::start(&[("AUTOSSH_HOOK", program.to_str().unwrap())]);
+    assert!(
+        wait_until(T, || states(&heard(d.path())) == ["up"]),
+        "{:?}\n{}",
+        heard(d.path()),
+        s.story()
+    );
+    assert!(s.sshd.stop_sessions(Signal::SIGKILL) > 0);
+    let back = |h: &[Vec<String>]| states(h) == ["up", "down", "up"];
+    assert!(
+        wait_until(UP, || back(&heard(d.path()))),
+        "{:?}\n{}",
+        heard(d.path()),
+        s.story()
+    );
+    let h = heard(d.path());
+    assert_eq!(h[0][..3], ["", "up", ""], "the first up: no reason");
+    let took: f64 = h[0][3].parse().unwrap();
+    assert!(
+        took < 20.0,
+        "the first up's DOWN_FOR is how long it took to come up: {h:?}"
+    );
+    assert!(!h[1][2].is_empty(), "down without a reason: {h:?}");
+    let down_for: f64 = h[2][3].parse().unwrap();
+    assert!(down_for > 0.0 && down_for < 20.0, "{h:?}");
+    s.finish();
+    let h = heard(d.path());
+    assert_eq!(
+        states(&h),
+        ["up", "down", "up", "stopping", "stopped"],
+        "{h:?}"
+    );
+}
+
+#[test]
+fn a_hook_that_hangs_is_killed_after_10_s_and_holds_nothing_up() {
+    let d = tempfile::tempdir().unwrap();
+    let pid_file = d.path().join("sleep.pid");
+    let pre = format!(
+        "if [ \"$AUTOSSH_STATE\" = up ]; then sleep 600 & echo $! > {}; wait; fi",
+        pid_file.display()
+    );
+    let program = hook(d.path(), &pre);
+    let s = Single::start(&[("AUTOSSH_HOOK", program.to_str().unwrap())]);
+    assert!(wait_until(T, || std::fs::read_to_string(&pid_file)
+        .is_ok_and(|p| p.ends_with('\n'))));
+    let sleeper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t0 = Instant::now();
+    // The loop goes on meanwhile: /healthz answers at once, every 200 ms.
+    while !s.log().contains("killed after 10 s") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "never killed\n{}",
+            s.story()
+        );
+        let t = Instant::now();
+        assert_eq!(web::code(s.http, "/healthz"), Some(200), "{}", s.story());
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "/healthz took {:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_secs(8),
+        "killed early: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        wait_until(T, || !process_exists(sleeper) || is_zombie(sleeper)),
+        "the hook's child {sleeper} outlived the kill"
+    );
+    s.finish();
+    assert_eq!(states(&heard(d.path())), ["stopping", "stopped"]);
+}
+
+#[test]
+fn with_many_tunnels_the_hook_hears_each_by_name() {
+    let mut rig = Rig::new();
+    let d = tempfile::tempdir().unwrap();
+    let program = hook(d.path(), "");
+    let stranger = rig.dir.join("stranger_key");
+    keygen(&stranger, "not-authorized");
+    let beta = rig
+        .tunnel_with_key("beta", Mon::Zero, &stranger)
+        .key("gatetime = 30");
+    let ts = [rig.tunnel("alpha", Mon::Loop), beta];
+    rig.write(&ts);
+    rig.start(&[("AUTOSSH_HOOK", program.to_str().unwrap())]);
+    rig.wait_up(&ts[..1]);
+    let both = |h: &[Vec<String>]| {
+        h.iter().any(|l| l[0] == "alpha" && l[1] == "up")
+            && h.iter().any(|l| l[0] == "beta" && l[1] == "failed")
+    };
+    assert!(
+        wait_until(UP, || both(&heard(d.path()))),
+        "{:?}\n{}",
+        heard(d.path()),
+        rig.story()
+    );
+    let h = heard(d.path());
+    let failed = h.iter().find(|l| l[0] == "beta").unwrap();
+    assert!(failed[2].contains("Permission denied"), "{h:?}");
+    assert_eq!(
+        h.iter().filter(|l| l[0] == "beta").count(),
+        1,
+        "beta: one change: {h:?}"
+    );
+    rig.finish();
+    let h = heard(d.path());
+    let alpha: Vec<&str> = h
+        .iter()
+        .filter(|l| l[0] == "alpha")
+        .map(|l| l[1].as_str())
+        .collect();
+    assert_eq!(alpha, ["up", "stopping", "stopped"], "{h:?}");
+}
