@@ -14,4 +14,5 @@ promtool=$(bash scripts/promtool.sh)
 
 "$promtool" check rules docs/autossh-alerts.yml
 "$promtool" test rules docs/autossh-alerts.test.yml
+"$promtool" check config docs/prometheus-scrape.yml
 echo "check-alerts: ok" >&2

@@ -162,3 +162,74 @@ fn with_many_tunnels_the_hook_hears_each_by_name() {
         .collect();
     assert_eq!(alpha, ["up", "stopping", "stopped"], "{h:?}");
 }
+
+/// A receiver of HTTP POSTs on 127.0.0.1: each body, answered 200.
+fn receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten().take(20) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = c.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if text.ends_with('}') {
+                    break;
+                }
+            }
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+            if tx.send(body.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn the_webhook_example_posts_each_change_as_json() {
+    let (port, bodies) = receiver();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/hooks/webhook.sh");
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let s = Single::start(&[("AUTOSSH_HOOK", script), ("AUTOSSH_WEBHOOK_URL", &url)]);
+    let body = bodies
+        .recv_timeout(T)
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.story()));
+    let doc = super::json::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        doc.get("state").and_then(|v| v.as_str()),
+        Some("up"),
+        "{body}"
+    );
+    assert_eq!(
+        doc.get("tunnel").and_then(|v| v.as_str()),
+        Some(""),
+        "{body}"
+    );
+    assert!(
+        doc.get("down_for_s").and_then(|v| v.as_f64()).is_some(),
+        "{body}"
+    );
+    s.finish();
+    let mut states = Vec::new();
+    while let Ok(b) = bodies.recv_timeout(Duration::from_secs(5)) {
+        let doc = super::json::parse(&b).unwrap_or_else(|e| panic!("{e}: {b}"));
+        states.push(
+            doc.get("state")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string(),
+        );
+        if states.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(states, ["stopping", "stopped"]);
+}
