@@ -112,6 +112,13 @@ mod tests {
                 Error::TunnelsFile(FileError::NoTunnels { file: "t".into() }),
                 "t: no tunnels (add a [tunnel.NAME] table with ssh = \"...\")",
             ),
+            (
+                Error::Http(BindError {
+                    addr: "127.0.0.1:9101".parse().unwrap(),
+                    error: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+                }),
+                "AUTOSSH_HTTP: cannot listen on 127.0.0.1:9101: address in use",
+            ),
             (usage("bad"), "bad"),
             (runtime("failed"), "failed"),
         ];

@@ -100,6 +100,8 @@ struct Track {
 pub struct Watch {
     program: Option<PathBuf>,
     tracks: BTreeMap<usize, Track>,
+    /// Changes seen so far (a cache of what depends on the states compares it).
+    changes: u64,
 }
 
 impl Watch {
@@ -107,7 +109,13 @@ impl Watch {
         Watch {
             program,
             tracks: BTreeMap::new(),
+            changes: 0,
         }
+    }
+
+    /// How many changes have been seen.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Whether a program runs on changes.
@@ -145,6 +153,7 @@ impl Watch {
             return;
         }
         t.state = state;
+        self.changes += 1;
         let Some(program) = &self.program else {
             return;
         };

@@ -18,10 +18,19 @@ fn healthz_turns_503_when_the_tunnel_goes_down_and_200_when_it_is_back() {
     );
     assert!(a.head.contains("Content-Type: application/json"), "{a:?}");
 
+    // A scrape now: /metrics is kept for a second, unless a tunnel changes state.
+    let m = web::get(s.http, "/metrics").unwrap().body;
+    assert!(m.contains("\nautossh_up 1\n"), "{m}");
+
     // Every server session killed: ssh ends at once, autossh sees the tunnel down.
     let killed = s.sshd.stop_sessions(Signal::SIGKILL);
     assert!(killed > 0, "no session to kill\n{}", s.story());
     let took = s.wait_healthz(503, Duration::from_secs(5), "down");
+    let m = web::get(s.http, "/metrics").unwrap().body;
+    assert!(
+        m.contains("\nautossh_up 0\n"),
+        "/metrics still says up:\n{m}"
+    );
     assert!(
         took <= Duration::from_secs(1),
         "503 only {took:?} after the kill\n{}",

@@ -117,6 +117,10 @@ struct Runner {
     http: Option<HttpServer>,
     /// Every tunnel's outward state, and `AUTOSSH_HOOK`'s runs.
     watch: Watch,
+    /// A tunnel worked since the outward states were last watched.
+    stepped: bool,
+    /// The last `/metrics` answer, shared by the scrapes of the next second.
+    metrics_cache: Option<outside::Rendered>,
 }
 
 impl Runner {
@@ -153,6 +157,8 @@ impl Runner {
             notifier,
             shutting_down: false,
             http: None,
+            stepped: true,
+            metrics_cache: None,
         })
     }
 
@@ -266,6 +272,7 @@ impl Runner {
             }
             let _log = tunnel_context(slot.tunnel.name());
             let mut out = Vec::new();
+            self.stepped = true;
             step(&mut slot.tunnel, registry, &mut out);
             outcomes.extend(out.into_iter().map(|o| (i, o)));
         }

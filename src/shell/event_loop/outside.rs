@@ -9,6 +9,16 @@ use log::warn;
 use std::fmt::Write as _;
 
 const JSON: &str = "application/json";
+/// `/metrics` is rendered at most this often while no tunnel changes state (a hundred tunnels'
+/// text takes about a millisecond; a scraper asking many times a second gets the same).
+const METRICS_FRESH: Duration = Duration::from_secs(1);
+
+/// A rendered `/metrics` body: when, after how many state changes.
+pub(super) struct Rendered {
+    at: Instant,
+    changes: u64,
+    body: String,
+}
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A tunnel's state in the outside's words.
@@ -70,9 +80,10 @@ impl Runner {
     /// Notes every tunnel's outward state (hooks run on changes); cheap when nothing
     /// watches (no endpoint, no hook).
     pub(super) fn watch_states(&mut self) {
-        if self.http.is_none() && !self.watch.has_hook() {
+        if (self.http.is_none() && !self.watch.has_hook()) || !self.stepped {
             return;
         }
+        self.stepped = false;
         let now = Time::now();
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(slot) = slot else {
@@ -120,18 +131,34 @@ impl Runner {
     fn answer(&mut self, request: &Request) -> Response {
         let now = Time::now();
         match request {
-            Request::Metrics => {
-                let items: Vec<_> = self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .map(|s| (s.tunnel.name().map(|n| &**n), s.tunnel.sup()))
-                    .collect();
-                Response::ok(PROMETHEUS, report::prometheus_fleet(&items, now))
-            }
+            Request::Metrics => Response::ok(PROMETHEUS, self.metrics(now)),
             Request::Status => Response::ok(JSON, self.status_text(true)),
             Request::Healthz { tunnel } => self.healthz(tunnel.as_deref(), now),
         }
+    }
+
+    /// The metrics text: the last one while it is under [`METRICS_FRESH`] old and no tunnel
+    /// has changed state since.
+    fn metrics(&mut self, now: Time) -> String {
+        let changes = self.watch.changes();
+        if let Some(r) = &self.metrics_cache {
+            if r.changes == changes && r.at.elapsed() < METRICS_FRESH {
+                return r.body.clone();
+            }
+        }
+        let items: Vec<_> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| (s.tunnel.name().map(|n| &**n), s.tunnel.sup()))
+            .collect();
+        let body = report::prometheus_fleet(&items, now);
+        self.metrics_cache = Some(Rendered {
+            at: Instant::now(),
+            changes,
+            body: body.clone(),
+        });
+        body
     }
 
     /// 200 while every tunnel (or the one named) is up, else 503, with the ones that are
