@@ -88,8 +88,13 @@ build() {
     --healthcheck-interval 10s --healthcheck-timeout 5s --healthcheck-retries 3 \
     --label org.opencontainers.image.title=autossh-rs \
     --label org.opencontainers.image.version="$VERSION" "$c"
+  local old
+  old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   buildah commit --quiet --format docker --rm "$c" "$IMAGE" >/dev/null
   trap - RETURN
+  # The image this one replaces, left untagged: removed (unless a container still uses it).
+  [ -z "$old" ] || [ "$old" = "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ] ||
+    podman rmi "$old" >/dev/null 2>&1 || true
   say "built $IMAGE ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
 }
 
