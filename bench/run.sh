@@ -9,6 +9,8 @@
 # changing; default settings):                            bash bench/run.sh field
 # And the fleet benchmark (100 tunnels to one sshd: one autossh --tunnels against 100 x 1.4g;
 # memory, CPU, a 30 s server outage):                     bash bench/run.sh fleet
+# And the HTTP endpoint's cost (100 tunnels, 100 GET /metrics a second; /healthz following a
+# tunnel down and back):                                  bash bench/run.sh http
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -19,6 +21,7 @@
 #   APP_BENCH_REPEAT, APP_BENCH_GIVEUP, APP_BENCH_QUICK, APP_BENCH_ONLY: see bench/README.md (5.)
 #   FIELD_BENCH_QUICK, FIELD_BENCH_REPEAT, FIELD_BENCH_GIVEUP, FIELD_BENCH_ONLY: bench/README.md (6.)
 #   FLEET_BENCH_QUICK, FLEET_BENCH_TUNNELS, FLEET_BENCH_GIVEUP, FLEET_BENCH_PROGS: bench/README.md (7.)
+#   HTTP_BENCH_QUICK, HTTP_BENCH_TUNNELS, HTTP_BENCH_RATE: bench/README.md (8.)
 #
 # Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
 # bench/results-app.md, field: bench/results-field.md, fleet: bench/results-fleet.md); per-run
@@ -39,19 +42,22 @@ case ${1:-} in
   app) ONLY=app ;;
   field) ONLY=field ;;
   fleet) ONLY=fleet ;;
-  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet]\n' >&2; exit 2 ;;
+  http) ONLY=http ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet|http]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
 APP=0
 FIELD=0
 FLEET=0
+HTTP=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
     app) APP=1 ;;
     field) FIELD=1 ;;
     fleet) FLEET=1 ;;
+    http) HTTP=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -199,6 +205,7 @@ fi
 [ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
 [ "$FIELD" = 0 ] || rm -rf "$BENCH_DIR/logs/field"
 [ "$FLEET" = 0 ] || rm -rf "$BENCH_DIR/logs/fleet"
+[ "$HTTP" = 0 ] || rm -rf "$BENCH_DIR/logs/http"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -220,7 +227,7 @@ run_step() { # name, timeout seconds, command...
 # leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
 NETNS=()
 NETNS_NOTE="no: the host's network namespace"
-if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
+if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ] || [ "$HTTP" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
   if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
     NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
     NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
@@ -272,7 +279,14 @@ for b in $ONLY; do
       [ -z "${FLEET_BENCH_QUICK:-}" ] || [ "${FLEET_BENCH_QUICK}" = 0 ] || fl_n=${FLEET_BENCH_TUNNELS:-20}
       run_step "7. fleet: $fl_n tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
         $((fl_phases * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet)" ;;
+    http)
+      # in a private namespace (loopback only): one sshd, N tunnels, two CPU windows, the
+      # healthz rounds. Bound: the start's give-up + 2 windows + ~200 s
+      h_n=${HTTP_BENCH_TUNNELS:-100}
+      [ -z "${HTTP_BENCH_QUICK:-}" ] || [ "${HTTP_BENCH_QUICK}" = 0 ] || h_n=${HTTP_BENCH_TUNNELS:-20}
+      run_step "8. http: $h_n tunnels in one autossh --tunnels, quiet then 100 GET /metrics a second; /healthz after a kill (~4 min)" \
+        600 "${NETNS[@]}" $PY http_bench.py run --out "$BENCH_WORK/http.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet, http)" ;;
   esac
 done
 
@@ -329,6 +343,12 @@ if [ "$FLEET" = 1 ]; then
     --md "$BENCH_DIR/results-fleet.md" || fail "fleet report failed"
   mkdir -p "$BENCH_DIR/logs/fleet"
   cp "$BENCH_WORK/fleet.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/fleet/" 2>/dev/null || true
+fi
+if [ "$HTTP" = 1 ]; then
+  $PY http_bench.py report --json "$BENCH_WORK/http.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-http.md" || fail "http report failed"
+  mkdir -p "$BENCH_DIR/logs/http"
+  cp "$BENCH_WORK/http.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/http/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"

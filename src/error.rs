@@ -3,6 +3,7 @@
 use crate::setup::cli::CliError;
 use crate::setup::config::ConfigError;
 use crate::setup::tunnels_file::FileError;
+use crate::shell::http::BindError;
 use std::fmt;
 
 /// An error that ends autossh. `main` prints it as one line and exits with [`Error::exit_code`].
@@ -16,6 +17,9 @@ pub enum Error {
     TunnelsFile(FileError),
     /// Other bad input, said in words: nothing was started.
     Usage(String),
+    /// `AUTOSSH_HTTP`'s address could not be bound (in use, not this host's): nothing was
+    /// started.
+    Http(BindError),
     /// Something failed while starting or running (bind, spawn, pidfile...).
     Runtime(String),
 }
@@ -29,6 +33,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Cli(_) | Error::Config(_) | Error::TunnelsFile(_) | Error::Usage(_) => 1,
+            Error::Http(_) => 1,
             Error::Runtime(_) => 1,
         }
     }
@@ -40,6 +45,7 @@ impl fmt::Display for Error {
             Error::Cli(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
             Error::TunnelsFile(e) => e.fmt(f),
+            Error::Http(e) => e.fmt(f),
             Error::Usage(m) | Error::Runtime(m) => f.write_str(m),
         }
     }
@@ -56,6 +62,12 @@ impl From<CliError> for Error {
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Error {
         Error::Config(e)
+    }
+}
+
+impl From<BindError> for Error {
+    fn from(e: BindError) -> Error {
+        Error::Http(e)
     }
 }
 
@@ -99,6 +111,13 @@ mod tests {
             (
                 Error::TunnelsFile(FileError::NoTunnels { file: "t".into() }),
                 "t: no tunnels (add a [tunnel.NAME] table with ssh = \"...\")",
+            ),
+            (
+                Error::Http(BindError {
+                    addr: "127.0.0.1:9101".parse().unwrap(),
+                    error: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+                }),
+                "AUTOSSH_HTTP: cannot listen on 127.0.0.1:9101: address in use",
             ),
             (usage("bad"), "bad"),
             (runtime("failed"), "failed"),

@@ -36,9 +36,7 @@ fn real_main() -> Result<i32> {
     }
     if let Some(command) = client::command(&args) {
         let (request, socket) = command?;
-        let answer = client::send(&request, socket.unwrap_or_else(client::find_socket))?;
-        let _ = std::io::stdout().write_all(answer.as_bytes());
-        return Ok(0);
+        return client::run(&request, socket);
     }
     let cli = cli::parse(args)?;
     if cli.help || cli.version {

@@ -128,6 +128,21 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
          autossh_restarts_total, autossh_probe_rtt_seconds, autossh_probe_failures_total, \
          autossh_tunnel_up_seconds)",
     ),
+    (
+        "AUTOSSH_HTTP",
+        "unset",
+        "serve /metrics (the metrics file's series), /healthz (200 while every tunnel is up, \
+         else 503 naming the others; ?tunnel=NAME for one) and /status (autossh status --json) \
+         over HTTP at ADDR:PORT; PORT alone is 127.0.0.1:PORT; another address is logged as a \
+         warning",
+    ),
+    (
+        "AUTOSSH_HOOK",
+        "unset",
+        "program run on each tunnel state change (up, down, stopping, stopped, failed) with \
+         AUTOSSH_TUNNEL, AUTOSSH_STATE, AUTOSSH_REASON, AUTOSSH_DOWN_FOR in its environment; \
+         one at a time per tunnel, changes coalesced, killed after 10 s",
+    ),
 ];
 
 /// Signals autossh handles, and what they do.

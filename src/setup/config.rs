@@ -1,6 +1,7 @@
 //! The `AUTOSSH_*` environment variables, validated into [`Settings`] before anything starts.
 
 use crate::setup::cli::{parse_c_number, parse_monitor, Cli, MonitorError, MonitorSpec};
+use crate::setup::endpoints::{self, HookProblem, HttpAddr};
 use crate::setup::held::{self, BadForward, Split};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -64,6 +65,10 @@ pub struct Settings {
     /// without connections.
     pub on_demand: bool,
     pub idle_time: Duration,
+    /// `AUTOSSH_HTTP`: where the HTTP endpoint (/metrics, /healthz, /status) listens.
+    pub http: Option<HttpAddr>,
+    /// `AUTOSSH_HOOK`: the program run on each tunnel state change (absolute path).
+    pub hook: Option<PathBuf>,
 }
 
 impl Settings {
@@ -146,6 +151,10 @@ pub enum Problem {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// Not a listening address (`ADDR:PORT`, `[ADDR6]:PORT`, `:PORT` or `PORT`).
+    NotAnAddress { value: String },
+    /// A program that cannot be run.
+    Hook { path: PathBuf, problem: HookProblem },
     /// The log file cannot be opened.
     CannotOpen {
         path: PathBuf,
@@ -183,6 +192,13 @@ impl fmt::Display for ConfigError {
             // The path names the setting well enough.
             Problem::Unresolvable { path, error } => {
                 write!(f, "cannot resolve {}: {error}", path.display())
+            }
+            Problem::NotAnAddress { value } => write!(
+                f,
+                "{name}: invalid value {value:?} (ADDR:PORT, [ADDR6]:PORT, or PORT for 127.0.0.1)"
+            ),
+            Problem::Hook { path, problem } => {
+                write!(f, "{name}: {}: {problem}", path.display())
             }
             Problem::CannotOpen { path, error } => {
                 write!(f, "{name}: cannot open {}: {error}", path.display())
@@ -231,11 +247,15 @@ enum Kind {
     Report(fn(&mut Settings, PathBuf)),
     /// On when set, whatever the value.
     Flag(fn(&mut Settings)),
+    /// A listening address (see [`endpoints::parse_http`]); empty is unset.
+    Listen(fn(&mut Settings, HttpAddr)),
+    /// A program to run on events: an executable file, found now; empty is unset.
+    Hook(fn(&mut Settings, PathBuf)),
 }
 
 /// Every variable, in the order they are checked (the first bad one is reported). An unset
 /// variable leaves its field as [`defaults`] has it.
-const SETTINGS: [(&str, Kind); 23] = [
+const SETTINGS: [(&str, Kind); 25] = [
     ("AUTOSSH_PATH", Kind::Program(|s, v| s.ssh_path = v)),
     // The first poll follows the poll, unless AUTOSSH_FIRST_POLL (read next) is set.
     (
@@ -347,6 +367,8 @@ const SETTINGS: [(&str, Kind); 23] = [
             set: |s, v| s.idle_time = v,
         },
     ),
+    ("AUTOSSH_HTTP", Kind::Listen(|s, v| s.http = Some(v))),
+    ("AUTOSSH_HOOK", Kind::Hook(|s, v| s.hook = Some(v))),
 ];
 
 /// The settings with no variable set (README.md's Environment table), and the command line's.
@@ -386,6 +408,8 @@ fn defaults(cli: Cli) -> Settings {
         on_demand: false,
         idle_time: secs(300),
         ssh_args: cli.ssh_args,
+        http: None,
+        hook: None,
     }
 }
 
@@ -414,7 +438,15 @@ fn read(s: &mut Settings, kind: Kind, value: OsString) -> Result<(), Problem> {
         Kind::Program(set) => set(s, value),
         Kind::Path(set) if !value.is_empty() => set(s, absolute(&value)?),
         Kind::Report(set) if !value.is_empty() => set(s, dir_exists(absolute(&value)?)?),
-        Kind::Monitor(_) | Kind::Path(_) | Kind::Report(_) => {}
+        Kind::Listen(set) if !value.is_empty() => {
+            let value = text(value)?;
+            set(
+                s,
+                endpoints::parse_http(&value).ok_or(Problem::NotAnAddress { value })?,
+            )
+        }
+        Kind::Hook(set) if !value.is_empty() => set(s, hook(&value)?),
+        Kind::Monitor(_) | Kind::Path(_) | Kind::Report(_) | Kind::Listen(_) | Kind::Hook(_) => {}
         Kind::Flag(set) => set(s),
     }
     Ok(())
@@ -468,6 +500,19 @@ fn dir_exists(path: PathBuf) -> Result<PathBuf, Problem> {
         return Err(Problem::NoDirectory(dir.to_path_buf()));
     }
     Ok(path)
+}
+
+/// The hook program, found and checked now (relative to the current directory).
+fn hook(value: &OsStr) -> Result<PathBuf, Problem> {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(error) => {
+            let path = PathBuf::from(value);
+            return Err(Problem::Unresolvable { path, error });
+        }
+    };
+    endpoints::check_hook(value, &cwd, endpoints::path_var().as_deref())
+        .map_err(|(path, problem)| Problem::Hook { path, problem })
 }
 
 /// The lower-cased key of an ssh `-o` value (`Key=value`, `Key value`).
@@ -687,6 +732,46 @@ mod tests {
     fn with_m_a_bad_autossh_port_is_not_read() {
         let s = settings(&[("AUTOSSH_PORT", "x")], &["-M", "0", "h"]).unwrap();
         assert_eq!(s.monitor, Some(MonitorSpec::Off));
+    }
+
+    #[test]
+    fn the_http_address_and_the_hook_are_checked_before_the_start() {
+        let s = settings(&[("AUTOSSH_HTTP", "9100")], &["h"]).unwrap();
+        assert_eq!(s.http.unwrap().addr.to_string(), "127.0.0.1:9100");
+        let e = settings(&[("AUTOSSH_HTTP", "not-an-address")], &["h"]).unwrap_err();
+        assert!(
+            matches!(&e.problem, Problem::NotAnAddress { value } if value == "not-an-address"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "AUTOSSH_HTTP: invalid value \"not-an-address\" (ADDR:PORT, [ADDR6]:PORT, or PORT for 127.0.0.1)"
+        );
+        assert_eq!(
+            settings(&[("AUTOSSH_HTTP", "")], &["h"]).unwrap().http,
+            None
+        );
+        let s = settings(&[("AUTOSSH_HOOK", "/bin/true")], &["h"]).unwrap();
+        assert_eq!(s.hook, Some(PathBuf::from("/bin/true")));
+        let d = tempfile::tempdir().unwrap();
+        let plain = d.path().join("hook");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let e = settings(&[("AUTOSSH_HOOK", plain.to_str().unwrap())], &["h"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("AUTOSSH_HOOK: {}: not executable", plain.display())
+        );
+        let e = settings(&[("AUTOSSH_HOOK", "/nonexistent/hook")], &["h"]).unwrap_err();
+        assert!(
+            matches!(
+                &e.problem,
+                Problem::Hook {
+                    problem: HookProblem::NotFound,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

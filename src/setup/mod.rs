@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cli_doc;
 pub mod config;
 pub mod daemon;
+pub mod endpoints;
 pub mod forwards;
 pub mod held;
 pub mod journal;

@@ -49,13 +49,15 @@ const PER_TUNNEL: [(&str, &str); 17] = [
 ];
 
 /// Keys that belong to the whole process: the environment's business.
-const PROCESS_WIDE: [&str; 6] = [
+const PROCESS_WIDE: [&str; 8] = [
     "logfile",
     "loglevel",
     "debug",
     "pidfile",
     "statusfile",
     "metricsfile",
+    "http",
+    "hook",
 ];
 
 type Keys = BTreeMap<Spanned<String>, Spanned<Value>>;

@@ -3,6 +3,8 @@
 pub mod control;
 pub mod event_loop;
 pub mod fdlimit;
+pub mod hooks;
+pub mod http;
 pub mod hygiene;
 pub mod janitor;
 pub mod monitor;

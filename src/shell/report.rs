@@ -38,7 +38,8 @@ fn wall(t: Time, now: Time) -> f64 {
     (unix.saturating_sub(now.since(t))).as_secs_f64()
 }
 
-fn json_str(s: &str) -> String {
+/// A JSON string literal of `s`.
+pub fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {

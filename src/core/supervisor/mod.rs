@@ -340,6 +340,17 @@ impl Supervisor {
         }
     }
 
+    /// Whether ssh is being stopped for good (autossh exiting, MaxLifetime, the tunnel
+    /// removed), not to be restarted.
+    pub fn exiting(&self) -> bool {
+        matches!(
+            self.state,
+            State::Stopping {
+                then: Then::Exit(_)
+            }
+        )
+    }
+
     /// Whether the tunnel is proven up right now, or idle on demand (systemd's watchdog is
     /// fed only then).
     pub fn healthy(&self) -> bool {

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A control command from the command line, if it is one: `status [--json]`, `restart NAME`,
-/// `reload`, each with an optional `--control-socket PATH`; `restart` alone is an error.
+/// `reload`, `health [NAME]`, each with an optional `--control-socket PATH`; `restart` alone
+/// is an error.
 pub fn command(args: &[OsString]) -> Option<Result<(Request, Option<PathBuf>)>> {
     let mut words: Vec<String> = Vec::new();
     let mut socket = None;
@@ -28,7 +29,7 @@ pub fn command(args: &[OsString]) -> Option<Result<(Request, Option<PathBuf>)>> 
         i += 1;
     }
     let first = words.first()?;
-    if !matches!(first.as_str(), "status" | "restart" | "reload") {
+    if !matches!(first.as_str(), "status" | "restart" | "reload" | "health") {
         return None;
     }
     match Request::parse(&words.join(" ")) {
@@ -54,6 +55,26 @@ pub fn find_socket() -> PathBuf {
 
 /// Where autossh-tunnels.service's autossh listens (its `RuntimeDirectory`).
 const UNIT_SOCKET: &str = "/run/autossh-tunnels/autossh.sock";
+
+/// Runs a control command: its answer on stdout; the exit code. `health` asks the HTTP
+/// endpoint when the environment names one (`AUTOSSH_HTTP`, as in a container's exec probe),
+/// else the control socket; it exits 0 when up, 1 otherwise.
+pub fn run(request: &Request, socket: Option<PathBuf>) -> Result<i32> {
+    let http = std::env::var("AUTOSSH_HTTP").ok().filter(|v| !v.is_empty());
+    let answer = match (request, http) {
+        (Request::Health(name), Some(at)) => {
+            let addr = crate::setup::endpoints::parse_http(&at)
+                .ok_or_else(|| usage(format!("AUTOSSH_HTTP: invalid value {at:?}")))?;
+            let h = crate::shell::http::health::ask(addr.addr, name.as_deref())
+                .map_err(|e| runtime(e.to_string()))?;
+            let _ = std::io::stdout().write_all(h.body.as_bytes());
+            return Ok(if h.up { 0 } else { 1 });
+        }
+        _ => send(request, socket.unwrap_or_else(find_socket))?,
+    };
+    let _ = std::io::stdout().write_all(answer.as_bytes());
+    Ok(0)
+}
 
 /// Sends the request; returns the answer (an error when autossh answered one).
 pub fn send(request: &Request, socket: PathBuf) -> Result<String> {

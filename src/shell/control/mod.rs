@@ -20,9 +20,13 @@ const MAX_REQUEST: usize = 512;
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Status { json: bool },
+    Status {
+        json: bool,
+    },
     Restart(String),
     Reload,
+    /// `health [NAME]`: every tunnel up (or the one named)?
+    Health(Option<String>),
 }
 
 impl Request {
@@ -33,6 +37,8 @@ impl Request {
             Request::Status { json: true } => "status --json".into(),
             Request::Restart(name) => format!("restart {name}"),
             Request::Reload => "reload".into(),
+            Request::Health(None) => "health".into(),
+            Request::Health(Some(name)) => format!("health {name}"),
         }
     }
 
@@ -44,6 +50,8 @@ impl Request {
             ["status", "--json"] => Some(Request::Status { json: true }),
             ["restart", name] => Some(Request::Restart(name.to_string())),
             ["reload"] => Some(Request::Reload),
+            ["health"] => Some(Request::Health(None)),
+            ["health", name] => Some(Request::Health(Some(name.to_string()))),
             _ => None,
         }
     }
@@ -263,6 +271,8 @@ mod tests {
             Request::Status { json: true },
             Request::Restart("db".into()),
             Request::Reload,
+            Request::Health(None),
+            Request::Health(Some("db".into())),
         ] {
             assert_eq!(Request::parse(&r.line()), Some(r));
         }

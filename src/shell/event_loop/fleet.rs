@@ -274,6 +274,7 @@ impl Runner {
                     Ok(done) => Ok(format!("{done}\n")),
                     Err(e) => Err(e.to_string()),
                 },
+                Request::Health(name) => self.health_answer(name.as_deref()),
             };
             let text = match answer {
                 Ok(t) => t,

@@ -12,6 +12,8 @@ use crate::setup::daemon::Notifier;
 use crate::setup::logging::tunnel_context;
 use crate::setup::tunnels_file::TunnelDef;
 use crate::shell::control::ControlServer;
+use crate::shell::hooks::Watch;
+use crate::shell::http::HttpServer;
 use crate::shell::nonblocking::interrupted;
 use crate::shell::sd_notify::SdNotify;
 use crate::shell::tunnel::{slot_of, Outcome, Spec, Tunnel};
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 mod checks;
 mod fleet;
+mod outside;
 mod start;
 mod status;
 pub use start::{run, run_tunnels};
@@ -110,6 +113,14 @@ struct Runner {
     last_report: Option<String>,
     /// SIGTERM (or the like) arrived: every tunnel is stopping.
     shutting_down: bool,
+    /// `AUTOSSH_HTTP`'s endpoint.
+    http: Option<HttpServer>,
+    /// Every tunnel's outward state, and `AUTOSSH_HOOK`'s runs.
+    watch: Watch,
+    /// A tunnel worked since the outward states were last watched.
+    stepped: bool,
+    /// The last `/metrics` answer, shared by the scrapes of the next second.
+    metrics_cache: Option<outside::Rendered>,
     /// autossh's private directory and its janitor (declared last: dropped after the
     /// tunnels that use it).
     place: Place,
@@ -153,10 +164,14 @@ impl Runner {
             signals,
             slots: Vec::new(),
             fleet: None,
+            watch: Watch::new(process.hook.clone()),
             process,
             notifier,
             shutting_down: false,
             place,
+            http: None,
+            stepped: true,
+            metrics_cache: None,
         })
     }
 
@@ -176,6 +191,7 @@ impl Runner {
         }
         loop {
             self.work();
+            self.watch_states();
             if let Some(code) = self.finished() {
                 return Ok(code);
             }
@@ -195,6 +211,8 @@ impl Runner {
             for ev in events.iter() {
                 self.dispatch(ev.token(), crate::shell::relay::Readiness::of(ev));
             }
+            self.http_round();
+            self.watch.expire(Time::now());
             for slot in self.slots.iter_mut().flatten() {
                 if slot.tunnel.looking_up().1 {
                     let _log = tunnel_context(slot.tunnel.name());
@@ -217,6 +235,8 @@ impl Runner {
             .flatten()
             .filter_map(|s| s.tunnel.timeout(now))
             .chain(self.timers.timeout())
+            .chain(self.http.as_ref().and_then(|h| h.timeout(Instant::now())))
+            .chain(self.watch.timeout(now))
             .chain(
                 self.fleet
                     .as_ref()
@@ -231,6 +251,7 @@ impl Runner {
     fn dispatch(&mut self, token: Token, ev: crate::shell::relay::Readiness) {
         match token {
             SIGNALS => self.on_signals(),
+            t if HttpServer::owns(t) => self.on_http(t),
             NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
                 self.broadcast(Event::NetworkChanged);
             }
@@ -264,6 +285,7 @@ impl Runner {
             }
             let _log = tunnel_context(slot.tunnel.name());
             let mut out = Vec::new();
+            self.stepped = true;
             step(&mut slot.tunnel, registry, &mut out);
             outcomes.extend(out.into_iter().map(|o| (i, o)));
         }
@@ -345,6 +367,7 @@ impl Runner {
                         let _log = tunnel_context(slot.tunnel.name());
                         slot.tunnel.reap(registry);
                     }
+                    self.watch.reap(Time::now());
                     continue;
                 }
                 SIGTERM | SIGINT | SIGQUIT => {
@@ -400,5 +423,6 @@ impl Runner {
         for slot in self.slots.iter_mut().flatten() {
             slot.tunnel.cleanup(registry);
         }
+        self.watch.finish();
     }
 }

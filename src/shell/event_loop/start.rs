@@ -11,10 +11,16 @@ use crate::shell::tunnel::prepare;
 use crate::shell::tunnel::Prepared;
 use log::warn;
 
+/// The HTTP endpoint's socket, bound before anything starts (a port in use ends autossh).
+fn bind_http(s: &Settings) -> Result<Option<HttpServer>> {
+    Ok(s.http.as_ref().map(HttpServer::bind).transpose()?)
+}
+
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
     let mut activated = listen::activated();
     let prepared = prepare::prepare(&settings, &mut activated)?;
+    let http = bind_http(&settings)?;
     let (pidfile, notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
     settle_descriptors(activated, prepared.held.is_some());
@@ -27,6 +33,9 @@ pub fn run(settings: Settings) -> Result<i32> {
         );
     }
     let mut runner = Runner::new(settings.clone(), notifier, place)?;
+    if let Some(h) = http {
+        runner.serve(h)?;
+    }
     let spec = Spec {
         name: None,
         settings,
@@ -45,6 +54,7 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     let defs = crate::setup::tunnels_file::load(&file, &env)?;
     // Another autossh on the same socket says so before its ports get in the way.
     let mut control = ControlServer::bind(&control)?;
+    let http = bind_http(&process)?;
     // Everything that can fail is done before anything starts: the monitors' ports bound
     // and the control socket made, or nothing is left behind.
     let mut prepared = Vec::with_capacity(defs.len());
@@ -66,6 +76,9 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     // A reload may bring a tunnel that needs it: many tunnels always have one.
     let place = private_place(true, &prepared.iter().collect::<Vec<_>>());
     let mut runner = Runner::new(process, notifier, place)?;
+    if let Some(h) = http {
+        runner.serve(h)?;
+    }
     control
         .register(runner.poll.registry())
         .map_err(|e| runtime(format!("poll: {e}")))?;
