@@ -107,6 +107,10 @@ pub fn cmdline(pid: i32) -> Vec<String> {
     let Ok(bytes) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return Vec::new();
     };
+    // A zombie (or a kernel thread) has none.
+    if bytes.is_empty() {
+        return Vec::new();
+    }
     let mut args: Vec<String> = bytes
         .split(|&b| b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
