@@ -55,13 +55,15 @@ RETRY = 0.05     # reconnect every 50 ms
 CONNECT_TIMEOUT = 2
 SLOW = 1.0       # an operation not done within this is "blocked" (normal: a few ms)
 TAIL = 5.0       # the application runs this long after its first success after the fault
-FAULTS = ("freeze", "restart", "blackhole")
+FAULTS = ("freeze", "restart", "blackhole", "planned")
 MODES = ("M0", "loop")
-FAULT_NAME = {"freeze": "frozen session (SIGSTOP, kept)",
+FAULT_NAME = {"planned": "planned restart (SIGUSR1 to autossh)",
+              "freeze": "frozen session (SIGSTOP, kept)",
               "restart": "sshd restarted after {restart} s",
               "blackhole": "{hole} s black hole"}
 MODE_NAME = {"M0": "`-M 0` + ServerAlive 60/3 (article)", "loop": "`-M 20000` (loop)"}
 FREEZE_GOAL, RETURN_GOAL = 1.5, 1.0
+PLANNED_WINDOW = 10.0  # a planned restart is watched this long (unless it caused an outage)
 
 
 def settings():
@@ -71,7 +73,7 @@ def settings():
     only = (os.environ.get("APP_BENCH_ONLY") or " ".join(FAULTS)).replace(",", " ").split()
     for f in only:
         if f not in FAULTS:
-            raise SystemExit(f"APP_BENCH_ONLY: unknown fault {f!r} (freeze, restart, blackhole)")
+            raise SystemExit(f"APP_BENCH_ONLY: unknown fault {f!r} ({', '.join(FAULTS)})")
     if repeat < 1 or giveup <= 0:
         raise SystemExit("APP_BENCH_REPEAT and APP_BENCH_GIVEUP must be positive")
     return {"quick": quick, "giveup": giveup, "repeat": repeat, "faults": only,
@@ -392,7 +394,9 @@ class AppRun:
         st["log_fault"] = B.log_size(self.logfile)
         st["t_fault"] = time.monotonic()
         f = None
-        if fault == "freeze":
+        if fault == "planned":
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        elif fault == "freeze":
             self.frozen = sshd_sessions(self.sshd)
             if not self.frozen:
                 raise RuntimeError("no sshd session process to freeze")
@@ -433,6 +437,9 @@ class AppRun:
                 return t_return
             if end is None and give_up_at is not None and now >= give_up_at:
                 return t_return
+            if spec["fault"] == "planned" and a["outage_start"] is None and \
+                    now >= st["t_fault"] + PLANNED_WINDOW:
+                return None  # nothing failed or blocked: the restart did not reach it
             if self.app.poll() is not None:
                 raise RuntimeError(f"the application client exited with {self.app.returncode}")
             time.sleep(0.02)
@@ -499,6 +506,11 @@ class AppRun:
         after = [c for c in ol.connects if c["t0"] >= tf]
         res["connects_after_fault"] = len(after)
         res["connects_failed_after_fault"] = sum(1 for c in after if not c["ok"])
+        # what the application met: a connect refused, an operation that failed
+        res["connects_refused_after_fault"] = sum(
+            1 for c in after if not c["ok"] and "refused" in (c.get("err") or "").lower())
+        res["ops_failed_after_fault"] = sum(
+            1 for op in ops if op["t1"] is not None and op["t1"] >= tf and not op["ok"])
         errs = {}
         for op in ops:
             if op.get("err"):
@@ -603,7 +615,8 @@ def run_scenario(cfg, rep, fault, mode, seq, app_py, tpl_dir, bindir, results):
     base = os.path.join(B.WORK, "app", f"r{rep}-{scen}")
     go = os.path.join(base, "go.json")
     pairs, workers = [], []
-    length = {"freeze": 0, "restart": cfg["restart"], "blackhole": cfg["hole"]}[fault]
+    length = {"freeze": 0, "planned": PLANNED_WINDOW, "restart": cfg["restart"],
+              "blackhole": cfg["hole"]}[fault]
     max_run = length + cfg["giveup"] + cfg["tail"] + 30
     try:
         for prog in ("ours", "1.4g"):
@@ -653,7 +666,8 @@ def report_one(r):
     if "return_after_fault_s" in r:
         s += f", after return {secs(r.get('after_return_s'), r.get('after_return_more_than_s'))}"
     s += (f"; ssh starts {r['restarts']}; acked {r['acked']}, lost {r['lost']}; "
-          f"ops {r['ops_ok']} ok / {r['ops_failed']} failed / {r['ops_unfinished']} unfinished")
+          f"ops {r['ops_ok']} ok / {r['ops_failed']} failed / {r['ops_unfinished']} unfinished; "
+          f"connects refused {r.get('connects_refused_after_fault')}")
     B.log(s)
 
 
@@ -727,26 +741,51 @@ def scenario_rows(res, hole, restart):
             if not rs["ours"] and not rs["1.4g"]:
                 continue
             name = FAULT_NAME[fault].format(hole=hole, restart=restart)
-            ret = fault != "freeze"
-            rows.append([name, MODE_NAME[mode], sec_cell(rs["ours"], "outage_s"),
-                         sec_cell(rs["1.4g"], "outage_s"),
-                         sec_cell(rs["ours"], "after_return_s") if ret else "—",
-                         sec_cell(rs["1.4g"], "after_return_s") if ret else "—",
-                         f"{int_cell(rs['ours'], 'restarts')} / {int_cell(rs['1.4g'], 'restarts')}",
-                         f"{int_cell(rs['ours'], 'lost')} / {int_cell(rs['1.4g'], 'lost')}"])
-            # goals on every run (the worst), not the median
-            key, limit = ("after_return_s", RETURN_GOAL) if ret else ("outage_s", FREEZE_GOAL)
-            vals = [rec_value(r, key) for r in rs["ours"]]
-            ok = bool(vals) and all(v is not None and not c and v <= limit for v, c in vals)
-            what = ("requests succeed again within "
-                    f"{limit:g} s of the server being reachable again" if ret else
-                    f"requests succeed again within {limit:g} s of the freeze (outage)")
-            goals.append((f"{name}, {MODE_NAME[mode]}: ours {what}",
-                          sec_cell(rs["ours"], key) + " s", ok))
-            if not ok:
+            rows.append(scenario_row(name, fault, mode, rs))
+            new = scenario_goals(name, fault, mode, rs)
+            goals += new
+            if not all(ok for _, _, ok in new):
                 odd += [r for r in rs["ours"] if "error" not in r]
             notes += run_notes(rs)
     return goals, notes, rows, odd
+
+
+def scenario_row(name, fault, mode, rs):
+    """One row of the results table."""
+    ret = fault in ("restart", "blackhole")
+    both = lambda key: f"{int_cell(rs['ours'], key)} / {int_cell(rs['1.4g'], key)}"  # noqa: E731
+    return [name, MODE_NAME[mode], sec_cell(rs["ours"], "outage_s"),
+            sec_cell(rs["1.4g"], "outage_s"),
+            sec_cell(rs["ours"], "after_return_s") if ret else "—",
+            sec_cell(rs["1.4g"], "after_return_s") if ret else "—",
+            both("connects_refused_after_fault"), both("ops_failed_after_fault"),
+            both("restarts"), both("lost")]
+
+
+def scenario_goals(name, fault, mode, rs):
+    """Our goals in one scenario, on every run (the worst), not the median: recovery time (a
+    planned restart: no outage at all), no connect refused, and across a planned restart no
+    failed query."""
+    ret = fault in ("restart", "blackhole")
+    if fault == "planned":
+        key, limit, what = "outage_s", 0.0, "no request fails or blocks (outage 0)"
+    elif ret:
+        key, limit = "after_return_s", RETURN_GOAL
+        what = f"requests succeed again within {limit:g} s of the server being reachable again"
+    else:
+        key, limit = "outage_s", FREEZE_GOAL
+        what = f"requests succeed again within {limit:g} s of the freeze (outage)"
+    vals = [rec_value(r, key) for r in rs["ours"]]
+    ok = bool(vals) and all(v is not None and not c and v <= limit for v, c in vals)
+    goals = [(f"{name}, {MODE_NAME[mode]}: ours {what}", sec_cell(rs["ours"], key) + " s", ok)]
+    counts = [("connects_refused_after_fault", "0 connects refused")]
+    if fault == "planned":
+        counts.append(("ops_failed_after_fault", "0 failed queries"))
+    for k, what in counts:
+        got = [r.get(k) for r in rs["ours"] if "error" not in r]
+        ok = bool(got) and len(got) == len(rs["ours"]) and all(v == 0 for v in got)
+        goals.append((f"{name}, {MODE_NAME[mode]}: ours {what}", int_cell(rs["ours"], k), ok))
+    return goals
 
 
 def run_notes(rs):
@@ -816,7 +855,10 @@ def report_body(meta, res, header, rows, goals, notes, odd, hole, restart, giveu
     md += ["", "Cells: seconds (`median [each run]` when repeated); `> N`: no successful request "
            "within N s of the fault (outage columns) or of the server's return (after-return columns): the give-up. *ssh starts*: \"starting ssh\" log "
            "lines from the fault to the end of the run, per run. *lost writes*: acknowledged "
-           "INSERTs missing from the table at the end.", "", "## Goals", ""]
+           "INSERTs missing from the table at the end. *refused connects*: the application's "
+           "connect attempts from the fault on that failed with \"Connection refused\"; "
+           "*failed queries*: INSERTs that ended with an error from the fault on.", "",
+           "## Goals", ""]
     md += [f"- **{'PASS' if ok else 'FAIL'}** {g}: {v}" for g, v, ok in goals]
     md.append("")
     md += ["## Per run", ""]
@@ -842,7 +884,7 @@ def report_body(meta, res, header, rows, goals, notes, odd, hole, restart, giveu
                 lines = lines[:20] + [f"... ({len(lines) - 40} lines left out) ..."] + lines[-20:]
             md += [f"### {r['tag']}", "", "```"] + [l[:220] for l in lines] + ["```", ""]
     md.append(NOTES.format(slow=SLOW, giveup=giveup, hole=hole, restart=restart,
-                           tail=meta.get("tail", TAIL)))
+                           tail=meta.get("tail", TAIL), planned=PLANNED_WINDOW))
     return md
 
 
@@ -857,7 +899,8 @@ def report(args):
     goals, notes, rows, odd = scenario_rows(res, hole, restart)
     goals += lost_write_goals(res)
     header = ["fault", "command line", "ours outage s", "1.4g outage s", "ours after return s",
-              "1.4g after return s", "ssh starts ours / 1.4g", "lost writes ours / 1.4g"]
+              "1.4g after return s", "refused connects ours / 1.4g",
+              "failed queries ours / 1.4g", "ssh starts ours / 1.4g", "lost writes ours / 1.4g"]
     title = (f"Application-visible outage, psycopg2 through the tunnel, default settings "
              f"({meta.get('repeat', 1)} run{'s' if meta.get('repeat', 1) > 1 else ''} each)")
     sections = [(title, (header, rows) if rows else None)]
@@ -915,6 +958,15 @@ NOTES = """## Notes (fixed text, from app_bench.py)
   the server being reachable again to the end of the first successful operation ending after
   it. The application runs {tail:g} s after that, then stops; give-up {giveup:g} s after the freeze,
   or after the return for the other faults (`> N` in the table).
+- **Planned restart**: SIGUSR1 to the autossh process (both programs: "kill ssh and start a
+  new one"), under the same load; watched {planned:g} s (or, if it caused an outage, until it
+  recovered). Ours holds the forward and restarts make-before-break: the application's
+  connection goes on through the old ssh until the new one is proven, then drains; 1.4g kills
+  ssh, the connection dies with it and the reconnects meet a closed port until ssh is back.
+- **Refused connects and failed queries**: ours holds the listener (docs/held.md), so while ssh
+  is replaced a connect is accepted and waits (at most AUTOSSH_HOLD_TIME, 60 s; libpq's
+  connect_timeout=2 may give up first: that is the application's timeout, not a refusal);
+  1.4g leaves the port to ssh, and nobody listens while ssh is away.
 - **Lost writes**: after the run (fault lifted, frozen sessions killed) the table is read
   directly in SRV over postgres's unix socket; acknowledged ids missing from it are lost.
   Rows present whose INSERT was never acknowledged (the reply died with the tunnel) are counted
