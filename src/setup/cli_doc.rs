@@ -116,6 +116,14 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "with AUTOSSH_ON_DEMAND: seconds without connections before ssh is stopped",
     ),
     (
+        "AUTOSSH_AGENT",
+        "auto",
+        "auto: when an identity ssh would offer needs a passphrase and no agent holds it, \
+         autossh runs its own ssh-agent, loads the key once (OpenSSH's own prompt: the \
+         terminal or SSH_ASKPASS, before -f detaches) and gives every ssh -o IdentityAgent; \
+         yes: always for keys with a passphrase; no: ssh asks at every start, as in 1.4g",
+    ),
+    (
         "AUTOSSH_STATUSFILE",
         "unset",
         "JSON status file (state, since, ssh pid, restarts and reasons, RTTs, settings), \

@@ -69,6 +69,11 @@ pub struct Settings {
     pub http: Option<HttpAddr>,
     /// `AUTOSSH_HOOK`: the program run on each tunnel state change (absolute path).
     pub hook: Option<PathBuf>,
+    /// `AUTOSSH_AGENT`: when autossh runs an ssh-agent of its own for keys with a passphrase.
+    pub agent: AgentMode,
+    /// Identities systemd passed as credentials (`$CREDENTIALS_DIRECTORY/ssh-identity*`):
+    /// handed to ssh as `-i`.
+    pub credentials: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -95,7 +100,41 @@ pub fn from_env(cli: Cli, get: impl Fn(&str) -> Option<OsString>) -> Result<Sett
         s.gate_time = Duration::ZERO;
     }
     s.held = held_forwards(&s, &get)?;
+    s.credentials = credential_identities(get("CREDENTIALS_DIRECTORY"));
     Ok(s)
+}
+
+/// When autossh runs an ssh-agent of its own (`AUTOSSH_AGENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    /// When an identity ssh would offer needs a passphrase and no agent holds it.
+    Auto,
+    /// For every identity with a passphrase, even one the user's agent holds.
+    Yes,
+    /// Never: ssh asks for passphrases itself, as 1.4g's does.
+    No,
+}
+
+/// The credentials systemd passed that are identities: named `ssh-identity` or
+/// `ssh-identity-...` (`LoadCredentialEncrypted=ssh-identity:...`), in name order.
+fn credential_identities(dir: Option<OsString>) -> Vec<PathBuf> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(PathBuf::from(dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n == "ssh-identity" || n.starts_with("ssh-identity-")
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 /// The local forwards to hold: those of the command line, unless holding is off or ssh would
@@ -247,6 +286,8 @@ enum Kind {
     Report(fn(&mut Settings, PathBuf)),
     /// On when set, whatever the value.
     Flag(fn(&mut Settings)),
+    /// `auto`, `yes` or `no`, in any case; empty keeps the default.
+    Agent(fn(&mut Settings, AgentMode)),
     /// A listening address (see [`endpoints::parse_http`]); empty is unset.
     Listen(fn(&mut Settings, HttpAddr)),
     /// A program to run on events: an executable file, found now; empty is unset.
@@ -255,7 +296,7 @@ enum Kind {
 
 /// Every variable, in the order they are checked (the first bad one is reported). An unset
 /// variable leaves its field as [`defaults`] has it.
-const SETTINGS: [(&str, Kind); 25] = [
+const SETTINGS: [(&str, Kind); 26] = [
     ("AUTOSSH_PATH", Kind::Program(|s, v| s.ssh_path = v)),
     // The first poll follows the poll, unless AUTOSSH_FIRST_POLL (read next) is set.
     (
@@ -367,6 +408,7 @@ const SETTINGS: [(&str, Kind); 25] = [
             set: |s, v| s.idle_time = v,
         },
     ),
+    ("AUTOSSH_AGENT", Kind::Agent(|s, v| s.agent = v)),
     ("AUTOSSH_HTTP", Kind::Listen(|s, v| s.http = Some(v))),
     ("AUTOSSH_HOOK", Kind::Hook(|s, v| s.hook = Some(v))),
 ];
@@ -407,6 +449,8 @@ fn defaults(cli: Cli) -> Settings {
         drain_time: secs(300),
         on_demand: false,
         idle_time: secs(300),
+        agent: AgentMode::Auto,
+        credentials: Vec::new(),
         ssh_args: cli.ssh_args,
         http: None,
         hook: None,
@@ -448,6 +492,21 @@ fn read(s: &mut Settings, kind: Kind, value: OsString) -> Result<(), Problem> {
         Kind::Hook(set) if !value.is_empty() => set(s, hook(&value)?),
         Kind::Monitor(_) | Kind::Path(_) | Kind::Report(_) | Kind::Listen(_) | Kind::Hook(_) => {}
         Kind::Flag(set) => set(s),
+        Kind::Agent(set) => {
+            let value = text(value)?;
+            match value.to_ascii_lowercase().as_str() {
+                "" => {}
+                "auto" => set(s, AgentMode::Auto),
+                "yes" | "on" | "1" | "true" => set(s, AgentMode::Yes),
+                "no" | "off" | "0" | "false" => set(s, AgentMode::No),
+                _ => {
+                    return Err(Problem::Word {
+                        value,
+                        words: "auto, yes or no",
+                    })
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct Sockets {
     pub monitor: Option<PathBuf>,
     /// One per held forward, in order.
     pub held: Vec<PathBuf>,
+    /// autossh's own ssh-agent's socket: `-o IdentityAgent=...`.
+    pub agent: Option<PathBuf>,
 }
 
 /// The complete argv after the program name.
@@ -89,6 +91,14 @@ pub fn build(s: &Settings, fwd: &Forwards, socks: &Sockets) -> Vec<OsString> {
         push("-o".into());
         push("ExitOnForwardFailure=yes".into());
     }
+    if let Some(a) = &socks.agent {
+        push("-o".into());
+        push(format!("IdentityAgent={}", a.display()));
+    }
+    for c in &s.credentials {
+        push("-i".into());
+        push(c.display().to_string());
+    }
     if !s.sharing_asked {
         // The supervised ssh must hold the session itself: not hand it to a background
         // master (ControlPersist) nor ride on someone else's (ssh_config's ControlMaster).
@@ -115,6 +125,7 @@ mod tests {
         let socks = Sockets {
             monitor: matches!(fwd, Forwards::Session).then(|| "/tmp/autossh-1/probe.sock".into()),
             held: Vec::new(),
+            agent: None,
         };
         build(&settings(args), &fwd, &socks)
             .into_iter()
@@ -231,6 +242,7 @@ mod tests {
         let socks = Sockets {
             monitor: Some("/d/mon-3.sock".into()),
             held: vec!["/d/fwd-3-0.sock".into(), "/d/fwd-3-1.sock".into()],
+            agent: None,
         };
         let fwd = Forwards::Loop {
             local: 20000,

@@ -28,7 +28,7 @@ pub struct TunnelDef {
 }
 
 /// Keys that map to an `AUTOSSH_*` variable.
-const PER_TUNNEL: [(&str, &str); 17] = [
+const PER_TUNNEL: [(&str, &str); 18] = [
     ("path", "AUTOSSH_PATH"),
     ("poll", "AUTOSSH_POLL"),
     ("first_poll", "AUTOSSH_FIRST_POLL"),
@@ -46,6 +46,7 @@ const PER_TUNNEL: [(&str, &str); 17] = [
     ("drain_time", "AUTOSSH_DRAIN_TIME"),
     ("on_demand", "AUTOSSH_ON_DEMAND"),
     ("idle_time", "AUTOSSH_IDLE_TIME"),
+    ("agent", "AUTOSSH_AGENT"),
 ];
 
 /// Keys that belong to the whole process: the environment's business.

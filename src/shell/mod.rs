@@ -1,10 +1,12 @@
 //! The I/O around the core: it performs the supervisor's actions and reports what happens.
 
+pub mod agent;
 pub mod control;
 pub mod event_loop;
 pub mod fdlimit;
 pub mod hooks;
 pub mod http;
+pub mod hostkey;
 pub mod hygiene;
 pub mod janitor;
 pub mod monitor;

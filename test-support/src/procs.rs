@@ -28,6 +28,8 @@ pub struct Cmd {
     cwd: Option<PathBuf>,
     name: Option<String>,
     stderr_file: Option<PathBuf>,
+    /// A session of its own (no controlling terminal), not only a process group.
+    new_session: bool,
 }
 
 impl Cmd {
@@ -40,7 +42,15 @@ impl Cmd {
             cwd: None,
             name: None,
             stderr_file: None,
+            new_session: false,
         }
+    }
+
+    /// Runs it in a session of its own: no controlling terminal (nothing can prompt on the
+    /// developer's terminal); still its own process group.
+    pub fn new_session(mut self) -> Cmd {
+        self.new_session = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
@@ -125,8 +135,15 @@ impl Cmd {
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
-            .process_group(0);
+            .stderr(err);
+        if self.new_session {
+            // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+            }
+        } else {
+            cmd.process_group(0);
+        }
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("AUTOSSH_") {
                 cmd.env_remove(&k);
@@ -252,14 +269,16 @@ impl Proc {
         children_of(self.pid)
     }
 
-    /// Its live ssh children: not `ssh -G` look-ups, not autossh's janitor (`sh`), not one
-    /// that just ended (a zombie has no command line).
+    /// Its live ssh children (the real ssh, or the fake one run by bash): not `ssh -G`
+    /// look-ups, not autossh's janitor or ssh-agent, not one that just ended (a zombie has no
+    /// command line).
     pub fn ssh_children(&self) -> Vec<i32> {
         self.children()
             .into_iter()
             .filter(|&p| {
                 let c = cmdline(p);
-                !c.is_empty() && !c.iter().any(|a| a == "-G" || a == "autossh-janitor")
+                let ssh = c.iter().take(2).any(|a| a == "ssh" || a.ends_with("/ssh"));
+                ssh && !c.iter().any(|a| a == "-G")
             })
             .collect()
     }

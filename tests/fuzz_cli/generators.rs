@@ -153,5 +153,6 @@ pub(crate) fn sockets_for(settings: &autossh::setup::config::Settings) -> ssh_ar
         held: (0..settings.held.forwards.len())
             .map(|i| format!("/tmp/autossh-1/fwd-1-{i}.sock").into())
             .collect(),
+        agent: None,
     }
 }

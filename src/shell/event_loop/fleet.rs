@@ -167,7 +167,7 @@ impl Runner {
         let prepared = prepare::prepare(&def.settings, &mut Vec::new())?;
         let prepared = prepare::private_dir(&def.settings, prepared, self.place.dir.as_ref())?;
         let mut tunnel = Tunnel::new(
-            spec_of(&def),
+            spec_of(&def, self.place.agent.as_ref()),
             prepared,
             self.slots.len(),
             self.poll.registry(),
@@ -218,7 +218,7 @@ impl Runner {
                         "changed in the file: a new ssh takes over; connections go on through \
                          the old one"
                     );
-                    slot.tunnel.replace(super::spec_of(new));
+                    slot.tunnel.replace(super::spec_of(new, self.place.agent.as_ref()));
                     slot.def = Some(new.clone());
                     kept.push(new.name.clone());
                     done.changed += 1;

@@ -48,8 +48,9 @@ fn suspended_offset() -> Duration {
 }
 
 /// What a tunnel of the file is made from.
-fn spec_of(def: &TunnelDef) -> Spec {
+fn spec_of(def: &TunnelDef, agent: Option<&crate::shell::agent::Agent>) -> Spec {
     Spec {
+        agent: agent.map(|a| a.socket().to_path_buf()),
         name: Some(def.name.clone()),
         settings: def.settings.clone(),
         gated: true,
@@ -130,6 +131,8 @@ struct Runner {
 /// when autossh is killed.
 #[derive(Default)]
 struct Place {
+    /// autossh's own ssh-agent (keys with a passphrase), its socket in `dir`.
+    agent: Option<crate::shell::agent::Agent>,
     dir: Option<std::rc::Rc<crate::shell::private_dir::PrivateDir>>,
     /// Kept for its drop: the end of autossh's run lets it go.
     _janitor: Option<crate::shell::janitor::Janitor>,
@@ -362,6 +365,9 @@ impl Runner {
         for sig in pending {
             let ev = match sig {
                 SIGCHLD => {
+                    if let Some(a) = self.place.agent.as_mut() {
+                        a.reap();
+                    }
                     let registry = self.poll.registry();
                     for slot in self.slots.iter_mut().flatten() {
                         let _log = tunnel_context(slot.tunnel.name());

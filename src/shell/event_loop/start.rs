@@ -4,6 +4,7 @@
 use super::*;
 use crate::setup::daemon;
 use crate::setup::pidfile::Pidfile;
+use crate::shell::agent;
 use crate::shell::janitor::Janitor;
 use crate::shell::private_dir::PrivateDir;
 use crate::shell::relay::listen;
@@ -21,10 +22,13 @@ pub fn run(settings: Settings) -> Result<i32> {
     let mut activated = listen::activated();
     let prepared = prepare::prepare(&settings, &mut activated)?;
     let http = bind_http(&settings)?;
-    let (pidfile, notifier) = settle_process(&settings)?;
+    let (pidfile, mut notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
     settle_descriptors(activated, prepared.held.is_some());
-    let place = private_place(prepare::needs_dir(&settings, &prepared), &[&prepared]);
+    let keys = agent_keys(&[&settings]);
+    let needs = prepare::needs_dir(&settings, &prepared) || !keys.is_empty();
+    let mut place = private_place(needs, &[&prepared]);
+    start_agent(keys, &settings.ssh_path, &mut place, notifier.as_mut())?;
     let prepared = prepare::private_dir(&settings, prepared, place.dir.as_ref())?;
     if !settings.sharing_asked {
         info!(
@@ -37,6 +41,7 @@ pub fn run(settings: Settings) -> Result<i32> {
         runner.serve(h)?;
     }
     let spec = Spec {
+        agent: runner.place.agent.as_ref().map(|a| a.socket().to_path_buf()),
         name: None,
         settings,
         gated: false,
@@ -71,10 +76,12 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
         })?;
         prepared.push(p);
     }
-    let (pidfile, notifier) = settle_process(&process)?;
+    let (pidfile, mut notifier) = settle_process(&process)?;
     settle_descriptors(activated, prepared.iter().any(|p| p.held.is_some()));
     // A reload may bring a tunnel that needs it: many tunnels always have one.
-    let place = private_place(true, &prepared.iter().collect::<Vec<_>>());
+    let mut place = private_place(true, &prepared.iter().collect::<Vec<_>>());
+    let all: Vec<&Settings> = defs.iter().map(|d| &d.settings).collect();
+    start_agent(agent_keys(&all), &process.ssh_path, &mut place, notifier.as_mut())?;
     let mut runner = Runner::new(process, notifier, place)?;
     if let Some(h) = http {
         runner.serve(h)?;
@@ -101,7 +108,8 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
         let p = prepare::private_dir(&def.settings, p, runner.place.dir.as_ref())?;
-        let tunnel = Tunnel::new(spec_of(&def), p, i, runner.poll.registry())?;
+        let spec = spec_of(&def, runner.place.agent.as_ref());
+        let tunnel = Tunnel::new(spec, p, i, runner.poll.registry())?;
         runner.add(tunnel, Some(def));
     }
     if let Some(n) = runner.notifier.as_mut() {
@@ -134,9 +142,54 @@ fn private_place(needed: bool, prepared: &[&Prepared]) -> Place {
         .inspect_err(|e| warn!("no janitor ({e}): a killed autossh leaves its sockets"))
         .ok();
     Place {
+        agent: None,
         dir: Some(dir),
         _janitor: janitor,
     }
+}
+
+/// The keys with a passphrase autossh's agent must hold for these tunnels (none: no agent).
+fn agent_keys(all: &[&Settings]) -> Vec<PathBuf> {
+    match all.first() {
+        Some(s) => agent::keys_to_load(all, &agent::Tools::beside(&s.ssh_path)),
+        None => Vec::new(),
+    }
+}
+
+/// autossh's own ssh-agent for `keys`, in the private directory, loaded once: on this
+/// terminal, or with `-f` by the waiting parent on its terminal. A key that cannot be
+/// loaded ends autossh (one line) with nothing left running.
+fn start_agent(
+    keys: Vec<PathBuf>,
+    ssh: &std::ffi::OsString,
+    place: &mut Place,
+    notifier: Option<&mut Notifier>,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let tools = agent::Tools::beside(ssh);
+    let fail = |e: String, n: Option<&mut Notifier>| {
+        if let Some(n) = n {
+            n.failed(&e);
+        }
+        runtime(e)
+    };
+    let Some(dir) = place.dir.as_ref() else {
+        return Err(fail("no private directory for autossh's ssh-agent".into(), notifier));
+    };
+    let a = agent::Agent::start(&tools, dir.socket("agent.sock"), keys.clone())
+        .map_err(|e| runtime(e.to_string()))?;
+    let loaded = match notifier {
+        Some(n) => n
+            .load_keys(&tools.add, a.socket(), &keys)
+            .map_err(|e| fail(e, Some(n))),
+        None => agent::load(&tools, a.socket(), &keys).map_err(|e| runtime(e.to_string())),
+    };
+    loaded?;
+    info!("autossh's ssh-agent holds {} key(s); every ssh uses it", keys.len());
+    place.agent = Some(a);
+    Ok(())
 }
 
 /// Once started for good: listeners systemd passed that no forward took are closed (with a

@@ -46,7 +46,10 @@ impl Tunnel {
     /// (ssh will not bind over them).
     pub(super) fn sockets(&self, gen: u32) -> Sockets {
         let Some(dir) = self.dir.as_ref() else {
-            return Sockets::default();
+            return Sockets {
+                agent: self.agent.clone(),
+                ..Sockets::default()
+            };
         };
         let tag = &self.tag;
         let monitor = match self.forwards {
@@ -59,7 +62,11 @@ impl Tunnel {
         let held = (0..self.settings.held.forwards.len())
             .map(|i| dir.socket(&format!("{tag}fwd-{gen}-{i}.sock")))
             .collect();
-        let socks = Sockets { monitor, held };
+        let socks = Sockets {
+            monitor,
+            held,
+            agent: self.agent.clone(),
+        };
         for p in socks.monitor.iter().chain(&socks.held) {
             let _ = std::fs::remove_file(p);
         }
@@ -210,6 +217,7 @@ impl Tunnel {
     /// Takes `spec`'s settings in place (see [`Tunnel::replaceable_by`]): the next ssh runs
     /// with them, started now by a planned restart.
     pub fn replace(&mut self, spec: Spec) {
+        self.agent = spec.agent.clone();
         let cfg = supervisor_config(&spec, &self.forwards, true, true);
         if let Some(r) = self.relay.as_mut() {
             r.reconfigure(relay_config(&spec.settings));

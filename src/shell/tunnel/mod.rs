@@ -21,6 +21,7 @@ use mio::{Registry, Token};
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub fn slot_of(token: Token) -> Option<usize> {
 const SSH_STDERR: Token = Token(1);
 /// The stderr pipe of the old ssh a planned restart is replacing.
 const OLD_STDERR: Token = Token(4);
+/// How often a host-key hint under way is looked for.
+const HINT_POLL: Duration = Duration::from_millis(100);
 
 /// What the event loop must do for a tunnel; only the loop gates starts and ends tunnels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,8 @@ struct OldSsh {
 
 /// What a tunnel is made from.
 pub struct Spec {
+    /// autossh's own ssh-agent's socket, when it runs one.
+    pub agent: Option<PathBuf>,
     /// Its name in the tunnels file (`None`: the single tunnel of a command line).
     pub name: Option<String>,
     pub settings: Settings,
@@ -117,6 +122,10 @@ pub struct Tunnel {
     dir: Option<Rc<PrivateDir>>,
     /// Its sockets' names there start so (many tunnels share the directory).
     tag: String,
+    /// autossh's own ssh-agent's socket, handed to every ssh.
+    agent: Option<PathBuf>,
+    /// A host key ssh could not verify: the look-up of what to tell, and when the last began.
+    hint: (Option<crate::shell::hostkey::HostKeyHint>, Option<std::time::Instant>),
     /// The held forwards' listeners and connections.
     relay: Option<Relay>,
     /// The number of the ssh running (or last run): its sockets are named by it.
@@ -173,6 +182,8 @@ impl Tunnel {
             transport: None,
             reach,
             tag: socket_tag(spec.name.as_deref(), slot),
+            agent: spec.agent,
+            hint: (None, None),
             dir,
             relay,
             gen: 0,
@@ -253,7 +264,10 @@ impl Tunnel {
     /// Whether `ssh -G`'s answer is awaited, or checks of the server are in flight: the
     /// event loop then calls [`Tunnel::learn_route`] / [`Tunnel::expire_checks`].
     pub fn looking_up(&self) -> (bool, bool) {
-        (self.reach.resolving(), self.reach.checking())
+        (
+            self.reach.resolving() || self.hint.0.is_some(),
+            self.reach.checking(),
+        )
     }
 
     /// Takes `ssh -G`'s answer when it is there: through a proxy (ProxyJump or ProxyCommand
@@ -262,6 +276,7 @@ impl Tunnel {
         if let Some(e) = self.reach.resolve() {
             self.queue.push_back(e);
         }
+        self.take_host_key_hint();
     }
 
     /// Checks that took too long count as "unreachable".
@@ -282,6 +297,11 @@ impl Tunnel {
             .relay
             .as_ref()
             .and_then(|r| r.timeout(std::time::Instant::now()));
+        // A host-key hint on its way is looked for at this pace.
+        let relay = match (relay, self.hint.0.is_some()) {
+            (r, true) => Some(r.map_or(HINT_POLL, |r| r.min(HINT_POLL))),
+            (r, false) => r,
+        };
         match (self.sup.timeout(now), relay) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -333,6 +353,7 @@ impl Tunnel {
 
     /// Last line of defence: never leave ssh, or an `ssh -G` look-up, behind.
     pub fn cleanup(&mut self, registry: &Registry) {
+        self.wait_host_key_hint();
         if let Some(m) = self.monitor.as_mut() {
             m.drop_probe(registry);
         }

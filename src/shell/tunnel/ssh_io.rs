@@ -36,6 +36,9 @@ impl Tunnel {
                 debug!("ssh: {line}");
                 continue;
             }
+            if line.contains("Host key verification failed") {
+                self.look_up_host_key();
+            }
             // The supervisor logs it: it knows whether the line only repeats an outage.
             self.queue.push_back(Event::SshSaid(line));
         }
@@ -48,5 +51,47 @@ impl Tunnel {
         if let Some(fd) = self.ssh.as_ref().and_then(|s| s.stderr_fd()) {
             let _ = registry.deregister(&mut SourceFd(&fd));
         }
+    }
+}
+
+impl Tunnel {
+    /// ssh could not verify the server's host key: what it offers, and how to pin it, are
+    /// looked up (once per [`crate::shell::hostkey::HINT_EVERY`]).
+    fn look_up_host_key(&mut self) {
+        use crate::shell::hostkey::{HostKeyHint, HINT_EVERY};
+        let recent = self.hint.1.is_some_and(|t| t.elapsed() < HINT_EVERY);
+        if self.hint.0.is_some() || recent {
+            return;
+        }
+        self.hint = (
+            HostKeyHint::start(&self.settings.ssh_path, &self.settings.held.rest),
+            Some(std::time::Instant::now()),
+        );
+    }
+
+    /// The host key look-up's line, once there.
+    pub(super) fn take_host_key_hint(&mut self) {
+        let Some(h) = self.hint.0.as_ref() else { return };
+        match h.take() {
+            Ok(Some(line)) => {
+                warn!("{line}");
+                self.hint.0 = None;
+            }
+            Ok(None) => {}
+            Err(()) => self.hint.0 = None,
+        }
+    }
+}
+
+impl Tunnel {
+    /// Ending: a host-key hint under way is waited for (bounded), so that the line that says
+    /// how to pin the key comes before autossh exits on ssh's failure.
+    pub(super) fn wait_host_key_hint(&mut self) {
+        let start = std::time::Instant::now();
+        while self.hint.0.is_some() && start.elapsed() < std::time::Duration::from_secs(8) {
+            self.take_host_key_hint();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.hint.0 = None;
     }
 }
