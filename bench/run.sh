@@ -11,6 +11,8 @@
 # memory, CPU, a 30 s server outage):                     bash bench/run.sh fleet
 # And the HTTP endpoint's cost (100 tunnels, 100 GET /metrics a second; /healthz following a
 # tunnel down and back):                                  bash bench/run.sh http
+# And the relay's cost (held forwards against plain ssh -L: bulk, request/response, connects;
+# 10,000 connections held through an sshd restart):       bash bench/run.sh relay
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -22,11 +24,13 @@
 #   FIELD_BENCH_QUICK, FIELD_BENCH_REPEAT, FIELD_BENCH_GIVEUP, FIELD_BENCH_ONLY: bench/README.md (6.)
 #   FLEET_BENCH_QUICK, FLEET_BENCH_TUNNELS, FLEET_BENCH_GIVEUP, FLEET_BENCH_PROGS: bench/README.md (7.)
 #   HTTP_BENCH_QUICK, HTTP_BENCH_TUNNELS, HTTP_BENCH_RATE: bench/README.md (8.)
+#   RELAY_BENCH_QUICK, RELAY_BENCH_REPEAT, RELAY_BENCH_BULK_MIB, ...: bench/README.md (9.)
 #
 # Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
-# bench/results-app.md, field: bench/results-field.md, fleet: bench/results-fleet.md); per-run
-# autossh logs go to bench/logs/ (recovery: bench/logs/recovery/, app: bench/logs/app/, field:
-# bench/logs/field/, fleet: bench/logs/fleet/).
+# bench/results-app.md, field: bench/results-field.md, fleet: bench/results-fleet.md, http:
+# bench/results-http.md, relay: bench/results-relay.md); per-run autossh logs go to bench/logs/
+# (recovery: bench/logs/recovery/, app: bench/logs/app/, field: bench/logs/field/, fleet:
+# bench/logs/fleet/, http: bench/logs/http/, relay: bench/logs/relay/).
 # Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
 # network namespaces are deleted too.
 set -euo pipefail
@@ -43,7 +47,8 @@ case ${1:-} in
   field) ONLY=field ;;
   fleet) ONLY=fleet ;;
   http) ONLY=http ;;
-  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet|http]\n' >&2; exit 2 ;;
+  relay) ONLY=relay ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet|http|relay]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
@@ -51,6 +56,7 @@ APP=0
 FIELD=0
 FLEET=0
 HTTP=0
+RELAY=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
@@ -58,6 +64,7 @@ for b in $ONLY; do
     field) FIELD=1 ;;
     fleet) FLEET=1 ;;
     http) HTTP=1 ;;
+    relay) RELAY=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -184,6 +191,11 @@ else
   (cd "$ROOT" && cargo build --release -p autossh -q) || fail "cargo build failed"
   [ -x "$ROOT/target/release/autossh" ] || fail "target/release/autossh missing after the build"
 fi
+if [ "$RELAY" = 1 ]; then
+  gcc -O2 -Wall -o "$BIN/minimal_echo" "$BENCH_DIR/minimal_echo.c" || fail "gcc minimal_echo.c"
+  gcc -O2 -Wall -o "$BIN/relay_tool" "$BENCH_DIR/relay_tool.c" || fail "gcc relay_tool.c"
+  info "built minimal_echo, relay_tool"
+fi
 
 # the source the binaries were built from (read now: a commit made during the run is not it)
 commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -199,13 +211,14 @@ info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(uli
 # logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
 if [ "$CLASSIC" = 1 ]; then
-  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field ! -name fleet -exec rm -rf {} +
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field ! -name fleet ! -name http ! -name relay -exec rm -rf {} +
 fi
 [ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
 [ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
 [ "$FIELD" = 0 ] || rm -rf "$BENCH_DIR/logs/field"
 [ "$FLEET" = 0 ] || rm -rf "$BENCH_DIR/logs/fleet"
 [ "$HTTP" = 0 ] || rm -rf "$BENCH_DIR/logs/http"
+[ "$RELAY" = 0 ] || rm -rf "$BENCH_DIR/logs/relay"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -227,7 +240,7 @@ run_step() { # name, timeout seconds, command...
 # leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
 NETNS=()
 NETNS_NOTE="no: the host's network namespace"
-if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ] || [ "$HTTP" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
+if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ] || [ "$HTTP" = 1 ] || [ "$RELAY" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
   if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
     NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
     NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
@@ -286,7 +299,22 @@ for b in $ONLY; do
       [ -z "${HTTP_BENCH_QUICK:-}" ] || [ "${HTTP_BENCH_QUICK}" = 0 ] || h_n=${HTTP_BENCH_TUNNELS:-20}
       run_step "8. http: $h_n tunnels in one autossh --tunnels, quiet then 100 GET /metrics a second; /healthz after a kill (~4 min)" \
         600 "${NETNS[@]}" $PY http_bench.py run --out "$BENCH_WORK/http.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet, http)" ;;
+    relay)
+      # in a private namespace (loopback only): one sshd, three tunnels taking turns, then the
+      # held restart. Bound: generous per-repetition costs (expected: ~3-4 min; quick ~1 min)
+      r_rep=${RELAY_BENCH_REPEAT:-5} r_mib=${RELAY_BENCH_BULK_MIB:-256} r_rr=${RELAY_BENCH_RR:-10000}
+      r_conn=${RELAY_BENCH_CONNECTS:-3000} r_hold=${RELAY_BENCH_HOLD_CONNS:-10000}
+      if [ -n "${RELAY_BENCH_QUICK:-}" ] && [ "${RELAY_BENCH_QUICK}" != 0 ]; then
+        r_rep=${RELAY_BENCH_REPEAT:-2} r_mib=${RELAY_BENCH_BULK_MIB:-16} r_rr=${RELAY_BENCH_RR:-300}
+        r_conn=${RELAY_BENCH_CONNECTS:-200} r_hold=${RELAY_BENCH_HOLD_CONNS:-500}
+      fi
+      for v in "$r_rep" "$r_mib" "$r_rr" "$r_conn" "$r_hold"; do
+        case $v in '' | *[!0-9]* | 0) fail "RELAY_BENCH_* counts must be positive integers" ;; esac
+      done
+      run_step "9. relay: plain ssh -L vs ours (held) vs AUTOSSH_HOLD=no, R=$r_rep, ${r_mib} MiB, $r_hold held (~4 min)" \
+        $((300 + r_rep * 3 * (10 + r_mib / 10 + r_rr / 500 + r_conn / 100))) \
+        "${NETNS[@]}" $PY relay_bench.py run --bin "$BIN" --out "$BENCH_WORK/relay.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet, http, relay)" ;;
   esac
 done
 
@@ -349,6 +377,12 @@ if [ "$HTTP" = 1 ]; then
     --md "$BENCH_DIR/results-http.md" || fail "http report failed"
   mkdir -p "$BENCH_DIR/logs/http"
   cp "$BENCH_WORK/http.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/http/" 2>/dev/null || true
+fi
+if [ "$RELAY" = 1 ]; then
+  $PY relay_bench.py report --json "$BENCH_WORK/relay.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-relay.md" || fail "relay report failed"
+  mkdir -p "$BENCH_DIR/logs/relay"
+  cp "$BENCH_WORK/relay.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/relay/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
