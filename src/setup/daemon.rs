@@ -5,9 +5,9 @@ use crate::error::{runtime, Result};
 use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::os::fd::OwnedFd;
 
 /// Held by the background child: tells the waiting parent how the start went, and has it
 /// load keys into autossh's agent (the parent still has the terminal to prompt on).
@@ -45,7 +45,10 @@ impl Notifier {
             return Err("the waiting parent is gone".into());
         };
         let mut line = String::from("load");
-        for f in [add, socket].into_iter().chain(keys.iter().map(PathBuf::as_path)) {
+        for f in [add, socket]
+            .into_iter()
+            .chain(keys.iter().map(PathBuf::as_path))
+        {
             line.push(' ');
             line.push_str(&hex(f.as_os_str().as_bytes()));
         }

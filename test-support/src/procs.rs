@@ -139,7 +139,11 @@ impl Cmd {
         if self.new_session {
             // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
-                cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+                cmd.pre_exec(|| {
+                    nix::unistd::setsid()
+                        .map(|_| ())
+                        .map_err(std::io::Error::from)
+                });
             }
         } else {
             cmd.process_group(0);

@@ -218,7 +218,8 @@ impl Runner {
                         "changed in the file: a new ssh takes over; connections go on through \
                          the old one"
                     );
-                    slot.tunnel.replace(super::spec_of(new, self.place.agent.as_ref()));
+                    slot.tunnel
+                        .replace(super::spec_of(new, self.place.agent.as_ref()));
                     slot.def = Some(new.clone());
                     kept.push(new.name.clone());
                     done.changed += 1;

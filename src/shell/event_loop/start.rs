@@ -41,7 +41,11 @@ pub fn run(settings: Settings) -> Result<i32> {
         runner.serve(h)?;
     }
     let spec = Spec {
-        agent: runner.place.agent.as_ref().map(|a| a.socket().to_path_buf()),
+        agent: runner
+            .place
+            .agent
+            .as_ref()
+            .map(|a| a.socket().to_path_buf()),
         name: None,
         settings,
         gated: false,
@@ -81,7 +85,12 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     // A reload may bring a tunnel that needs it: many tunnels always have one.
     let mut place = private_place(true, &prepared.iter().collect::<Vec<_>>());
     let all: Vec<&Settings> = defs.iter().map(|d| &d.settings).collect();
-    start_agent(agent_keys(&all), &process.ssh_path, &mut place, notifier.as_mut())?;
+    start_agent(
+        agent_keys(&all),
+        &process.ssh_path,
+        &mut place,
+        notifier.as_mut(),
+    )?;
     let mut runner = Runner::new(process, notifier, place)?;
     if let Some(h) = http {
         runner.serve(h)?;
@@ -176,7 +185,10 @@ fn start_agent(
         runtime(e)
     };
     let Some(dir) = place.dir.as_ref() else {
-        return Err(fail("no private directory for autossh's ssh-agent".into(), notifier));
+        return Err(fail(
+            "no private directory for autossh's ssh-agent".into(),
+            notifier,
+        ));
     };
     let a = agent::Agent::start(&tools, dir.socket("agent.sock"), keys.clone())
         .map_err(|e| runtime(e.to_string()))?;
@@ -187,7 +199,10 @@ fn start_agent(
         None => agent::load(&tools, a.socket(), &keys).map_err(|e| runtime(e.to_string())),
     };
     loaded?;
-    info!("autossh's ssh-agent holds {} key(s); every ssh uses it", keys.len());
+    info!(
+        "autossh's ssh-agent holds {} key(s); every ssh uses it",
+        keys.len()
+    );
     place.agent = Some(a);
     Ok(())
 }
