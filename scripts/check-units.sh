@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rates the systemd units' sandboxes and checks they parse: for docs/autossh.service,
 # docs/autossh@.service (and its socket, verified), docs/autossh-tunnels.service, docs/autossh-echo.service, and autossh-echo with its port 7 drop-in
-# (docs/autossh-echo-port7.conf), prints `systemd-analyze security --offline=yes`'s exposure
+# (docs/autossh-echo-port7.conf), autossh.service and autossh@.service with the credential drop-in
+# (docs/autossh-credential.conf), prints `systemd-analyze security --offline=yes`'s exposure
 # score and fails above 2.0; then `systemd-analyze verify`, which must print nothing (it exits 0
 # on unknown keys and bad values, so any message counts as a failure).
 #
@@ -75,6 +76,16 @@ cp "$dir/autossh-echo.service" "$tmp/root/etc/systemd/system/"
 cp "$dropin" "$tmp/root/etc/systemd/system/autossh-echo.service.d/port7.conf"
 score "autossh-echo.service + port7.conf" --root="$tmp/root" autossh-echo.service
 
+# autossh and an autossh@ instance with the key as an encrypted credential.
+cred=docs/autossh-credential.conf
+for unit in autossh.service autossh@.service; do
+  mkdir -p "$tmp/root/etc/systemd/system/$unit.d"
+  cp "$dir/$unit" "$tmp/root/etc/systemd/system/"
+  cp "$cred" "$tmp/root/etc/systemd/system/$unit.d/credential.conf"
+done
+score "autossh.service + credential.conf" --root="$tmp/root" autossh.service
+score "autossh@db.service + credential.conf" --root="$tmp/root" autossh@db.service
+
 # A template is verified as an instance (the socket with its service beside it).
 cp "$dir/autossh@.service" "$tmp/autossh@check.service"
 [ -f "$dir/autossh@.socket" ] || { echo "check-units: $dir/autossh@.socket is missing" >&2; exit 1; }
@@ -84,6 +95,9 @@ verify autossh@check.service "$tmp/autossh@check.service"
 verify autossh@check.socket "$tmp/autossh@check.socket"
 verify autossh-echo.service "$dir/autossh-echo.service"
 verify autossh-tunnels.service "$dir/autossh-tunnels.service"
+# The credential drop-in's lines, parsed as part of the unit.
+cat "$dir/autossh.service" "$cred" >"$tmp/autossh-cred.service"
+verify "autossh.service + credential.conf" "$tmp/autossh-cred.service"
 
 [ "$failed" -eq 0 ] || { echo "check-units: FAILED" >&2; exit 1; }
 echo "check-units: ok, every unit at or below $limit" >&2

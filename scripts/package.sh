@@ -41,7 +41,8 @@ for f in \
   usr/lib/systemd/system/autossh-echo.service \
   usr/share/doc/autossh-rs/autossh-alerts.yml \
   usr/share/doc/autossh-rs/autossh-alerts.test.yml \
-  usr/share/doc/autossh-rs/examples/autossh-echo-port7.conf; do
+  usr/share/doc/autossh-rs/examples/autossh-echo-port7.conf \
+  usr/share/doc/autossh-rs/examples/autossh-credential.conf; do
   if ! printf '%s\n' "$listing" | grep -q -- " \./$f\$"; then
     echo "package: $deb lacks /$f" >&2
     missing=1

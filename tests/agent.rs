@@ -1,4 +1,4 @@
-//! Keys with a passphrase, unattended (docs/operations.md, "Keys with a passphrase"), against
+//! Keys with a passphrase, unattended (docs/operations.md, "Keys"), against
 //! a real private sshd: the passphrase is asked once (counted: SSH_ASKPASS calls) over a start
 //! and several restarts, before `-f` detaches and never after; a wrong passphrase, or no way to
 //! ask, is one line and exit 1 with nothing left running; an agent that dies is started again
@@ -32,7 +32,16 @@ impl Rig {
         let sshd = Sshd::start(&dir);
         let key = dir.join("enc_key");
         let st = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", PASS, "-C", "autossh-test-enc", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                PASS,
+                "-C",
+                "autossh-test-enc",
+                "-f",
+            ])
             .arg(&key)
             .status()
             .unwrap();
@@ -49,7 +58,10 @@ impl Rig {
             calls.display()
         );
         for (i, a) in answers.iter().enumerate() {
-            script.push_str(&format!("[ \"$n\" -le {} ] && {{ echo '{a}'; exit 0; }}\n", i + 1));
+            script.push_str(&format!(
+                "[ \"$n\" -le {} ] && {{ echo '{a}'; exit 0; }}\n",
+                i + 1
+            ));
         }
         script.push_str(&format!("echo '{}'\n", answers.last().unwrap_or(&"")));
         fs::write(&askpass, script).unwrap();
@@ -139,29 +151,48 @@ fn agent_of(pid: i32) -> Vec<i32> {
 #[test]
 fn the_passphrase_is_asked_once_over_a_start_and_restarts() {
     let rig = Rig::new(&[PASS]);
-    let p = rig.cmd(true).args(rig.ssh_args(Some(&rig.key))).spawn(&rig.dir);
+    let p = rig
+        .cmd(true)
+        .args(rig.ssh_args(Some(&rig.key)))
+        .spawn(&rig.dir);
     rig.works(&p);
     assert_eq!(rig.calls(), 1, "{}", p.describe());
     let pid = p.pid();
+    // The agent holds decrypted keys: it may not dump core.
+    let agent = agent_of(pid);
+    assert_eq!(agent.len(), 1, "{}", p.describe());
+    let limits = fs::read_to_string(format!("/proc/{}/limits", agent[0])).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
     for restart in 1..=3 {
         let before = p.stderr_text().matches("starting ssh").count();
         rig.sshd.stop_sessions(Signal::SIGKILL);
         assert!(
-            wait_until(UP, || p.stderr_text().matches("starting ssh").count() > before),
+            wait_until(UP, || p.stderr_text().matches("starting ssh").count()
+                > before),
             "restart {restart}\n{}",
             p.describe()
         );
         rig.works(&p);
     }
     assert_eq!(rig.calls(), 1, "asked again on a restart\n{}", p.describe());
-    let argv = p.ssh_children().first().map(|&s| cmdline_string(s)).unwrap_or_default();
+    let argv = p
+        .ssh_children()
+        .first()
+        .map(|&s| cmdline_string(s))
+        .unwrap_or_default();
     assert!(argv.contains("IdentityAgent=/"), "{argv}");
     assert_eq!(agent_of(pid).len(), 1);
     // SIGKILL of autossh: its agent goes too, and its socket.
     p.signal(Signal::SIGKILL);
     assert!(p.wait_timeout(UP).is_some());
     assert!(
-        wait_until(Duration::from_secs(5), || agent_of(pid).is_empty() && !dir_left(pid)),
+        wait_until(Duration::from_secs(5), || agent_of(pid).is_empty()
+            && !dir_left(pid)),
         "left: agents {:?}, private directory {}",
         agent_of(pid),
         dir_left(pid)
@@ -171,17 +202,22 @@ fn the_passphrase_is_asked_once_over_a_start_and_restarts() {
 /// Whether autossh `pid`'s private directory is still there.
 fn dir_left(pid: i32) -> bool {
     let prefix = format!("autossh-{pid}-");
-    [std::env::temp_dir(), PathBuf::from("/tmp")].iter().any(|b| {
-        fs::read_dir(b).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    [std::env::temp_dir(), PathBuf::from("/tmp")]
+        .iter()
+        .any(|b| {
+            fs::read_dir(b).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            })
         })
-    })
 }
 
 /// Runs autossh expecting it to fail at once: one line, exit 1, no ssh run, no agent left.
 fn fails(rig: &Rig, askpass: bool) -> String {
-    let p = rig.cmd(askpass).args(rig.ssh_args(Some(&rig.key))).spawn(&rig.dir);
+    let p = rig
+        .cmd(askpass)
+        .args(rig.ssh_args(Some(&rig.key)))
+        .spawn(&rig.dir);
     let st = p.wait_timeout(UP).expect("exits");
     assert_eq!(st.code(), Some(1), "{}", p.describe());
     let err: Vec<String> = p
@@ -191,7 +227,11 @@ fn fails(rig: &Rig, askpass: bool) -> String {
         .map(str::to_string)
         .collect();
     assert_eq!(err.len(), 1, "{}", p.describe());
-    assert!(!p.stderr_text().contains("starting ssh"), "{}", p.describe());
+    assert!(
+        !p.stderr_text().contains("starting ssh"),
+        "{}",
+        p.describe()
+    );
     assert!(
         wait_until(Duration::from_secs(5), || agent_of(p.pid()).is_empty()),
         "agent left"
@@ -205,16 +245,25 @@ fn a_wrong_passphrase_or_no_way_to_ask_is_one_line_and_exit_1() {
     let rig = Rig::new(&["wrong", ""]);
     let e = fails(&rig, true);
     assert!(e.contains(&rig.key.display().to_string()), "{e}");
-    assert!(e.contains("the passphrase was wrong, or the prompt was cancelled"), "{e}");
+    assert!(
+        e.contains("the passphrase was wrong, or the prompt was cancelled"),
+        "{e}"
+    );
     // No terminal and no SSH_ASKPASS.
     let e = fails(&rig, false);
-    assert!(e.contains("no terminal") && e.contains("SSH_ASKPASS"), "{e}");
+    assert!(
+        e.contains("no terminal") && e.contains("SSH_ASKPASS"),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_agent_that_dies_is_started_again_and_refilled() {
     let rig = Rig::new(&[PASS]);
-    let p = rig.cmd(true).args(rig.ssh_args(Some(&rig.key))).spawn(&rig.dir);
+    let p = rig
+        .cmd(true)
+        .args(rig.ssh_args(Some(&rig.key)))
+        .spawn(&rig.dir);
     rig.works(&p);
     let first = agent_of(p.pid());
     assert_eq!(first.len(), 1);
@@ -225,11 +274,19 @@ fn an_agent_that_dies_is_started_again_and_refilled() {
         "not refilled\n{}",
         p.describe()
     );
-    assert!(p.wait_for_stderr("holds the keys again", UP), "{}", p.describe());
+    assert!(
+        p.wait_for_stderr("holds the keys again", UP),
+        "{}",
+        p.describe()
+    );
     // The new ssh authenticates through the new agent.
     let before = p.stderr_text().matches("starting ssh").count();
     rig.sshd.stop_sessions(Signal::SIGKILL);
-    assert!(wait_until(UP, || p.stderr_text().matches("starting ssh").count() > before));
+    assert!(wait_until(UP, || p
+        .stderr_text()
+        .matches("starting ssh")
+        .count()
+        > before));
     rig.works(&p);
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(UP).and_then(|s| s.code()), Some(0));
@@ -249,7 +306,11 @@ fn with_dash_f_the_passphrase_is_asked_before_detaching_and_never_after() {
     let st = parent.wait_timeout(UP).expect("the parent returns");
     assert_eq!(st.code(), Some(0), "{}", parent.describe());
     assert_eq!(rig.calls(), 1, "asked before the parent returned");
-    let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(wait_until(UP, || tunnel_works(rig.tunnel)));
     let agent = agent_of(pid);
     assert_eq!(agent.len(), 1, "the daemon runs the agent");
@@ -260,7 +321,8 @@ fn with_dash_f_the_passphrase_is_asked_before_detaching_and_never_after() {
     assert!(signal_pid(pid, Signal::SIGTERM));
     assert!(wait_until(UP, || !process_exists(pid)));
     assert!(
-        wait_until(Duration::from_secs(5), || !process_exists(agent[0]) && !dir_left(pid)),
+        wait_until(Duration::from_secs(5), || !process_exists(agent[0])
+            && !dir_left(pid)),
         "the agent or the private directory left"
     );
 }
@@ -272,16 +334,99 @@ fn a_systemd_credential_is_an_identity() {
     fs::create_dir(&creds).unwrap();
     // An unencrypted key, as systemd decrypts a credential into its private directory.
     fs::copy(rig.sshd.client_key(), creds.join("ssh-identity")).unwrap();
-    fs::set_permissions(creds.join("ssh-identity"), fs::Permissions::from_mode(0o400)).unwrap();
+    fs::set_permissions(
+        creds.join("ssh-identity"),
+        fs::Permissions::from_mode(0o400),
+    )
+    .unwrap();
     let p = rig
         .cmd(false)
         .env("CREDENTIALS_DIRECTORY", &creds)
         .args(rig.ssh_args(None))
         .spawn(&rig.dir);
     rig.works(&p);
-    let argv = p.ssh_children().first().map(|&s| cmdline_string(s)).unwrap_or_default();
-    assert!(argv.contains(&format!("-i {}", creds.join("ssh-identity").display())), "{argv}");
-    assert!(agent_of(p.pid()).is_empty(), "no agent for a key without a passphrase");
+    let argv = p
+        .ssh_children()
+        .first()
+        .map(|&s| cmdline_string(s))
+        .unwrap_or_default();
+    assert!(
+        argv.contains(&format!("-i {}", creds.join("ssh-identity").display())),
+        "{argv}"
+    );
+    assert!(
+        agent_of(p.pid()).is_empty(),
+        "no agent for a key without a passphrase"
+    );
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_timeout(UP).and_then(|s| s.code()), Some(0));
+}
+
+/// The fingerprint `ssh-keygen -lf` gives for a public key file.
+fn fingerprint(public: &Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_unknown_host_key_is_named_with_its_fingerprint_and_the_command_that_pins_it() {
+    let rig = Rig::new(&[PASS]);
+    let known = rig.dir.join("known_hosts");
+    fs::write(&known, "").unwrap();
+    let mut args: Vec<String> = rig.ssh_args(Some(rig.sshd.client_key()));
+    let strict = args
+        .iter()
+        .position(|a| a == "StrictHostKeyChecking=no")
+        .unwrap();
+    args[strict] = "StrictHostKeyChecking=yes".into();
+    args[strict + 2] = format!("UserKnownHostsFile={}", known.display());
+    let p = rig.cmd(false).args(&args).spawn(&rig.dir);
+    assert!(p.wait_for_stderr("pin it: ", UP), "{}", p.describe());
+    let err = p.stderr_text();
+    let line = err.lines().find(|l| l.contains("pin it: ")).unwrap();
+    let host_pub = rig
+        .sshd
+        .client_key()
+        .parent()
+        .unwrap()
+        .join("host_ed25519_key.pub");
+    let at = format!(
+        "127.0.0.1 port {} (it offers ED25519 {})",
+        rig.sshd.port(),
+        fingerprint(&host_pub)
+    );
+    assert!(line.contains(&at), "{line}");
+    // The command as logged, run as it is: the next ssh gets through.
+    let pin = line
+        .split("pin it: ")
+        .nth(1)
+        .unwrap()
+        .split(" (then")
+        .next()
+        .unwrap();
+    assert!(pin.ends_with(&format!(">> {}", known.display())), "{pin}");
+    let st = std::process::Command::new("sh")
+        .args(["-c", pin])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{pin}");
+    let retry = format!("(then `kill -USR1 {}` retries at once;", p.pid());
+    assert!(line.contains(&retry), "{line}");
+    p.signal(Signal::SIGUSR1);
+    rig.works(&p);
+    assert_eq!(
+        err.matches("pin it: ").count(),
+        1,
+        "one hint per outage\n{err}"
+    );
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_timeout(UP).and_then(|s| s.code()), Some(0));
 }

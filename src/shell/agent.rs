@@ -68,7 +68,9 @@ pub struct Tools {
 
 impl Tools {
     pub fn beside(ssh: &OsString) -> Tools {
-        let dir = Path::new(ssh).parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = Path::new(ssh)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty());
         let find = |name: &str| -> PathBuf {
             dir.map(|d| d.join(name))
                 .filter(|p| p.exists())
@@ -344,6 +346,19 @@ fn spawn_agent(tools: &Tools, socket: &Path) -> Result<Child, AgentError> {
         .stderr(Stdio::null())
         .process_group(0);
     crate::shell::ssh_process::die_with_autossh(&mut cmd, libc::SIGTERM);
+    // No core dump of the decrypted keys (ssh-agent does this itself only when it forks,
+    // not under -D). Refused inside a unit's filter, where systemd's LimitCORE applies.
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().map_err(|e| AgentError::Run {
         program: tools.agent.clone(),
         error: e.to_string(),
@@ -362,7 +377,11 @@ fn spawn_agent(tools: &Tools, socket: &Path) -> Result<Child, AgentError> {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        for c in self.refill.iter_mut().chain(std::iter::once(&mut self.child)) {
+        for c in self
+            .refill
+            .iter_mut()
+            .chain(std::iter::once(&mut self.child))
+        {
             let _ = c.kill();
             let _ = c.wait();
         }

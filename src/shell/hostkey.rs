@@ -28,9 +28,13 @@ impl HostKeyHint {
         std::thread::Builder::new()
             .name("host-key".into())
             .spawn(move || {
+                let retry = match &tunnel {
+                    Some(n) => format!("autossh restart {n}"),
+                    None => format!("kill -USR1 {}", std::process::id()),
+                };
                 let name = tunnel.map(|n| std::rc::Rc::from(n.as_str()));
                 let _log = crate::setup::logging::tunnel_context(name.as_ref());
-                if let Some(line) = hint(&ssh, &args) {
+                if let Some(line) = hint(&ssh, &args, &retry) {
                     let _ = tx.send(line);
                 }
             })
@@ -38,14 +42,24 @@ impl HostKeyHint {
         Some(HostKeyHint { rx })
     }
 
-    /// The line once known; `Err(())` when the look-up ended without one.
-    pub fn take(&self) -> Result<Option<String>, ()> {
+    /// Where the look-up is.
+    pub fn take(&self) -> Lookup {
         match self.rx.try_recv() {
-            Ok(l) => Ok(Some(l)),
-            Err(TryRecvError::Empty) => Ok(None),
-            Err(TryRecvError::Disconnected) => Err(()),
+            Ok(l) => Lookup::Line(l),
+            Err(TryRecvError::Empty) => Lookup::Pending,
+            Err(TryRecvError::Disconnected) => Lookup::Nothing,
         }
     }
+}
+
+/// A look-up's answer so far.
+pub enum Lookup {
+    /// Still under way.
+    Pending,
+    /// Done: the line to log.
+    Line(String),
+    /// Done without a line (`ssh -G` or ssh-keyscan failed).
+    Nothing,
 }
 
 /// Where ssh connects and which known-hosts file it writes, from `ssh -G`.
@@ -70,10 +84,13 @@ fn target(text: &str) -> Option<Target> {
     })
 }
 
-/// The whole look-up: the line to log, or `None`.
-fn hint(ssh: &OsString, args: &[OsString]) -> Option<String> {
+/// The whole look-up: the line to log, or `None`. `retry`: the command that retries at once.
+fn hint(ssh: &OsString, args: &[OsString], retry: &str) -> Option<String> {
     let t = target(&crate::shell::ssh_g::config(ssh, args)?)?;
-    let dir = Path::new(ssh).parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = Path::new(ssh)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let tool = |name: &str| -> PathBuf {
         let p = dir.join(name);
         if p.exists() {
@@ -90,7 +107,7 @@ fn hint(ssh: &OsString, args: &[OsString]) -> Option<String> {
         .ok()?;
     let keys = String::from_utf8_lossy(&scanned.stdout).into_owned();
     let fingerprints = fingerprints(&tool("ssh-keygen"), &keys);
-    Some(message(&t, &fingerprints))
+    Some(message(&t, &fingerprints, retry))
 }
 
 /// `ED25519 SHA256:...` for each key ssh-keyscan printed.
@@ -120,7 +137,7 @@ fn fingerprints(keygen: &Path, keys: &str) -> Vec<String> {
         .collect()
 }
 
-fn message(t: &Target, fingerprints: &[String]) -> String {
+fn message(t: &Target, fingerprints: &[String], retry: &str) -> String {
     let at = format!("{} port {}", t.host, t.port);
     let offers = if fingerprints.is_empty() {
         "it did not answer ssh-keyscan".to_string()
@@ -130,8 +147,9 @@ fn message(t: &Target, fingerprints: &[String]) -> String {
     let file = t.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts");
     format!(
         "ssh cannot verify the host key of {at} ({offers}); after checking that fingerprint \
-         with the server's administrator, pin it: ssh-keyscan -p {} {} >> {file} (or trust a \
-         first key with -o StrictHostKeyChecking=accept-new: docs/operations.md)",
+         with the server's administrator, pin it: ssh-keyscan -p {} {} >> {file} (then \
+         `{retry}` retries at once; or trust a first key with -o \
+         StrictHostKeyChecking=accept-new: docs/operations.md)",
         t.port, t.host
     )
 }
@@ -146,7 +164,7 @@ mod tests {
     #[test]
     fn the_line_names_host_port_fingerprints_and_the_pinning_command() {
         let t = target("user root\nhostname db.example\nport 2222\nuserknownhostsfile /home/a/.ssh/known_hosts /home/a/.ssh/known_hosts2\n").unwrap();
-        let m = message(&t, &["ED25519 SHA256:abc".into()]);
+        let m = message(&t, &["ED25519 SHA256:abc".into()], "kill -USR1 7");
         assert!(m.contains("db.example port 2222"), "{m}");
         assert!(m.contains("it offers ED25519 SHA256:abc"), "{m}");
         assert!(
@@ -154,7 +172,11 @@ mod tests {
             "{m}"
         );
         let none = target("hostname h\nuserknownhostsfile /dev/null\n").unwrap();
-        let m = message(&none, &[]);
+        let m = message(&none, &[], "autossh restart db");
         assert!(m.contains("h port 22 (it did not answer") && m.contains("~/.ssh/known_hosts"));
+        assert!(
+            m.contains("(then `autossh restart db` retries at once;"),
+            "{m}"
+        );
     }
 }

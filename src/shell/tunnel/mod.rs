@@ -125,7 +125,10 @@ pub struct Tunnel {
     /// autossh's own ssh-agent's socket, handed to every ssh.
     agent: Option<PathBuf>,
     /// A host key ssh could not verify: the look-up of what to tell, and when the last began.
-    hint: (Option<crate::shell::hostkey::HostKeyHint>, Option<std::time::Instant>),
+    hint: (
+        Option<crate::shell::hostkey::HostKeyHint>,
+        Option<std::time::Instant>,
+    ),
     /// The held forwards' listeners and connections.
     relay: Option<Relay>,
     /// The number of the ssh running (or last run): its sockets are named by it.

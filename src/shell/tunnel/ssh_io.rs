@@ -71,14 +71,17 @@ impl Tunnel {
 
     /// The host key look-up's line, once there.
     pub(super) fn take_host_key_hint(&mut self) {
-        let Some(h) = self.hint.0.as_ref() else { return };
+        let Some(h) = self.hint.0.as_ref() else {
+            return;
+        };
+        use crate::shell::hostkey::Lookup;
         match h.take() {
-            Ok(Some(line)) => {
+            Lookup::Line(line) => {
                 warn!("{line}");
                 self.hint.0 = None;
             }
-            Ok(None) => {}
-            Err(()) => self.hint.0 = None,
+            Lookup::Pending => {}
+            Lookup::Nothing => self.hint.0 = None,
         }
     }
 }
