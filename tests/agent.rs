@@ -186,15 +186,17 @@ fn the_passphrase_is_asked_once_over_a_start_and_restarts() {
         .map(|&s| cmdline_string(s))
         .unwrap_or_default();
     assert!(argv.contains("IdentityAgent=/"), "{argv}");
-    assert_eq!(agent_of(pid).len(), 1);
-    // SIGKILL of autossh: its agent goes too, and its socket.
+    assert_eq!(agent_of(pid), agent);
+    // SIGKILL of autossh: its agent goes too (by pid: once orphaned it is no child of
+    // autossh's), and its socket.
     p.signal(Signal::SIGKILL);
     assert!(p.wait_timeout(UP).is_some());
     assert!(
-        wait_until(Duration::from_secs(5), || agent_of(pid).is_empty()
+        wait_until(Duration::from_secs(5), || !process_exists(agent[0])
             && !dir_left(pid)),
-        "left: agents {:?}, private directory {}",
-        agent_of(pid),
+        "left: agent {} ({}), private directory {}",
+        agent[0],
+        cmdline_string(agent[0]),
         dir_left(pid)
     );
 }

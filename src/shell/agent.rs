@@ -334,7 +334,8 @@ impl Agent {
 }
 
 /// `ssh-agent -D -a <socket>` (its own process group: the terminal's signals are autossh's
-/// to handle; it dies with autossh), once its socket is there.
+/// to handle), once its socket is there. It dies with autossh: by the parent-death signal
+/// where exec keeps it, else by the janitor, which reads `agent.pid` beside the socket.
 fn spawn_agent(tools: &Tools, socket: &Path) -> Result<Child, AgentError> {
     let _ = std::fs::remove_file(socket);
     let mut cmd = Command::new(&tools.agent);
@@ -363,6 +364,8 @@ fn spawn_agent(tools: &Tools, socket: &Path) -> Result<Child, AgentError> {
         program: tools.agent.clone(),
         error: e.to_string(),
     })?;
+    // For the janitor, which stops the agent if autossh is killed (see janitor.rs).
+    let _ = std::fs::write(socket.with_file_name("agent.pid"), child.id().to_string());
     let start = Instant::now();
     while !socket.exists() {
         if start.elapsed() > START_TIMEOUT || !matches!(child.try_wait(), Ok(None)) {

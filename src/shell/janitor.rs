@@ -2,8 +2,10 @@
 //! the unix sockets it bound the moment autossh is gone, even when it was killed with SIGKILL
 //! (a process cannot clean up after that itself). It waits on a pipe whose only writer is
 //! autossh: the end of that pipe is autossh's end. It ignores the terminal's and systemd's
-//! polite signals (they reach autossh too, which cleans up and closes the pipe), removes a
-//! socket only while it is still the one autossh made (same inode), and exits.
+//! polite signals (they reach autossh too, which cleans up and closes the pipe), stops
+//! autossh's ssh-agent (its pid in `agent.pid`, checked against its command line: Debian's
+//! ssh-agent is setgid, and exec of a setgid program clears the parent-death signal), removes
+//! a socket only while it is still the one autossh made (same inode), and exits.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 
 const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT USR1 USR2 PIPE
 read -r _
+p=$(cat -- "$1/agent.pid" 2>/dev/null) && case $(ps -o args= -p "$p" 2>/dev/null) in
+  *"$1/agent.sock"*) kill "$p" ;;
+esac
 rm -rf -- "$1"
 shift
 while [ "$#" -ge 2 ]; do
