@@ -13,6 +13,8 @@
 # tunnel down and back):                                  bash bench/run.sh http
 # And the relay's cost (held forwards against plain ssh -L: bulk, request/response, connects;
 # 10,000 connections held through an sshd restart):       bash bench/run.sh relay
+# And the agent benchmark (a key with a passphrase through restarts: prompts, recovery against
+# a key without one, processes left after SIGTERM/SIGKILL; ours vs 1.4g): bash bench/run.sh agent
 #
 #   BENCH_REPEAT=3     repetitions of every benchmark (medians are reported; not recovery)
 #   BENCH_SEED=...     seed of the random freeze delays (same sequence for both programs)
@@ -25,12 +27,14 @@
 #   FLEET_BENCH_QUICK, FLEET_BENCH_TUNNELS, FLEET_BENCH_GIVEUP, FLEET_BENCH_PROGS: bench/README.md (7.)
 #   HTTP_BENCH_QUICK, HTTP_BENCH_TUNNELS, HTTP_BENCH_RATE: bench/README.md (8.)
 #   RELAY_BENCH_QUICK, RELAY_BENCH_REPEAT, RELAY_BENCH_BULK_MIB, ...: bench/README.md (9.)
+#   AGENT_BENCH_QUICK, AGENT_BENCH_RESTARTS, AGENT_BENCH_WAIT: bench/README.md (10.)
 #
 # Prints a results table and writes bench/results.md (recovery: bench/results-recovery.md, app:
 # bench/results-app.md, field: bench/results-field.md, fleet: bench/results-fleet.md, http:
-# bench/results-http.md, relay: bench/results-relay.md); per-run autossh logs go to bench/logs/
-# (recovery: bench/logs/recovery/, app: bench/logs/app/, field: bench/logs/field/, fleet:
-# bench/logs/fleet/, http: bench/logs/http/, relay: bench/logs/relay/).
+# bench/results-http.md, relay: bench/results-relay.md, agent: bench/results-agent.md); per-run
+# autossh logs go to bench/logs/ (recovery: bench/logs/recovery/, app: bench/logs/app/, field:
+# bench/logs/field/, fleet: bench/logs/fleet/, http: bench/logs/http/, relay: bench/logs/relay/,
+# agent: bench/logs/agent/).
 # Everything started is killed on exit, also on failure or Ctrl-C; the recovery benchmarks'
 # network namespaces are deleted too.
 set -euo pipefail
@@ -48,7 +52,8 @@ case ${1:-} in
   fleet) ONLY=fleet ;;
   http) ONLY=http ;;
   relay) ONLY=relay ;;
-  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet|http|relay]\n' >&2; exit 2 ;;
+  agent) ONLY=agent ;;
+  *) printf 'usage: bash bench/run.sh [recovery|app|field|fleet|http|relay|agent]\n' >&2; exit 2 ;;
 esac
 CLASSIC=0
 RECOVERY=0
@@ -57,6 +62,7 @@ FIELD=0
 FLEET=0
 HTTP=0
 RELAY=0
+AGENT=0
 for b in $ONLY; do
   case $b in
     recovery) RECOVERY=1 ;;
@@ -65,6 +71,7 @@ for b in $ONLY; do
     fleet) FLEET=1 ;;
     http) HTTP=1 ;;
     relay) RELAY=1 ;;
+    agent) AGENT=1 ;;
     *) CLASSIC=1 ;;
   esac
 done
@@ -211,7 +218,7 @@ info "open files limit: $(ulimit -n) (wanted 65536; the hard limit here is $(uli
 # logs of the benchmarks about to run are replaced; those of the others stay
 mkdir -p "$BENCH_DIR/logs"
 if [ "$CLASSIC" = 1 ]; then
-  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field ! -name fleet ! -name http ! -name relay -exec rm -rf {} +
+  find "$BENCH_DIR/logs" -mindepth 1 -maxdepth 1 ! -name recovery ! -name app ! -name field ! -name fleet ! -name http ! -name relay ! -name agent -exec rm -rf {} +
 fi
 [ "$RECOVERY" = 0 ] || rm -rf "$BENCH_DIR/logs/recovery"
 [ "$APP" = 0 ] || rm -rf "$BENCH_DIR/logs/app"
@@ -219,6 +226,7 @@ fi
 [ "$FLEET" = 0 ] || rm -rf "$BENCH_DIR/logs/fleet"
 [ "$HTTP" = 0 ] || rm -rf "$BENCH_DIR/logs/http"
 [ "$RELAY" = 0 ] || rm -rf "$BENCH_DIR/logs/relay"
+[ "$AGENT" = 0 ] || rm -rf "$BENCH_DIR/logs/agent"
 
 # --- benchmarks (each one bounded; a failing one is reported, the others still run)
 status=0
@@ -240,7 +248,7 @@ run_step() { # name, timeout seconds, command...
 # leaves sockets behind for the next. BENCH_NETNS=0 runs in the host's namespace instead.
 NETNS=()
 NETNS_NOTE="no: the host's network namespace"
-if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ] || [ "$HTTP" = 1 ] || [ "$RELAY" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
+if { [ "$CLASSIC" = 1 ] || [ "$FLEET" = 1 ] || [ "$HTTP" = 1 ] || [ "$RELAY" = 1 ] || [ "$AGENT" = 1 ]; } && [ "${BENCH_NETNS:-1}" != 0 ]; then
   if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
     NETNS=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
     NETNS_NOTE="yes: each benchmark in its own (unshare -n, loopback only); the host had $(($(cat /proc/net/tcp /proc/net/tcp6 | wc -l) - 2)) TCP sockets of other work"
@@ -314,7 +322,17 @@ for b in $ONLY; do
       run_step "9. relay: plain ssh -L vs ours (held) vs AUTOSSH_HOLD=no, R=$r_rep, ${r_mib} MiB, $r_hold held (~4 min)" \
         $((300 + r_rep * 3 * (10 + r_mib / 10 + r_rr / 500 + r_conn / 100))) \
         "${NETNS[@]}" $PY relay_bench.py run --bin "$BIN" --out "$BENCH_WORK/relay.json" ;;
-    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet, http, relay)" ;;
+    agent)
+      # in a private namespace (loopback only): three sshds, three tunnels; every wait bounded
+      # by AGENT_BENCH_WAIT. Bound: (start + restarts + the SIGKILL run) x that, per program
+      a_r=${AGENT_BENCH_RESTARTS:-5}
+      [ -z "${AGENT_BENCH_QUICK:-}" ] || [ "${AGENT_BENCH_QUICK}" = 0 ] || a_r=${AGENT_BENCH_RESTARTS:-2}
+      a_w=${AGENT_BENCH_WAIT:-60}
+      case $a_r in '' | *[!0-9]* | 0) fail "AGENT_BENCH_RESTARTS must be a positive integer" ;; esac
+      case $a_w in '' | *[!0-9]* | 0) fail "AGENT_BENCH_WAIT must be a positive integer (seconds)" ;; esac
+      run_step "10. agent: a passphrase key through $a_r restarts, ours (own ssh-agent) vs 1.4g vs ours with a plain key (~2 min)" \
+        $((3 * (a_r + 3) * (a_w + 10) + 120)) "${NETNS[@]}" $PY agent_bench.py run --out "$BENCH_WORK/agent.json" ;;
+    *) fail "unknown benchmark '$b' in BENCH_ONLY (freeze, cost, echo, recovery, app, field, fleet, http, relay, agent)" ;;
   esac
 done
 
@@ -383,6 +401,12 @@ if [ "$RELAY" = 1 ]; then
     --md "$BENCH_DIR/results-relay.md" || fail "relay report failed"
   mkdir -p "$BENCH_DIR/logs/relay"
   cp "$BENCH_WORK/relay.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/relay/" 2>/dev/null || true
+fi
+if [ "$AGENT" = 1 ]; then
+  $PY agent_bench.py report --json "$BENCH_WORK/agent.json" --facts "$BENCH_WORK/facts.json" \
+    --md "$BENCH_DIR/results-agent.md" || fail "agent report failed"
+  mkdir -p "$BENCH_DIR/logs/agent"
+  cp "$BENCH_WORK/agent.json" "$BENCH_WORK/facts.json" "$BENCH_DIR/logs/agent/" 2>/dev/null || true
 fi
 info "raw results and autossh logs: $BENCH_DIR/logs/"
 info "total time: $(($(date +%s) - T_START)) s"
