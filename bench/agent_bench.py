@@ -309,7 +309,9 @@ def end_with(inst, sig, res):
     left = inst.left()
     res["left"] = [{"pid": p, "cmd": short(c)} for p, c in sorted(left.items())]
     res["files"] = inst.files(pid)
-    res["tracked"] = sorted({os.path.basename(c.split()[0]) for c in inst.seen.values() if c})
+    # (a child seen only between fork and exec has autossh's own command line: left out)
+    res["tracked"] = sorted({os.path.basename(c.split()[0]) for c in inst.seen.values()
+                             if c and c != " ".join(inst.argv)})
     inst.kill_left()
 
 
