@@ -797,13 +797,14 @@ NOTES = """## Notes (fixed text, from agent_bench.py)
   over (a zombie is not). Files: everything under the run's `TMPDIR` (ours puts its private
   directory `autossh-PID-NONCE` there) and any `/tmp/autossh-PID-*`. Everything left is
   SIGKILLed once counted.
-- **SIGKILL**: nothing of autossh's own code runs after it. Its janitor (a small `sh` waiting on
-  a pipe only autossh writes to) removes the private directory when autossh is gone, and the
-  next autossh to start removes any such directory whose owner is gone (checked here by starting
-  ours again with the killed one's TMPDIR). Its children get a parent-death signal (prctl
-  PR_SET_PDEATHSIG), which the kernel clears when a set-user-ID or set-group-ID program is
-  executed: Debian's `/usr/bin/ssh-agent` is set-group-ID `_ssh` (its mode is in the facts
-  above), so the agent does not get it. 1.4g's ssh has no such signal at all.
+- **SIGKILL**: nothing of autossh's own code runs after it. Its children get a parent-death
+  signal (prctl PR_SET_PDEATHSIG), which the kernel clears when a set-user-ID or set-group-ID
+  program is executed: Debian's `/usr/bin/ssh-agent` is set-group-ID `_ssh` (its mode is in the
+  facts above), so the agent does not get it. Its janitor (a small `sh` waiting on a pipe only
+  autossh writes to) stops the agent when autossh is gone (its pid in `agent.pid`, checked
+  against its command line) and removes the private directory; the next autossh to start
+  removes any such directory whose owner is gone (checked here by starting ours again with the
+  killed one's TMPDIR). 1.4g's ssh has no parent-death signal at all: it keeps the tunnel.
 """
 
 
