@@ -48,8 +48,23 @@ pub struct Sockets {
 
 /// The complete argv after the program name.
 pub fn build(s: &Settings, fwd: &Forwards, socks: &Sockets) -> Vec<OsString> {
-    let mut v: Vec<OsString> = Vec::with_capacity(s.held.rest.len() + 12);
-    let mut push = |a: String| v.push(OsString::from(a));
+    let mut v: Vec<String> = Vec::with_capacity(16);
+    monitor_forwards(&mut v, fwd, socks);
+    for (f, sock) in s.held.forwards.iter().zip(&socks.held) {
+        v.extend(["-L".into(), format!("{}:{}", sock.display(), f.connect)]);
+    }
+    options(&mut v, s, fwd, socks);
+    for c in &s.credentials {
+        v.extend(["-i".into(), c.display().to_string()]);
+    }
+    let mut out: Vec<OsString> = v.into_iter().map(OsString::from).collect();
+    // Without the held forwards: the sockets above stand for them.
+    out.extend(s.held.rest.iter().cloned());
+    out
+}
+
+/// The monitor's forwards: the session probe's, the loop's pair, or echo mode's one.
+fn monitor_forwards(v: &mut Vec<String>, fwd: &Forwards, socks: &Sockets) {
     let local = |port: u16| match &socks.monitor {
         Some(p) => p.display().to_string(),
         None => port.to_string(),
@@ -57,59 +72,46 @@ pub fn build(s: &Settings, fwd: &Forwards, socks: &Sockets) -> Vec<OsString> {
     match *fwd {
         Forwards::Off => {}
         Forwards::Session => {
-            push("-L".into());
-            push(format!("{}:{SESSION_PROBE_PATH}", local(0)));
+            v.extend(["-L".into(), format!("{}:{SESSION_PROBE_PATH}", local(0))]);
         }
-        Forwards::Loop { local: l, remote } => {
-            push("-L".into());
-            push(format!("{}:127.0.0.1:{remote}", local(l)));
-            push("-R".into());
-            push(format!("{remote}:127.0.0.1:{}", l + 1));
-        }
+        Forwards::Loop { local: l, remote } => v.extend([
+            "-L".into(),
+            format!("{}:127.0.0.1:{remote}", local(l)),
+            "-R".into(),
+            format!("{remote}:127.0.0.1:{}", l + 1),
+        ]),
         Forwards::Echo { local: l, echo } => {
-            push("-L".into());
-            push(format!("{}:127.0.0.1:{echo}", local(l)));
+            v.extend(["-L".into(), format!("{}:127.0.0.1:{echo}", local(l))]);
         }
     }
-    for (f, sock) in s.held.forwards.iter().zip(&socks.held) {
-        push("-L".into());
-        push(format!("{}:{}", sock.display(), f.connect));
-    }
+}
+
+/// The options autossh adds: keepalives for `-M 0`, ExitOnForwardFailure, its agent, no
+/// connection sharing; each only where the user did not set it.
+fn options(v: &mut Vec<String>, s: &Settings, fwd: &Forwards, socks: &Sockets) {
     let user_set = |key: &str| s.user_o_keys.iter().any(|k| k == key);
+    let mut opt = |o: String| v.extend(["-o".into(), o]);
     let m0 = matches!(fwd, Forwards::Off | Forwards::Session);
     if m0
         && s.serveralive_interval > 0
         && !user_set("serveraliveinterval")
         && !user_set("serveralivecountmax")
     {
-        push("-o".into());
-        push(format!("ServerAliveInterval={}", s.serveralive_interval));
-        push("-o".into());
-        push(format!("ServerAliveCountMax={}", s.serveralive_count_max));
+        opt(format!("ServerAliveInterval={}", s.serveralive_interval));
+        opt(format!("ServerAliveCountMax={}", s.serveralive_count_max));
     }
     if !user_set("exitonforwardfailure") {
-        push("-o".into());
-        push("ExitOnForwardFailure=yes".into());
+        opt("ExitOnForwardFailure=yes".into());
     }
     if let Some(a) = &socks.agent {
-        push("-o".into());
-        push(format!("IdentityAgent={}", a.display()));
-    }
-    for c in &s.credentials {
-        push("-i".into());
-        push(c.display().to_string());
+        opt(format!("IdentityAgent={}", a.display()));
     }
     if !s.sharing_asked {
         // The supervised ssh must hold the session itself: not hand it to a background
         // master (ControlPersist) nor ride on someone else's (ssh_config's ControlMaster).
-        push("-o".into());
-        push("ControlMaster=no".into());
-        push("-o".into());
-        push("ControlPath=none".into());
+        opt("ControlMaster=no".into());
+        opt("ControlPath=none".into());
     }
-    // Without the held forwards: the sockets above stand for them.
-    v.extend(s.held.rest.iter().cloned());
-    v
 }
 
 #[cfg(test)]
@@ -131,6 +133,29 @@ mod tests {
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn the_agent_and_credentials_come_before_the_users_arguments() {
+        let mut s = settings(&["-M", "0", "-N", "host"]);
+        s.credentials = vec!["/run/credentials/autossh.service/ssh-identity".into()];
+        let socks = Sockets {
+            agent: Some("/tmp/autossh-1/agent.sock".into()),
+            ..Sockets::default()
+        };
+        let v: Vec<String> = build(&s, &Forwards::Off, &socks)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |x: &str| {
+            v.iter()
+                .position(|a| a == x)
+                .unwrap_or_else(|| panic!("{x}: {v:?}"))
+        };
+        assert_eq!(v[at("IdentityAgent=/tmp/autossh-1/agent.sock") - 1], "-o");
+        let i = at("/run/credentials/autossh.service/ssh-identity");
+        assert_eq!(v[i - 1], "-i");
+        assert!(i < at("host"), "{v:?}");
     }
 
     #[test]
