@@ -22,11 +22,15 @@ fn start(dir: &TestDir, plan: &[&str], env: &[(&str, &str)]) -> (FakeSsh, Proc) 
         cmd = cmd.env(k, v);
     }
     let p = cmd.args(["-M", "0", "-N", "host"]).spawn(dir);
-    let all_up = wait_until(T, || {
-        fake.g_pids().len() == 1 && fake.forked_pids().len() == 1 && fake.live_pids().len() == 1
+    // The look-up for the agent's identities runs first, before ssh, and is given up (killed
+    // with its helper) after 5 s; the one that counts is the last, running beside ssh.
+    let running = |pids: Vec<i32>| pids.last().is_some_and(|&p| process_exists(p));
+    let all_up = wait_until(2 * T, || {
+        let (g, forked) = (fake.g_pids(), fake.forked_pids());
+        g.len() == forked.len() && running(g) && running(forked) && fake.live_pids().len() == 1
     });
     assert!(all_up, "{}\n{}", p.describe(), fake.describe());
-    let g = fake.g_pids()[0];
+    let g = *fake.g_pids().last().expect("a look-up");
     assert!(
         p.descendants().contains(&g),
         "ssh -G (pid {g}) is not autossh's:\n{}",
