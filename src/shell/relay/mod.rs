@@ -373,3 +373,4 @@ impl Readiness {
 
 mod accept;
 mod moving;
+mod widen;

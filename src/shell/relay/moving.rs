@@ -45,6 +45,13 @@ impl Relay {
         // Looked at only when ssh's side of a connection ends.
         let upstream_dying = || dying || exiting(pid) || server.is_some_and(connection_gone);
         let (step, (out, back)) = slot.conn.step(&mut self.pool, now, &upstream_dying);
+        if let Some(fd) = slot.conn.bulk_upstream() {
+            if gen.is_some_and(|g| g.conns <= widen::MAX_CONNS) {
+                if let Err(e) = widen::widen(pid, fd) {
+                    debug!("ssh's end of a bulk connection keeps its send buffer: {e}");
+                }
+            }
+        }
         self.stats.bytes_out += out;
         self.stats.bytes_in += back;
         match step {
