@@ -150,8 +150,9 @@ impl Flow {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // A pipe out of slots says the same as an empty socket: ask the socket.
-                if readable_bytes(from.peer.fd()) > 0 {
+                // A pipe out of slots says the same as an empty socket: ask the socket, unless
+                // nothing is in the chunk (an empty pipe has every slot, a buffer has room).
+                if !c.is_empty() && readable_bytes(from.peer.fd()) > 0 {
                     self.full = true;
                 } else {
                     from.readable = false;
