@@ -358,6 +358,11 @@ impl Supervisor {
         up || self.state == State::Dormant
     }
 
+    /// Whether the current (or last) ssh was cut by the server before its banner.
+    pub fn cut_before_banner(&self) -> bool {
+        self.run.story.cut_before_banner(self.server.proxied)
+    }
+
     /// When the current outage began, if the server has been seen unreachable (by checks,
     /// or through a proxy by handshakes).
     pub fn unreachable_since(&self) -> Option<Time> {

@@ -1,6 +1,7 @@
 //! Many tunnels: handshake slots, tunnels that end, reload, and the control socket's requests.
 
 use super::*;
+use crate::core::handshakes::{self, Ended};
 use crate::error::Error;
 use crate::setup::tunnels_file::{self, FileError};
 use crate::shell::control::Request;
@@ -12,6 +13,8 @@ impl Runner {
     /// A tunnel wants to start ssh: now if its server has a free handshake slot.
     pub(super) fn await_slot(&mut self, i: usize) {
         let now = Time::now();
+        // A slot it still holds is for a handshake that is over (it wants another).
+        self.finish_handshake(i, now);
         let Some(Some(slot)) = self.slots.get_mut(i) else {
             return;
         };
@@ -30,22 +33,41 @@ impl Runner {
         }
     }
 
+    /// Frees the slot of tunnel `i`'s handshake if it is over, telling the gate how it ended
+    /// (a cut before the banner backs the server off: said once, in the tunnel's name).
+    fn finish_handshake(&mut self, i: usize, now: Time) {
+        let Some(f) = self.fleet.as_mut() else { return };
+        let (end, slot) = match self.slots.get(i) {
+            Some(Some(s)) => (s.tunnel.handshake_end(), Some(s)),
+            _ => (Some(Ended::Failed), None),
+        };
+        let Some(end) = end else { return };
+        let Some(window) = f.gate.finish(i, end, now) else {
+            return;
+        };
+        let _log = tunnel_context(slot.and_then(|s| s.tunnel.name()));
+        let server = slot.and_then(|s| s.def.as_ref()).map_or("?", |d| &d.server);
+        info!(
+            "{server} cut a handshake before its banner (sshd's MaxStartups?): at most {window} \
+             at once to it from now on, after a pause of {} ms",
+            handshakes::PAUSE.as_millis()
+        );
+    }
+
     /// Frees the slots of handshakes that are over and grants waiting tunnels theirs.
     /// Returns whether any was granted.
     pub(super) fn gate_round(&mut self) -> bool {
+        let Some(f) = self.fleet.as_ref() else {
+            return false;
+        };
+        let now = Time::now();
+        for i in f.gate.holders() {
+            self.finish_handshake(i, now);
+        }
         let Some(f) = self.fleet.as_mut() else {
             return false;
         };
-        for i in f.gate.holders() {
-            let over = match self.slots.get(i) {
-                Some(Some(s)) => s.tunnel.handshake_over(),
-                _ => true,
-            };
-            if over {
-                f.gate.forget(i);
-            }
-        }
-        let granted = f.gate.grants(Time::now());
+        let granted = f.gate.grants(now);
         for &i in &granted {
             if let Some(Some(s)) = self.slots.get_mut(i) {
                 s.tunnel.grant();

@@ -4,6 +4,7 @@
 //! (`--tunnels FILE`), each with its own range of mio tokens.
 
 use crate::core::clock::Time;
+use crate::core::handshakes::Ended;
 use crate::core::probe::Prober;
 use crate::core::supervisor::{Config, Event, LoopMonitor, Supervisor};
 use crate::error::{runtime, Result};
@@ -232,9 +233,20 @@ impl Tunnel {
         self.queue.push_back(Event::SlotGranted);
     }
 
-    /// Whether a handshake it holds a slot for is over: proven, or no ssh trying any more.
-    pub fn handshake_over(&self) -> bool {
-        self.sup.healthy() || self.ssh.is_none() || self.ended.is_some()
+    /// How the handshake it holds a slot for ended: proven, or its ssh gone (cut by the
+    /// server before its banner, or ended otherwise); `None` while ssh is still at it.
+    pub fn handshake_end(&self) -> Option<Ended> {
+        if self.sup.healthy() {
+            return Some(Ended::Proven);
+        }
+        if self.ssh.is_some() && self.ended.is_none() {
+            return None;
+        }
+        Some(if self.sup.cut_before_banner() {
+            Ended::Cut
+        } else {
+            Ended::Failed
+        })
     }
 
     /// One of its sockets is ready.
