@@ -186,7 +186,7 @@ impl Runner {
     /// Starts a tunnel of the file in a new slot (its monitor ports bound first).
     pub(super) fn start_tunnel(&mut self, def: TunnelDef) -> Result<()> {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
-        let prepared = prepare::prepare(&def.settings, &mut Vec::new())?;
+        let prepared = prepare::prepare(&def.settings, &mut Vec::new(), None)?;
         let prepared = prepare::private_dir(&def.settings, prepared, self.place.dir.as_ref())?;
         let mut tunnel = Tunnel::new(
             spec_of(&def, self.place.agent.as_ref()),

@@ -83,6 +83,9 @@ pub struct Prepared {
     /// forwards).
     pub dir: Option<Rc<PrivateDir>>,
     pub held: Option<prepare::HeldParts>,
+    /// `ssh -G`'s answer from before the start (see [`prepare::look_up`]): the route to check,
+    /// known without a look-up of its own.
+    pub ssh_g: Option<Rc<str>>,
 }
 
 /// The ssh a planned restart is replacing, while its connections drain.
@@ -155,6 +158,7 @@ impl Tunnel {
             listener,
             dir,
             held,
+            ssh_g,
         } = prepared;
         let monitor = monitor(&spec.settings, &forwards, listener, base, registry)?;
         let handover = held.as_ref().is_some_and(|h| h.handover);
@@ -174,7 +178,11 @@ impl Tunnel {
         );
         // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
         // answer is checked for key hygiene.
-        reach.prepare();
+        let mut queue = VecDeque::new();
+        match ssh_g {
+            Some(text) => queue.extend(reach.known(&text)),
+            None => reach.prepare(),
+        }
         Ok(Tunnel {
             name: spec.name.as_deref().map(Rc::from),
             base,
@@ -196,7 +204,7 @@ impl Tunnel {
             ended: None,
             shares_checks: spec.gated,
             reached: None,
-            queue: VecDeque::new(),
+            queue,
         })
     }
 
