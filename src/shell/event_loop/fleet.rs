@@ -202,40 +202,57 @@ impl Runner {
     /// Re-reads the tunnels file: unchanged tunnels are not touched, changed ones are
     /// replaced, removed ones stopped, new ones started. A bad file changes nothing.
     pub(super) fn reload(&mut self) -> std::result::Result<Reloaded, ReloadError> {
+        let defs = self.read_file()?;
+        let mut done = Reloaded::default();
+        let (kept, mut pending) = self.apply_file(&defs, &mut done);
+        for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
+            pending.push(def);
+            done.added += 1;
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.pending = pending;
+        }
+        self.drop_retired_ended();
+        self.start_pending();
+        info!("{done}");
+        Ok(done)
+    }
+
+    /// The tunnels file, read again (a bad one is said in the log, and changes nothing).
+    fn read_file(&self) -> std::result::Result<Vec<TunnelDef>, ReloadError> {
         let Some(f) = self.fleet.as_ref() else {
             return Err(ReloadError::NoFile);
         };
-        let file = f.file.clone();
-        let defs = match tunnels_file::load(&file, &|k| std::env::var_os(k)) {
-            Ok(d) => d,
-            Err(e) => {
-                let e = ReloadError::File(e);
-                error!("reload: {e}");
-                return Err(e);
-            }
-        };
-        let mut done = Reloaded::default();
-        let mut pending = Vec::new();
+        tunnels_file::load(&f.file, &|k| std::env::var_os(k)).map_err(|e| {
+            let e = ReloadError::File(e);
+            error!("reload: {e}");
+            e
+        })
+    }
+
+    /// Each running tunnel against the file's `defs`: unchanged ones kept, changed ones
+    /// replaced in place or stopped to start again, removed ones stopped. Returns the names
+    /// the file still has a running tunnel for, and the definitions to start once the
+    /// stopped ones are gone.
+    fn apply_file(
+        &mut self,
+        defs: &[TunnelDef],
+        done: &mut Reloaded,
+    ) -> (Vec<String>, Vec<TunnelDef>) {
         let mut kept: Vec<String> = Vec::new();
+        let mut pending = Vec::new();
         for slot in self.slots.iter_mut().flatten() {
-            if slot.retire.is_some() {
-                continue;
-            }
-            let Some(old) = slot.def.as_ref() else {
+            let Some(verdict) = verdict(slot, defs) else {
                 continue;
             };
             let _log = tunnel_context(slot.tunnel.name());
-            match defs.iter().find(|d| d.name == old.name) {
-                None => {
-                    info!("removed from the file: stopping");
-                    done.removed += 1;
-                }
-                Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
-                    kept.push(new.name.clone());
+            match verdict {
+                Verdict::Keep(name) => {
+                    kept.push(name);
                     done.unchanged += 1;
                     continue;
                 }
-                Some(new) if slot.tunnel.replaceable_by(&new.settings) => {
+                Verdict::Replace(new) => {
                     info!(
                         "changed in the file: a new ssh takes over; connections go on through \
                          the old one"
@@ -247,36 +264,33 @@ impl Runner {
                     done.changed += 1;
                     continue;
                 }
-                Some(new) => {
+                Verdict::Restart(new) => {
                     info!("changed in the file: stopping, then starting it again");
                     kept.push(new.name.clone());
                     pending.push(new.clone());
                     done.changed += 1;
                 }
+                Verdict::Remove => {
+                    info!("removed from the file: stopping");
+                    done.removed += 1;
+                }
             }
             slot.retire = Some(Retire::Remove);
             slot.tunnel.stop();
         }
-        for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
-            pending.push(def);
-            done.added += 1;
-        }
-        if let Some(f) = self.fleet.as_mut() {
-            f.pending = pending;
-        }
-        // A tunnel that had already ended for good is gone at once.
-        for i in 0..self.slots.len() {
-            let done = match &self.slots[i] {
-                Some(s) => s.tunnel.ended().is_some() && s.retire.is_some(),
-                None => false,
-            };
-            if done {
-                self.slots[i] = None;
+        (kept, pending)
+    }
+
+    /// A tunnel being removed that had already ended for good is gone at once.
+    fn drop_retired_ended(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let gone = slot
+                .as_ref()
+                .is_some_and(|s| s.tunnel.ended().is_some() && s.retire.is_some());
+            if gone {
+                *slot = None;
             }
         }
-        self.start_pending();
-        info!("{done}");
-        Ok(done)
     }
 
     /// Requests on the control socket.
@@ -337,6 +351,34 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// What a reload does to one running tunnel of the file.
+enum Verdict<'a> {
+    /// The same in the file, and running: not touched (its name).
+    Keep(String),
+    /// Changed in a way a new ssh can take over in place (held forwards kept open).
+    Replace(&'a TunnelDef),
+    /// Changed otherwise: stopped, then started anew.
+    Restart(&'a TunnelDef),
+    /// Gone from the file: stopped.
+    Remove,
+}
+
+/// What the file's `defs` mean for `slot` (`None`: not one of the file's, or already going).
+fn verdict<'a>(slot: &Slot, defs: &'a [TunnelDef]) -> Option<Verdict<'a>> {
+    if slot.retire.is_some() {
+        return None;
+    }
+    let old = slot.def.as_ref()?;
+    Some(match defs.iter().find(|d| d.name == old.name) {
+        None => Verdict::Remove,
+        Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
+            Verdict::Keep(new.name.clone())
+        }
+        Some(new) if slot.tunnel.replaceable_by(&new.settings) => Verdict::Replace(new),
+        Some(new) => Verdict::Restart(new),
+    })
 }
 
 /// What a reload did, in tunnels.
