@@ -76,7 +76,8 @@ impl Runner {
         !granted.is_empty()
     }
 
-    /// The tunnel is proven: systemd hears of it (many tunnels: once all are).
+    /// The tunnel is proven: systemd hears of it (many tunnels: once all are), and what
+    /// only the start used is given back.
     pub(super) fn on_ready(&mut self, i: usize) {
         if self.fleet.is_some() {
             return self.check_fleet_ready();
@@ -85,6 +86,7 @@ impl Runner {
             let line = crate::shell::report::status_line(slot.tunnel.sup(), Time::now());
             sd.send(&format!("READY=1\nSTATUS={line}"));
         }
+        crate::shell::resident::let_go();
     }
 
     /// `READY=1` once every tunnel is proven, or when the wait for it is over.
@@ -111,6 +113,7 @@ impl Runner {
         if let Some(f) = self.fleet.as_mut() {
             f.ready_sent = true;
         }
+        crate::shell::resident::let_go();
     }
 
     /// A tunnel's supervisor is done.
