@@ -27,9 +27,9 @@ Per program (a phase of its own, with a fresh sshd, services and ports):
 
 Environment: FLEET_BENCH_QUICK=1 (20 tunnels, 10 s outage, 15 s CPU phase, give-up 60 s: a smoke
 test), FLEET_BENCH_TUNNELS (100; quick 20), FLEET_BENCH_GIVEUP (180 s; quick 60),
-FLEET_BENCH_PROGS ("ours 1.4g"), FLEET_BENCH_MONITOR ("loop echo": loop monitors `-M MON_i`,
-then echo monitors `-M MON_i:ECHO`, a table each), FLEET_BENCH_OURS (our binary; default
-target/release/autossh).
+FLEET_BENCH_PROGS ("ours 1.4g"), FLEET_BENCH_MONITOR ("loop echo zero": loop monitors `-M MON_i`,
+then echo monitors `-M MON_i:ECHO`, then no monitor port `-M 0`, a table each), FLEET_BENCH_OURS
+(our binary; default target/release/autossh).
 """
 import argparse
 import os
@@ -64,13 +64,13 @@ def settings():
     n = int(os.environ.get("FLEET_BENCH_TUNNELS") or (20 if quick else 100))
     giveup = float(os.environ.get("FLEET_BENCH_GIVEUP") or (60 if quick else 180))
     progs = (os.environ.get("FLEET_BENCH_PROGS") or "ours 1.4g").replace(",", " ").split()
-    monitors = (os.environ.get("FLEET_BENCH_MONITOR") or "loop echo").replace(",", " ").split()
+    monitors = (os.environ.get("FLEET_BENCH_MONITOR") or "loop echo zero").replace(",", " ").split()
     if n < 1 or giveup <= 0:
         raise SystemExit("FLEET_BENCH_TUNNELS and FLEET_BENCH_GIVEUP must be positive")
     if any(p not in PROGS for p in progs) or not progs:
         raise SystemExit(f"FLEET_BENCH_PROGS: programs among {' '.join(PROGS)}")
-    if not monitors or any(m not in ("loop", "echo") for m in monitors):
-        raise SystemExit("FLEET_BENCH_MONITOR: loop, echo or both")
+    if not monitors or any(m not in ("loop", "echo", "zero") for m in monitors):
+        raise SystemExit("FLEET_BENCH_MONITOR: among loop, echo, zero")
     return {"quick": quick, "tunnels": n, "giveup": giveup, "progs": progs, "monitors": monitors,
             "poll": POLL, "kex": KEX, "outage_s": 10 if quick else 30, "cpu_s": 15 if quick else 60,
             "settle_s": 5 if quick else POLL}
@@ -106,6 +106,8 @@ class Fleet:
                 "-N", "-L", f"{self.tun[i]}:127.0.0.1:{self.svc}", "root@127.0.0.1"]
 
     def monitor(self, i):
+        if self.mode == "zero":
+            return "0"
         return str(self.mon[i]) if self.mode == "loop" else f"{self.mon[i]}:{self.echo}"
 
     def start(self):
@@ -576,7 +578,8 @@ def mode_section(mode, o, t, meta, goals, notes):
             notes.append(f"{tag}: sshd's \"exited MaxStartups throttling\" lines count {d} dropped "
                          f"connections (against {r['refusals']['dropped']} drop lines)")
     header = ["measured", "ours (1 process)", f"1.4g ({n} processes)", "ours/1.4g", "goal (ours)"]
-    mon = "`-M MON_i` (loop)" if mode == "loop" else "`-M MON_i:ECHO` (echo service on the server)"
+    mon = {"loop": "`-M MON_i` (loop)", "echo": "`-M MON_i:ECHO` (echo service on the server)",
+           "zero": "`-M 0` (no monitor port; ours: its session probe, ServerAlive)"}[mode]
     title = f"{mode} monitors, {mon}: {n} tunnels to one sshd (default MaxStartups), AUTOSSH_POLL={meta.get('poll', POLL)}"
     return title, (header, rows)
 
@@ -651,8 +654,9 @@ NOTES = """## Notes (fixed text, from fleet_bench.py)
   when run.sh can make one.
 - **Tunnel i**, both programs: `-F /dev/null -i KEY -p PORT -o KexAlgorithms={kex} -o
   StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -N
-  -L TUN_i:127.0.0.1:SVC root@127.0.0.1`, monitor `-M MON_i` (loop; `MON_i` = base + 4 i) or
-  `-M MON_i:ECHO` (echo), environment `AUTOSSH_POLL={poll} AUTOSSH_GATETIME=0
+  -L TUN_i:127.0.0.1:SVC root@127.0.0.1`, monitor `-M MON_i` (loop; `MON_i` = base + 4 i),
+  `-M MON_i:ECHO` (echo) or `-M 0` (zero: no monitor port; ours then adds ServerAlive options and
+  watches the session with its session probe, 1.4g only waits for ssh to exit), environment `AUTOSSH_POLL={poll} AUTOSSH_GATETIME=0
   AUTOSSH_PATH=/usr/bin/ssh AUTOSSH_LOGFILE=... AUTOSSH_DEBUG=1` (the suite's common settings).
   Ours: one `autossh --tunnels FILE --control-socket PATH` whose file has one `[tunnel.tNN]` table
   per tunnel (`ssh = [...]`, `monitor = "..."`; bench/logs/fleet/MODE-ours/tunnels.toml); 1.4g:

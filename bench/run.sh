@@ -295,10 +295,10 @@ for b in $ONLY; do
       # (and monitor modes) one after the other. Bound: per phase 2 give-ups + ~200 s
       fl_give=${FLEET_BENCH_GIVEUP:-180}
       case $fl_give in '' | *[!0-9]* | 0) fail "FLEET_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
-      fl_phases=$(($(echo "${FLEET_BENCH_MONITOR:-loop echo}" | tr , ' ' | wc -w) * $(echo "${FLEET_BENCH_PROGS:-ours 1.4g}" | tr , ' ' | wc -w)))
+      fl_phases=$(($(echo "${FLEET_BENCH_MONITOR:-loop echo zero}" | tr , ' ' | wc -w) * $(echo "${FLEET_BENCH_PROGS:-ours 1.4g}" | tr , ' ' | wc -w)))
       fl_n=${FLEET_BENCH_TUNNELS:-100}
       [ -z "${FLEET_BENCH_QUICK:-}" ] || [ "${FLEET_BENCH_QUICK}" = 0 ] || fl_n=${FLEET_BENCH_TUNNELS:-20}
-      run_step "7. fleet: $fl_n tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~8-10 min)" \
+      run_step "7. fleet: $fl_n tunnels to one sshd, one autossh --tunnels vs 1.4g x N, $fl_phases phases (~12-15 min)" \
         $((fl_phases * (2 * fl_give + 200) + 60)) "${NETNS[@]}" $PY fleet_bench.py run --out "$BENCH_WORK/fleet.json" ;;
     http)
       # in a private namespace (loopback only): one sshd, N tunnels, two CPU windows, the

@@ -190,6 +190,15 @@ impl Story {
         }
     }
 
+    /// Whether the server closed or reset the connection before its banner, and nothing
+    /// said more (a refused connection, a proxy's target away): what sshd does to a
+    /// connection past its `MaxStartups`.
+    pub fn cut_before_banner(&self, proxied: bool) -> bool {
+        self.no_banner
+            && self.network.is_none()
+            && matches!(self.reason(proxied), Some(Reason::Network(_)))
+    }
+
     /// Why the ssh failed; `proxied`: it went through a jump host or a proxy command.
     ///
     /// A configuration error wins. Then a jump host's failed `-W`: the target is

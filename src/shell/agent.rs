@@ -7,7 +7,7 @@
 
 use crate::setup::config::{AgentMode, Settings};
 use log::{debug, info, warn};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Read;
@@ -84,28 +84,37 @@ impl Tools {
     }
 }
 
-/// The keys autossh's agent must hold for these tunnels: identities ssh would offer that
-/// need a passphrase (and, with `auto`, that the user's own agent does not hold).
-pub fn keys_to_load(all: &[&Settings], tools: &Tools) -> Vec<PathBuf> {
-    let mut wanted = BTreeSet::new();
-    for s in all.iter().filter(|s| s.agent != AgentMode::No) {
-        for key in identities(s) {
-            if !encrypted(tools, &key) {
-                continue;
+/// The keys autossh's agent must hold for these tunnels (each with `ssh -G`'s answer, looked
+/// up before): identities ssh would offer that need a passphrase (and, with `auto`, that the
+/// user's own agent does not hold). Each key is looked at once, however many tunnels use it.
+pub fn keys_to_load(all: &[(&Settings, Option<&str>)], tools: &Tools) -> Vec<PathBuf> {
+    // A key any tunnel wants in autossh's agent whatever the user's agent holds: `yes` wins.
+    let mut modes: BTreeMap<PathBuf, AgentMode> = BTreeMap::new();
+    for (s, answer) in all.iter().filter(|(s, _)| s.agent != AgentMode::No) {
+        for key in identities(s, *answer) {
+            let mode = modes.entry(key).or_insert(s.agent);
+            if s.agent != AgentMode::Auto {
+                *mode = s.agent;
             }
-            if s.agent == AgentMode::Auto && user_agent_holds(tools, &key) {
-                debug!("{}: your ssh-agent holds it", key.display());
-                continue;
-            }
-            wanted.insert(key);
         }
     }
-    wanted.into_iter().collect()
+    let mut wanted = Vec::new();
+    for (key, mode) in modes {
+        if !encrypted(tools, &key) {
+            continue;
+        }
+        if mode == AgentMode::Auto && user_agent_holds(tools, &key) {
+            debug!("{}: your ssh-agent holds it", key.display());
+            continue;
+        }
+        wanted.push(key);
+    }
+    wanted
 }
 
 /// The identity files ssh would offer: `-i`, `-o IdentityFile`, systemd's credentials, and
-/// `ssh -G`'s `identityfile` lines (ssh_config, defaults), those that exist.
-fn identities(s: &Settings) -> Vec<PathBuf> {
+/// the `identityfile` lines of `ssh -G`'s `answer` (ssh_config, defaults), those that exist.
+fn identities(s: &Settings, answer: Option<&str>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = s.credentials.clone();
     let args: Vec<String> = s
         .ssh_args
@@ -120,7 +129,7 @@ fn identities(s: &Settings) -> Vec<PathBuf> {
         };
         out.extend(value.map(PathBuf::from));
     }
-    if let Some(text) = crate::shell::ssh_g::config(&s.ssh_path, &s.held.rest) {
+    if let Some(text) = answer {
         out.extend(
             text.lines()
                 .filter_map(|l| l.strip_prefix("identityfile "))

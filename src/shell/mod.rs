@@ -17,6 +17,7 @@ pub mod probe_conn;
 pub mod reach;
 pub mod relay;
 pub mod report;
+pub mod resident;
 pub mod sd_notify;
 pub mod ssh_g;
 pub mod ssh_process;

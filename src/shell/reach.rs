@@ -1,11 +1,12 @@
 //! Cheap reachability checks of the server between ssh handshakes: a non-blocking TCP
 //! connect to the address and port ssh would use. The address comes from `ssh -G <the
-//! user's arguments>` ([`crate::shell::ssh_g`]), worked out once in a helper thread so a slow
-//! resolver never blocks the event loop. The same look-up tells whether ssh goes through a
+//! user's arguments>` ([`crate::shell::ssh_g`]): its answer from before the start, or (late,
+//! or none asked) a look-up in a helper thread; a host name is resolved in one, so a slow
+//! resolver never blocks the event loop. The same answer tells whether ssh goes through a
 //! jump host or a proxy command (then there is nothing to check from here).
 
 use crate::core::supervisor::Event;
-use crate::shell::ssh_g::{Lookup, Route};
+use crate::shell::ssh_g::{self, Answer, Lookup, Route};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::ffi::OsString;
@@ -72,6 +73,29 @@ impl Reachability {
         }
     }
 
+    /// With `ssh -G`'s answer at hand (looked up before the start): the route at once (an
+    /// address, or a proxy: then [`Event::Proxied`]); a host name is resolved in the
+    /// background. Its key hygiene is looked at too.
+    pub fn known(&mut self, text: &str) -> Option<Event> {
+        crate::shell::hygiene::warn(text);
+        let (target, event) = match ssh_g::answer(text) {
+            Some(Answer::Route(Route::Direct(addrs))) => (direct(addrs), None),
+            Some(Answer::Route(Route::Proxied { target })) => (
+                Target::Unknown,
+                Some(Event::Proxied {
+                    target: Some(target),
+                }),
+            ),
+            Some(Answer::Resolve { host, port }) => match Lookup::resolving(host, port) {
+                Ok(lookup) => (Target::Resolving(lookup), None),
+                Err(_) => (Target::Unknown, None),
+            },
+            None => (Target::Unknown, None),
+        };
+        self.target = target;
+        event
+    }
+
     /// Takes the look-up's answer once it is there (cheap; call it often). Returns
     /// [`Event::Proxied`] when ssh goes through a jump host or a proxy command.
     pub fn resolve(&mut self) -> Option<Event> {
@@ -79,10 +103,7 @@ impl Reachability {
             return None;
         };
         let (target, event) = match lookup.try_result() {
-            Ok(Some(Route::Direct(addrs))) if !addrs.is_empty() => {
-                log::info!("checking the server at {} between handshakes", addrs[0]);
-                (Target::Known(addrs), None)
-            }
+            Ok(Some(Route::Direct(addrs))) => (direct(addrs), None),
             Ok(Some(Route::Proxied { target })) => (
                 Target::Unknown,
                 Some(Event::Proxied {
@@ -198,5 +219,16 @@ impl Reachability {
             lookup.cancel();
             self.target = Target::Unknown;
         }
+    }
+}
+
+/// The server's addresses, said once in the log (none: nothing to check).
+fn direct(addrs: Vec<SocketAddr>) -> Target {
+    match addrs.first() {
+        Some(a) => {
+            log::info!("checking the server at {a} between handshakes");
+            Target::Known(addrs)
+        }
+        None => Target::Unknown,
     }
 }

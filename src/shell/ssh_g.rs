@@ -1,7 +1,9 @@
 //! `ssh -G <the user's arguments>`: where ssh would connect (ssh_config aliases, `HostName`,
-//! `Port` count), and whether it goes through a jump host or a proxy command, asked in a
-//! helper thread so a slow resolver never blocks the event loop. The same answer is looked at
-//! once for key hygiene ([`crate::shell::hygiene`]).
+//! `Port` count), and whether it goes through a jump host or a proxy command. Before the start
+//! every tunnel's look-up runs at once ([`configs`]); one that is late or comes later (a reload)
+//! is asked in a helper thread, and so is the resolver for a host name, so a slow one never
+//! blocks the event loop. The same answer is looked at once for key hygiene
+//! ([`crate::shell::hygiene`]).
 //!
 //! The look-up runs in a process group of its own (ssh_config's `Match exec` commands run in
 //! it too). The group is killed with SIGKILL and its leader reaped when the look-up ends, when
@@ -28,6 +30,8 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the helper thread looks whether `ssh -G` has exited.
 const POLL: Duration = Duration::from_millis(20);
+/// Look-ups run together at most before the start ([`configs`]).
+const AT_ONCE: usize = 32;
 
 /// What the helper thread and the event loop share.
 #[derive(Default)]
@@ -72,6 +76,19 @@ impl Lookup {
                 let _log = crate::setup::logging::tunnel_context(name.as_ref());
                 let _ = tx.send(resolve(&ssh, &args, &theirs));
             })?;
+        Ok(Lookup { rx, shared })
+    }
+
+    /// Resolves `host` (from an `ssh -G` answer already at hand) from a helper thread: a
+    /// slow resolver never blocks the event loop.
+    pub fn resolving(host: String, port: u16) -> io::Result<Lookup> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("resolve".into())
+            .spawn(move || {
+                let _ = tx.send(resolve_name(&host, port));
+            })?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
         Ok(Lookup { rx, shared })
     }
 
@@ -161,16 +178,44 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
     let text = read_output(stdout)?;
     // Before the address is resolved: a slow resolver does not hold the warnings back.
     crate::shell::hygiene::warn(&text);
-    let dest = parse(&text)?;
+    match answer(&text)? {
+        Answer::Route(route) => Some(route),
+        Answer::Resolve { host, port } => resolve_name(&host, port),
+    }
+}
+
+/// What an `ssh -G` answer says of ssh's way to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Known without a resolver: an address, or a proxy.
+    Route(Route),
+    /// A name to resolve (it may take a while).
+    Resolve { host: String, port: u16 },
+}
+
+/// The route in `ssh -G`'s output; `None` when it names no host.
+pub fn answer(text: &str) -> Option<Answer> {
+    let dest = parse(text)?;
     if dest.proxied {
         let target = if dest.host.contains(':') {
             format!("[{}]:{}", dest.host, dest.port)
         } else {
             format!("{}:{}", dest.host, dest.port)
         };
-        return Some(Route::Proxied { target });
+        return Some(Answer::Route(Route::Proxied { target }));
     }
-    (dest.host.as_str(), dest.port)
+    Some(match dest.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Answer::Route(Route::Direct(vec![SocketAddr::new(ip, dest.port)])),
+        Err(_) => Answer::Resolve {
+            host: dest.host,
+            port: dest.port,
+        },
+    })
+}
+
+/// The addresses of `host`, as ssh would connect to them (blocks on the resolver).
+fn resolve_name(host: &str, port: u16) -> Option<Route> {
+    (host, port)
         .to_socket_addrs()
         .ok()
         .map(|a| Route::Direct(a.collect()))
@@ -179,15 +224,43 @@ fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<
 /// `ssh -G args...` run here and now (at most [`TIMEOUT`]), before anything starts: its
 /// output, or `None` when it fails or is late. Its process group goes with it.
 pub fn config(ssh: &OsString, args: &[OsString]) -> Option<String> {
-    let mut child = spawn(ssh, args).ok()?;
-    let started = Instant::now();
-    let mut exited = false;
-    while !exited && started.elapsed() < TIMEOUT {
-        exited = has_exited(child.id());
-        if !exited {
+    configs(&[(ssh, args)]).pop().flatten()
+}
+
+/// [`config`] for each of `lists` (ssh, its arguments), all at once ([`AT_ONCE`] at most
+/// running together, each given [`TIMEOUT`] from its own start): the outputs in their order.
+pub fn configs(lists: &[(&OsString, &[OsString])]) -> Vec<Option<String>> {
+    let mut out = vec![None; lists.len()];
+    let mut running: Vec<(usize, Child, Instant)> = Vec::new();
+    let mut next = 0;
+    while next < lists.len() || !running.is_empty() {
+        while running.len() < AT_ONCE && next < lists.len() {
+            let (ssh, args) = lists[next];
+            if let Ok(child) = spawn(ssh, args) {
+                running.push((next, child, Instant::now()));
+            }
+            next += 1;
+        }
+        let mut i = 0;
+        while i < running.len() {
+            let exited = has_exited(running[i].1.id());
+            if exited || running[i].2.elapsed() >= TIMEOUT {
+                let (k, mut child, _) = running.swap_remove(i);
+                out[k] = collect(&mut child, exited);
+            } else {
+                i += 1;
+            }
+        }
+        if !running.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    out
+}
+
+/// An `ssh -G` that exited (or is late): its output when it succeeded; its process group
+/// killed and its leader reaped either way.
+fn collect(child: &mut Child, exited: bool) -> Option<String> {
     let stdout = child.stdout.take();
     let success = exited
         && matches!(
@@ -197,7 +270,7 @@ pub fn config(ssh: &OsString, args: &[OsString]) -> Option<String> {
             ),
             Ok(WaitStatus::Exited(_, 0))
         );
-    kill_and_reap(&mut child);
+    kill_and_reap(child);
     if !success {
         return None;
     }

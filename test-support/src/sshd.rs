@@ -111,7 +111,7 @@ impl Sshd {
 
     /// [`Sshd::start`] with `extra` appended to the config. The base config's values come
     /// first and win (sshd takes the first value of a keyword), so override them in a
-    /// `Match all` block.
+    /// `Match all` block; a `MaxStartups` line (global only) replaces the base's.
     pub fn start_with(dir: &TestDir, extra: &str) -> Sshd {
         let _ = fs::DirBuilder::new()
             .recursive(true)
@@ -166,6 +166,15 @@ impl Sshd {
             &self.user,
             &self.dir.join("sshd.pid"),
         );
+        let own_startups = self
+            .extra_config
+            .lines()
+            .any(|l| l.starts_with("MaxStartups "));
+        let config: String = config
+            .lines()
+            .filter(|l| !(own_startups && l.starts_with("MaxStartups ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
         fs::write(&self.config, config + &self.extra_config)
             .unwrap_or_else(|e| panic!("write {}: {e}", self.config.display()));
     }

@@ -173,8 +173,13 @@ pub struct Rig {
 
 impl Rig {
     pub fn new() -> Rig {
+        Rig::with_sshd("")
+    }
+
+    /// A rig whose sshd has `extra` in its config (see [`Sshd::start_with`]).
+    pub fn with_sshd(extra: &str) -> Rig {
         let dir = TestDir::new();
-        let sshd = Sshd::start(&dir);
+        let sshd = Sshd::start_with(&dir, extra);
         let file = dir.join("tunnels.toml");
         let sock = dir.join("ctl").join("ctl.sock");
         Rig {

@@ -23,9 +23,10 @@ const CONFIRM_FLOOR: Duration = Duration::from_secs(15);
 const CONFIRM_FIRST_GAP: Duration = Duration::from_millis(200);
 const CONFIRM_MAX_GAP: Duration = Duration::from_secs(1);
 /// One of many tunnels holds a handshake slot of its server until its tunnel is proven: it
-/// confirms every 100 ms for its first 20 tries, so the slot goes to the next one quickly.
-const GATED_CONFIRM_GAP: Duration = Duration::from_millis(100);
-const GATED_QUICK_TRIES: u32 = 20;
+/// confirms every 50 ms for its first 40 tries (2 s), so the slot goes to the next one
+/// quickly (a handshake takes 100-200 ms here: at 100 ms steps a slot idled ~50 ms each).
+const GATED_CONFIRM_GAP: Duration = Duration::from_millis(50);
+const GATED_QUICK_TRIES: u32 = 40;
 /// A session probe not yet answered 15 s after the start is retried this often.
 const SESSION_RETRY_MAX_GAP: Duration = Duration::from_secs(30);
 /// A probe drawn by an unanswered request is judged sooner: the session had already been
@@ -356,6 +357,11 @@ impl Supervisor {
     pub fn healthy(&self) -> bool {
         let up = matches!(self.state, State::Running { .. }) && self.stats.up_since.is_some();
         up || self.state == State::Dormant
+    }
+
+    /// Whether the current (or last) ssh was cut by the server before its banner.
+    pub fn cut_before_banner(&self) -> bool {
+        self.run.story.cut_before_banner(self.server.proxied)
     }
 
     /// When the current outage began, if the server has been seen unreachable (by checks,

@@ -1,6 +1,7 @@
 //! Many tunnels: handshake slots, tunnels that end, reload, and the control socket's requests.
 
 use super::*;
+use crate::core::handshakes::{self, Ended};
 use crate::error::Error;
 use crate::setup::tunnels_file::{self, FileError};
 use crate::shell::control::Request;
@@ -12,6 +13,8 @@ impl Runner {
     /// A tunnel wants to start ssh: now if its server has a free handshake slot.
     pub(super) fn await_slot(&mut self, i: usize) {
         let now = Time::now();
+        // A slot it still holds is for a handshake that is over (it wants another).
+        self.finish_handshake(i, now);
         let Some(Some(slot)) = self.slots.get_mut(i) else {
             return;
         };
@@ -30,22 +33,41 @@ impl Runner {
         }
     }
 
+    /// Frees the slot of tunnel `i`'s handshake if it is over, telling the gate how it ended
+    /// (a cut before the banner backs the server off: said once, in the tunnel's name).
+    fn finish_handshake(&mut self, i: usize, now: Time) {
+        let Some(f) = self.fleet.as_mut() else { return };
+        let (end, slot) = match self.slots.get(i) {
+            Some(Some(s)) => (s.tunnel.handshake_end(), Some(s)),
+            _ => (Some(Ended::Failed), None),
+        };
+        let Some(end) = end else { return };
+        let Some(window) = f.gate.finish(i, end, now) else {
+            return;
+        };
+        let _log = tunnel_context(slot.and_then(|s| s.tunnel.name()));
+        let server = slot.and_then(|s| s.def.as_ref()).map_or("?", |d| &d.server);
+        info!(
+            "{server} cut a handshake before its banner (sshd's MaxStartups?): at most {window} \
+             at once to it from now on, after a pause of {} ms",
+            handshakes::PAUSE.as_millis()
+        );
+    }
+
     /// Frees the slots of handshakes that are over and grants waiting tunnels theirs.
     /// Returns whether any was granted.
     pub(super) fn gate_round(&mut self) -> bool {
+        let Some(f) = self.fleet.as_ref() else {
+            return false;
+        };
+        let now = Time::now();
+        for i in f.gate.holders() {
+            self.finish_handshake(i, now);
+        }
         let Some(f) = self.fleet.as_mut() else {
             return false;
         };
-        for i in f.gate.holders() {
-            let over = match self.slots.get(i) {
-                Some(Some(s)) => s.tunnel.handshake_over(),
-                _ => true,
-            };
-            if over {
-                f.gate.forget(i);
-            }
-        }
-        let granted = f.gate.grants(Time::now());
+        let granted = f.gate.grants(now);
         for &i in &granted {
             if let Some(Some(s)) = self.slots.get_mut(i) {
                 s.tunnel.grant();
@@ -54,7 +76,8 @@ impl Runner {
         !granted.is_empty()
     }
 
-    /// The tunnel is proven: systemd hears of it (many tunnels: once all are).
+    /// The tunnel is proven: systemd hears of it (many tunnels: once all are), and what
+    /// only the start used is given back.
     pub(super) fn on_ready(&mut self, i: usize) {
         if self.fleet.is_some() {
             return self.check_fleet_ready();
@@ -63,6 +86,7 @@ impl Runner {
             let line = crate::shell::report::status_line(slot.tunnel.sup(), Time::now());
             sd.send(&format!("READY=1\nSTATUS={line}"));
         }
+        crate::shell::resident::let_go();
     }
 
     /// `READY=1` once every tunnel is proven, or when the wait for it is over.
@@ -89,6 +113,7 @@ impl Runner {
         if let Some(f) = self.fleet.as_mut() {
             f.ready_sent = true;
         }
+        crate::shell::resident::let_go();
     }
 
     /// A tunnel's supervisor is done.
@@ -164,7 +189,7 @@ impl Runner {
     /// Starts a tunnel of the file in a new slot (its monitor ports bound first).
     pub(super) fn start_tunnel(&mut self, def: TunnelDef) -> Result<()> {
         let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
-        let prepared = prepare::prepare(&def.settings, &mut Vec::new())?;
+        let prepared = prepare::prepare(&def.settings, &mut Vec::new(), None)?;
         let prepared = prepare::private_dir(&def.settings, prepared, self.place.dir.as_ref())?;
         let mut tunnel = Tunnel::new(
             spec_of(&def, self.place.agent.as_ref()),
@@ -180,40 +205,57 @@ impl Runner {
     /// Re-reads the tunnels file: unchanged tunnels are not touched, changed ones are
     /// replaced, removed ones stopped, new ones started. A bad file changes nothing.
     pub(super) fn reload(&mut self) -> std::result::Result<Reloaded, ReloadError> {
+        let defs = self.read_file()?;
+        let mut done = Reloaded::default();
+        let (kept, mut pending) = self.apply_file(&defs, &mut done);
+        for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
+            pending.push(def);
+            done.added += 1;
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.pending = pending;
+        }
+        self.drop_retired_ended();
+        self.start_pending();
+        info!("{done}");
+        Ok(done)
+    }
+
+    /// The tunnels file, read again (a bad one is said in the log, and changes nothing).
+    fn read_file(&self) -> std::result::Result<Vec<TunnelDef>, ReloadError> {
         let Some(f) = self.fleet.as_ref() else {
             return Err(ReloadError::NoFile);
         };
-        let file = f.file.clone();
-        let defs = match tunnels_file::load(&file, &|k| std::env::var_os(k)) {
-            Ok(d) => d,
-            Err(e) => {
-                let e = ReloadError::File(e);
-                error!("reload: {e}");
-                return Err(e);
-            }
-        };
-        let mut done = Reloaded::default();
-        let mut pending = Vec::new();
+        tunnels_file::load(&f.file, &|k| std::env::var_os(k)).map_err(|e| {
+            let e = ReloadError::File(e);
+            error!("reload: {e}");
+            e
+        })
+    }
+
+    /// Each running tunnel against the file's `defs`: unchanged ones kept, changed ones
+    /// replaced in place or stopped to start again, removed ones stopped. Returns the names
+    /// the file still has a running tunnel for, and the definitions to start once the
+    /// stopped ones are gone.
+    fn apply_file(
+        &mut self,
+        defs: &[TunnelDef],
+        done: &mut Reloaded,
+    ) -> (Vec<String>, Vec<TunnelDef>) {
         let mut kept: Vec<String> = Vec::new();
+        let mut pending = Vec::new();
         for slot in self.slots.iter_mut().flatten() {
-            if slot.retire.is_some() {
-                continue;
-            }
-            let Some(old) = slot.def.as_ref() else {
+            let Some(verdict) = verdict(slot, defs) else {
                 continue;
             };
             let _log = tunnel_context(slot.tunnel.name());
-            match defs.iter().find(|d| d.name == old.name) {
-                None => {
-                    info!("removed from the file: stopping");
-                    done.removed += 1;
-                }
-                Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
-                    kept.push(new.name.clone());
+            match verdict {
+                Verdict::Keep(name) => {
+                    kept.push(name);
                     done.unchanged += 1;
                     continue;
                 }
-                Some(new) if slot.tunnel.replaceable_by(&new.settings) => {
+                Verdict::Replace(new) => {
                     info!(
                         "changed in the file: a new ssh takes over; connections go on through \
                          the old one"
@@ -225,36 +267,33 @@ impl Runner {
                     done.changed += 1;
                     continue;
                 }
-                Some(new) => {
+                Verdict::Restart(new) => {
                     info!("changed in the file: stopping, then starting it again");
                     kept.push(new.name.clone());
                     pending.push(new.clone());
                     done.changed += 1;
                 }
+                Verdict::Remove => {
+                    info!("removed from the file: stopping");
+                    done.removed += 1;
+                }
             }
             slot.retire = Some(Retire::Remove);
             slot.tunnel.stop();
         }
-        for def in defs.into_iter().filter(|d| !kept.contains(&d.name)) {
-            pending.push(def);
-            done.added += 1;
-        }
-        if let Some(f) = self.fleet.as_mut() {
-            f.pending = pending;
-        }
-        // A tunnel that had already ended for good is gone at once.
-        for i in 0..self.slots.len() {
-            let done = match &self.slots[i] {
-                Some(s) => s.tunnel.ended().is_some() && s.retire.is_some(),
-                None => false,
-            };
-            if done {
-                self.slots[i] = None;
+        (kept, pending)
+    }
+
+    /// A tunnel being removed that had already ended for good is gone at once.
+    fn drop_retired_ended(&mut self) {
+        for slot in self.slots.iter_mut() {
+            let gone = slot
+                .as_ref()
+                .is_some_and(|s| s.tunnel.ended().is_some() && s.retire.is_some());
+            if gone {
+                *slot = None;
             }
         }
-        self.start_pending();
-        info!("{done}");
-        Ok(done)
     }
 
     /// Requests on the control socket.
@@ -315,6 +354,34 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// What a reload does to one running tunnel of the file.
+enum Verdict<'a> {
+    /// The same in the file, and running: not touched (its name).
+    Keep(String),
+    /// Changed in a way a new ssh can take over in place (held forwards kept open).
+    Replace(&'a TunnelDef),
+    /// Changed otherwise: stopped, then started anew.
+    Restart(&'a TunnelDef),
+    /// Gone from the file: stopped.
+    Remove,
+}
+
+/// What the file's `defs` mean for `slot` (`None`: not one of the file's, or already going).
+fn verdict<'a>(slot: &Slot, defs: &'a [TunnelDef]) -> Option<Verdict<'a>> {
+    if slot.retire.is_some() {
+        return None;
+    }
+    let old = slot.def.as_ref()?;
+    Some(match defs.iter().find(|d| d.name == old.name) {
+        None => Verdict::Remove,
+        Some(new) if new.settings == old.settings && slot.tunnel.ended().is_none() => {
+            Verdict::Keep(new.name.clone())
+        }
+        Some(new) if slot.tunnel.replaceable_by(&new.settings) => Verdict::Replace(new),
+        Some(new) => Verdict::Restart(new),
+    })
 }
 
 /// What a reload did, in tunnels.

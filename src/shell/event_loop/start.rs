@@ -11,6 +11,8 @@ use crate::shell::relay::listen;
 use crate::shell::tunnel::prepare;
 use crate::shell::tunnel::Prepared;
 use log::warn;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 /// The HTTP endpoint's socket, bound before anything starts (a port in use ends autossh).
 fn bind_http(s: &Settings) -> Result<Option<HttpServer>> {
@@ -20,12 +22,13 @@ fn bind_http(s: &Settings) -> Result<Option<HttpServer>> {
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
     let mut activated = listen::activated();
-    let prepared = prepare::prepare(&settings, &mut activated)?;
+    let answer = prepare::look_up(&[&settings]).pop().flatten();
+    let prepared = prepare::prepare(&settings, &mut activated, answer)?;
     let http = bind_http(&settings)?;
     let (pidfile, mut notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
     settle_descriptors(activated, prepared.held.is_some());
-    let keys = agent_keys(&[&settings]);
+    let keys = agent_keys(&[(&settings, prepared.ssh_g.as_deref())]);
     let needs = prepare::needs_dir(&settings, &prepared) || !keys.is_empty();
     let mut place = private_place(needs, &[&prepared]);
     start_agent(keys, &settings.ssh_path, &mut place, notifier.as_mut())?;
@@ -62,69 +65,101 @@ pub fn run_tunnels(process: Settings, file: PathBuf, control: PathBuf) -> Result
     let env = |k: &str| std::env::var_os(k);
     let defs = crate::setup::tunnels_file::load(&file, &env)?;
     // Another autossh on the same socket says so before its ports get in the way.
-    let mut control = ControlServer::bind(&control)?;
+    let control = ControlServer::bind(&control)?;
     let http = bind_http(&process)?;
-    // Everything that can fail is done before anything starts: the monitors' ports bound
-    // and the control socket made, or nothing is left behind.
-    let mut prepared = Vec::with_capacity(defs.len());
     let mut activated = listen::activated();
-    for d in &defs {
-        let _log = tunnel_context(Some(&std::rc::Rc::from(d.name.as_str())));
-        let p = prepare::prepare(&d.settings, &mut activated).map_err(|e| {
-            crate::error::usage(format!(
-                "{}:{}: tunnel {:?}: {e}",
-                file.display(),
-                d.line,
-                d.name
-            ))
-        })?;
-        prepared.push(p);
-    }
+    let prepared = prepare_all(&file, &defs, &mut activated)?;
     let (pidfile, mut notifier) = settle_process(&process)?;
     settle_descriptors(activated, prepared.iter().any(|p| p.held.is_some()));
     // A reload may bring a tunnel that needs it: many tunnels always have one.
     let mut place = private_place(true, &prepared.iter().collect::<Vec<_>>());
-    let all: Vec<&Settings> = defs.iter().map(|d| &d.settings).collect();
-    start_agent(
-        agent_keys(&all),
-        &process.ssh_path,
-        &mut place,
-        notifier.as_mut(),
-    )?;
+    let all: Vec<_> = defs
+        .iter()
+        .zip(&prepared)
+        .map(|(d, p)| (&d.settings, p.ssh_g.as_deref()))
+        .collect();
+    let keys = agent_keys(&all);
+    start_agent(keys, &process.ssh_path, &mut place, notifier.as_mut())?;
     let mut runner = Runner::new(process, notifier, place)?;
-    if let Some(h) = http {
-        runner.serve(h)?;
-    }
-    control
-        .register(runner.poll.registry())
-        .map_err(|e| runtime(format!("poll: {e}")))?;
-    info!(
-        "{} tunnels from {}; control socket {}",
-        defs.len(),
-        file.display(),
-        control.path().display()
-    );
-    runner.fleet = Some(Fleet {
-        file,
-        control: Some(control),
-        gate: Handshakes::default(),
-        ready_by: Instant::now() + Duration::from_secs(30),
-        ready_sent: false,
-        failures: false,
-        pending: Vec::new(),
-        checks: Default::default(),
-    });
-    for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
-        let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
-        let p = prepare::private_dir(&def.settings, p, runner.place.dir.as_ref())?;
-        let spec = spec_of(&def, runner.place.agent.as_ref());
-        let tunnel = Tunnel::new(spec, p, i, runner.poll.registry())?;
-        runner.add(tunnel, Some(def));
-    }
+    runner.open_fleet(file, control, http, defs.len())?;
+    runner.add_tunnels(defs, prepared)?;
     if let Some(n) = runner.notifier.as_mut() {
         n.started();
     }
     finish(runner, pidfile)
+}
+
+/// Everything of the file's tunnels that can fail, done before anything starts: `ssh -G`'s
+/// answers (all at once), the monitors' ports and the held forwards' listeners bound. An
+/// error names the file, the line and the tunnel, and leaves nothing behind.
+fn prepare_all(
+    file: &Path,
+    defs: &[TunnelDef],
+    activated: &mut Vec<OwnedFd>,
+) -> Result<Vec<Prepared>> {
+    let all: Vec<&Settings> = defs.iter().map(|d| &d.settings).collect();
+    let answers = prepare::look_up(&all);
+    defs.iter()
+        .zip(answers)
+        .map(|(d, answer)| {
+            let _log = tunnel_context(Some(&std::rc::Rc::from(d.name.as_str())));
+            prepare::prepare(&d.settings, activated, answer).map_err(|e| {
+                crate::error::usage(format!(
+                    "{}:{}: tunnel {:?}: {e}",
+                    file.display(),
+                    d.line,
+                    d.name
+                ))
+            })
+        })
+        .collect()
+}
+
+impl Runner {
+    /// `--tunnels`: the HTTP endpoint served, the control socket registered, and what only
+    /// many tunnels have (handshake slots, shared checks, reload).
+    fn open_fleet(
+        &mut self,
+        file: PathBuf,
+        mut control: ControlServer,
+        http: Option<HttpServer>,
+        count: usize,
+    ) -> Result<()> {
+        if let Some(h) = http {
+            self.serve(h)?;
+        }
+        control
+            .register(self.poll.registry())
+            .map_err(|e| runtime(format!("poll: {e}")))?;
+        info!(
+            "{count} tunnels from {}; control socket {}",
+            file.display(),
+            control.path().display()
+        );
+        self.fleet = Some(Fleet {
+            file,
+            control: Some(control),
+            gate: Handshakes::default(),
+            ready_by: Instant::now() + Duration::from_secs(30),
+            ready_sent: false,
+            failures: false,
+            pending: Vec::new(),
+            checks: Default::default(),
+        });
+        Ok(())
+    }
+
+    /// The file's tunnels, each in its slot with the private directory it needs.
+    fn add_tunnels(&mut self, defs: Vec<TunnelDef>, prepared: Vec<Prepared>) -> Result<()> {
+        for (i, (def, p)) in defs.into_iter().zip(prepared).enumerate() {
+            let _log = tunnel_context(Some(&std::rc::Rc::from(def.name.as_str())));
+            let p = prepare::private_dir(&def.settings, p, self.place.dir.as_ref())?;
+            let spec = spec_of(&def, self.place.agent.as_ref());
+            let tunnel = Tunnel::new(spec, p, i, self.poll.registry())?;
+            self.add(tunnel, Some(def));
+        }
+        Ok(())
+    }
 }
 
 /// autossh's private directory (when `needed`) and its janitor, which removes it and the unix
@@ -157,10 +192,11 @@ fn private_place(needed: bool, prepared: &[&Prepared]) -> Place {
     }
 }
 
-/// The keys with a passphrase autossh's agent must hold for these tunnels (none: no agent).
-fn agent_keys(all: &[&Settings]) -> Vec<PathBuf> {
+/// The keys with a passphrase autossh's agent must hold for these tunnels (each with
+/// `ssh -G`'s answer; none: no agent).
+fn agent_keys(all: &[(&Settings, Option<&str>)]) -> Vec<PathBuf> {
     match all.first() {
-        Some(s) => agent::keys_to_load(all, &agent::Tools::beside(&s.ssh_path)),
+        Some((s, _)) => agent::keys_to_load(all, &agent::Tools::beside(&s.ssh_path)),
         None => Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 //! (`--tunnels FILE`), each with its own range of mio tokens.
 
 use crate::core::clock::Time;
+use crate::core::handshakes::Ended;
 use crate::core::probe::Prober;
 use crate::core::supervisor::{Config, Event, LoopMonitor, Supervisor};
 use crate::error::{runtime, Result};
@@ -82,6 +83,9 @@ pub struct Prepared {
     /// forwards).
     pub dir: Option<Rc<PrivateDir>>,
     pub held: Option<prepare::HeldParts>,
+    /// `ssh -G`'s answer from before the start (see [`prepare::look_up`]): the route to check,
+    /// known without a look-up of its own.
+    pub ssh_g: Option<Rc<str>>,
 }
 
 /// The ssh a planned restart is replacing, while its connections drain.
@@ -154,6 +158,7 @@ impl Tunnel {
             listener,
             dir,
             held,
+            ssh_g,
         } = prepared;
         let monitor = monitor(&spec.settings, &forwards, listener, base, registry)?;
         let handover = held.as_ref().is_some_and(|h| h.handover);
@@ -173,7 +178,11 @@ impl Tunnel {
         );
         // Also through a proxy: `ssh -G` names the target behind it, for the log, and its
         // answer is checked for key hygiene.
-        reach.prepare();
+        let mut queue = VecDeque::new();
+        match ssh_g {
+            Some(text) => queue.extend(reach.known(&text)),
+            None => reach.prepare(),
+        }
         Ok(Tunnel {
             name: spec.name.as_deref().map(Rc::from),
             base,
@@ -195,7 +204,7 @@ impl Tunnel {
             ended: None,
             shares_checks: spec.gated,
             reached: None,
-            queue: VecDeque::new(),
+            queue,
         })
     }
 
@@ -232,9 +241,20 @@ impl Tunnel {
         self.queue.push_back(Event::SlotGranted);
     }
 
-    /// Whether a handshake it holds a slot for is over: proven, or no ssh trying any more.
-    pub fn handshake_over(&self) -> bool {
-        self.sup.healthy() || self.ssh.is_none() || self.ended.is_some()
+    /// How the handshake it holds a slot for ended: proven, or its ssh gone (cut by the
+    /// server before its banner, or ended otherwise); `None` while ssh is still at it.
+    pub fn handshake_end(&self) -> Option<Ended> {
+        if self.sup.healthy() {
+            return Some(Ended::Proven);
+        }
+        if self.ssh.is_some() && self.ended.is_none() {
+            return None;
+        }
+        Some(if self.sup.cut_before_banner() {
+            Ended::Cut
+        } else {
+            Ended::Failed
+        })
     }
 
     /// One of its sockets is ready.

@@ -1,13 +1,15 @@
-//! Before a tunnel starts: its monitor's ports (bound or picked), its held forwards' listeners
-//! (bound as ssh would, or taken from systemd), and its private socket directory.
+//! Before a tunnel starts: `ssh -G`'s answer (every tunnel's at once, one per distinct
+//! argument list), its monitor's ports (bound or picked), its held forwards' listeners (bound
+//! as ssh would, or taken from systemd), and its private socket directory.
 
 use super::Prepared;
 use crate::error::{runtime, usage, Result};
-use crate::setup::config::Settings;
+use crate::setup::config::{AgentMode, Settings};
 use crate::setup::ssh_argv::Forwards;
 use crate::shell::private_dir::PrivateDir;
 use crate::shell::relay::listen::{self, Listener};
 use log::{info, warn};
+use std::ffi::OsString;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::OwnedFd;
@@ -23,17 +25,53 @@ pub struct HeldParts {
     pub handover: bool,
 }
 
+/// `ssh -G`'s answer for each of these tunnels that needs one before it starts (held
+/// forwards bind as it says; autossh's agent loads the identities it names), all run at once,
+/// one per distinct ssh and argument list (tunnels that differ only in their held forwards
+/// share one). `None`: not needed, failed or late.
+pub fn look_up(all: &[&Settings]) -> Vec<Option<Rc<str>>> {
+    let needs = |s: &Settings| !s.held.forwards.is_empty() || s.agent != AgentMode::No;
+    let mut lists: Vec<(&OsString, &[OsString])> = Vec::new();
+    let index: Vec<Option<usize>> = all
+        .iter()
+        .map(|s| {
+            let key = (&s.ssh_path, s.held.rest.as_slice());
+            needs(s).then(|| match lists.iter().position(|l| *l == key) {
+                Some(k) => k,
+                None => {
+                    lists.push(key);
+                    lists.len() - 1
+                }
+            })
+        })
+        .collect();
+    let answers: Vec<Option<Rc<str>>> = crate::shell::ssh_g::configs(&lists)
+        .into_iter()
+        .map(|a| a.map(Rc::from))
+        .collect();
+    index
+        .into_iter()
+        .map(|k| k.and_then(|k| answers[k].clone()))
+        .collect()
+}
+
 /// The monitor's ports and the held forwards' listeners, before anything is started or
 /// detached (errors reach the terminal). `activated`: listeners systemd passed, taken by
-/// the forwards they serve.
-pub fn prepare(s: &Settings, activated: &mut Vec<OwnedFd>) -> Result<Prepared> {
+/// the forwards they serve; `answer`: `ssh -G`'s, when [`look_up`] had it (else the held
+/// forwards ask it here).
+pub fn prepare(
+    s: &Settings,
+    activated: &mut Vec<OwnedFd>,
+    answer: Option<Rc<str>>,
+) -> Result<Prepared> {
     let (forwards, listener) = prepare_monitor(s)?;
-    let held = held(s, activated)?;
+    let held = held(s, activated, answer.as_deref())?;
     Ok(Prepared {
         forwards,
         listener,
         dir: None,
         held,
+        ssh_g: answer,
     })
 }
 
@@ -175,12 +213,24 @@ pub fn handover_allowed(s: &Settings) -> bool {
 /// The held forwards' listeners: how ssh would bind them is asked of `ssh -G` (GatewayPorts,
 /// AddressFamily, StreamLocalBind*, from ssh_config too), which also tells whether ssh binds
 /// anything else itself.
-fn held(s: &Settings, activated: &mut Vec<OwnedFd>) -> Result<Option<HeldParts>> {
+fn held(
+    s: &Settings,
+    activated: &mut Vec<OwnedFd>,
+    answer: Option<&str>,
+) -> Result<Option<HeldParts>> {
     if s.held.forwards.is_empty() {
         return Ok(None);
     }
-    let (opts, others) = match crate::shell::ssh_g::config(&s.ssh_path, &s.held.rest) {
-        Some(text) => listen::bind_options(&text),
+    let asked;
+    let text = match answer {
+        Some(t) => Some(t),
+        None => {
+            asked = crate::shell::ssh_g::config(&s.ssh_path, &s.held.rest);
+            asked.as_deref()
+        }
+    };
+    let (opts, others) = match text {
+        Some(text) => listen::bind_options(text),
         None => (listen::command_line_options(&s.held.rest), true),
     };
     let mut listeners = Vec::new();

@@ -191,12 +191,12 @@ fn one_of_many_confirms_quickly_to_free_its_handshake_slot() {
     });
     s.ev(Event::Begin);
     assert_eq!(s.ev(Event::SlotGranted), [SPAWN]);
-    assert!(s.advance(0.1).contains(&Action::SendProbe { seq: 1 }));
-    // Not there yet (ssh still authenticating): again 100 ms later, not 400.
+    assert!(s.advance(0.05).contains(&Action::SendProbe { seq: 1 }));
+    // Not there yet (ssh still authenticating): again 50 ms later, not 400.
     let failed = Event::ProbeFailed {
         seq: 1,
         why: ProbeFailure::Refused("refused".into()),
     };
     s.ev(failed);
-    assert!(s.advance(0.1).contains(&Action::SendProbe { seq: 2 }));
+    assert!(s.advance(0.05).contains(&Action::SendProbe { seq: 2 }));
 }
