@@ -236,6 +236,17 @@ impl Transport {
         self.server.as_ref()?.0.try_clone().ok()
     }
 
+    /// ssh has ended: its server connection if it ended stuck (established, with data
+    /// unacknowledged or retransmitted), so that the server has not seen its end. The caller
+    /// holds it open instead of leaving an orphan whose FIN reaches the server only at its
+    /// next retransmission, and resets it once the server answers (see `Tunnel::reap`).
+    pub fn take_unfinished(&mut self) -> Option<OwnedFd> {
+        let dup = self.server.take()?;
+        let i = dup.tcp_info().filter(|i| i.tcpi_state == 1)?;
+        let stuck = i.tcpi_unacked > 0 || i.tcpi_retransmits > 0 || i.tcpi_backoff > 0;
+        stuck.then_some(dup.0)
+    }
+
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
     pub fn has_tcp_info(&mut self) -> bool {
         self.info().is_some()
