@@ -22,6 +22,15 @@ at the same CLOCK_MONOTONIC instant; the cases run one after the other.
              masters) left in CLI a second later. Both: autossh alive 5 s after start?
   blackhole  20 s black hole (iptables DROP on arrival at both ends, benchlib.Fault):
              seconds from the lift to a working tunnel.
+  reverse    `-R 8022:127.0.0.1:7007` (the echo service in CLI, the checker in SRV), ssh's
+             ServerAlive 2 s x 2 on the command line, `-M 0` and loop (`-M 20000`) runs; a 20 s
+             black hole (as blackhole; sshd's defaults: the old session, and its port, live
+             until the server hears of the dead ssh's end): seconds from the lift to a working
+             tunnel.
+  held       `-R` as reverse, `-M 0`; the client's address changes (as addr) behind a black
+             hole of its old address kept to the end: the server never sees a reset and keeps
+             the old session, and its port, until its ClientAlive (2 s x 2) gives up. Seconds
+             from the old session's listener going to a working tunnel; ssh starts meanwhile.
   addr       an idle tunnel; the client's address changes: 10.204.N.2/24 added to CLI's veth
              (SRV got 10.204.N.1/24 at setup), 10.203.N.2/30 deleted, a route 10.203.N.1/32 dev
              veth src 10.204.N.2 added (one `ip -batch`). Runs: ours `log` (no traffic at all:
@@ -51,12 +60,16 @@ LOGDIR = os.path.join(HERE, "logs", "field")
 PROGS = {"ours": os.environ.get("FIELD_BENCH_OURS") or B.OURS, "1.4g": B.THEIRS}
 TUNNEL, SERVICE = B.TUNNEL, B.SERVICE
 TARGET_PORT = 2222
-CASES = ("jump", "mux", "blackhole", "addr")
+CASES = ("jump", "mux", "blackhole", "addr", "reverse", "held")
+REVERSE = ("reverse", "held")  # the worker runs in SRV (the checker's side), autossh in CLI
+MONITOR_PORT = 20000    # reverse, loop runs: -M 20000
+SRV_ALIVE = {"held": "ClientAliveInterval 2\nClientAliveCountMax 2\n"}
 ALIVE_AFTER = 5.0       # mux: is autossh still running this long after its start?
 CHECKS_AFTER = 2.0      # addr: the checks start this long after the change
 # The jump host's rate: autossh's stated pace through a proxy is one handshake every 1.5 s
 # (README, "Through a jump host or a proxy"), what keeps it within 2 s of the target's return.
 JUMP_GOAL, JUMP_RATE_GOAL, MUX_GOAL, HOLE_GOAL, ADDR_GOAL = 2.0, 1 / 1.5, 1.0, 1.0, 2.0
+REVERSE_GOAL, HELD_GOAL = 1.5, 1.0
 CONN_RE = re.compile(r"Connection from \S+ port \d+ on ")
 LOGIN_RE = re.compile(r"Accepted publickey for ")
 
@@ -82,6 +95,8 @@ def runs_of(case):
         return [("kill", "ours"), ("kill", "1.4g"), ("term", "ours"), ("term", "1.4g")]
     if case == "addr":
         return [("log", "ours"), ("checks", "ours"), ("checks", "1.4g")]
+    if case == "reverse":
+        return [("m0", "ours"), ("m0", "1.4g"), ("loop", "ours"), ("loop", "1.4g")]
     return [("", "ours"), ("", "1.4g")]
 
 
@@ -92,9 +107,9 @@ class NsSshd(B.ListenerSshd):
     """OpenSSH's sshd in namespace ns on address:port (LogLevel VERBOSE: one "Connection from"
     line per TCP connection). kill() takes down this listener and its sessions only."""
 
-    def __init__(self, ns, address, port, d, name):
+    def __init__(self, ns, address, port, d, name, alive="ClientAliveInterval 0\n"):
         super().__init__(address, port, d, name,
-                         "ClientAliveInterval 0\n"
+                         alive +
                          "LogLevel VERBOSE\n"
                          "MaxStartups 100:30:200\n"
                          "MaxSessions 100\n"
@@ -302,6 +317,70 @@ def addr_change(spec, res, logfile, t_fault):
     res["observed_s"] = round(time.monotonic() - t1, 2)
 
 
+def listener_inode(port):
+    """The inode of the socket listening on 127.0.0.1:port in this namespace, or None."""
+    want = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if len(p) > 9 and p[1] == want and p[3] == "0A":
+                    return p[9]
+    except (OSError, StopIteration):
+        pass
+    return None
+
+
+def held_case(spec, res, logfile, t_fault):
+    """held: the client moves to 10.204.N.2 behind a black hole of its old address (kept to the
+    end); the old session's listener (SRV, where this worker runs) is watched every 5 ms until
+    it goes, then the tunnel is checked every 100 ms until it works."""
+    net, d, giveup = spec["net"], spec["dir"], spec["giveup"]
+    n, dev, old = net["n"], net["cli_if"], net["cli_ip"]
+    batch = os.path.join(d, "held.batch")
+    with open(batch, "w") as f:
+        f.write(f"addr add 10.204.{n}.2/24 dev {dev}\n"
+                f"addr del {old}/30 dev {dev}\n"
+                f"route add {net['srv_ip']}/32 dev {dev} src 10.204.{n}.2\n")
+    inode = listener_inode(TUNNEL)
+    res["listener_before"] = inode is not None
+    B.sleep_until(t_fault)
+    off = B.log_size(logfile)
+    res["log_fault_offset"] = off
+    hole = [["OUTPUT", "-s", old, "-j", "DROP"], ["INPUT", "-d", old, "-j", "DROP"]]
+    for rule in hole:
+        B.iptables(net["cli"], "-A", rule)
+    try:
+        B.sh(["ip", "-n", net["cli"], "-batch", batch])
+        t1 = time.monotonic()
+        t_freed = None
+        while time.monotonic() < t1 + giveup:
+            if listener_inode(TUNNEL) != inode:
+                t_freed = time.monotonic()
+                break
+            time.sleep(0.005)
+        log_freed = B.log_size(logfile)
+        if t_freed is None:
+            res["held_s"], res["held_more_than_s"] = None, giveup
+            return
+        res["held_s"] = round(t_freed - t1, 3)
+        checks = B.Checker(TUNNEL, timeout=0.5).run(0.1, t_freed + giveup, stop_on_success=True)
+        ok = [c for c in checks if c[2]]
+        res["checks"] = len(checks)
+        if ok:
+            res["back_s"] = round(ok[0][1] - t_freed, 3)
+        else:
+            res["back_s"], res["back_more_than_s"] = None, giveup
+        text = B.read_log(logfile)
+        res["starts_while_held"] = B.starts(text[off:log_freed])
+        res["starts_rate"] = round(res["starts_while_held"] / max(0.001, res["held_s"]), 2)
+        res["held_lines"] = text[off:].count("is held on the server by")
+    finally:
+        for rule in hole:
+            B.iptables(net["cli"], "-D", rule)
+
+
 def mux_term(spec, res, proc, t_fault):
     """SIGTERM to autossh (only its pid, as a user would); what is left in CLI a second later."""
     net = spec["net"]
@@ -330,7 +409,8 @@ def make_sshds(spec):
         jump = NsSshd(net["srv"], net["srv_ip"], 22, d, "jump")
         target = NsSshd(net["srv"], "127.0.0.1", TARGET_PORT, d, "target")
         return [jump, target]
-    sshd = NsSshd(net["srv"], net["srv_ip"], 22, d, "srv")
+    alive = SRV_ALIVE.get(spec["case"], "ClientAliveInterval 0\n")
+    sshd = NsSshd(net["srv"], net["srv_ip"], 22, d, "srv", alive)
     return [sshd]
 
 
@@ -339,11 +419,12 @@ def start_servers(spec, sshds):
     net, d, case = spec["net"], spec["dir"], spec["case"]
     for s in sshds:
         s.start()
-    if case == "addr":  # the server's side of the new subnet, ready before the change
+    if case in ("addr", "held"):  # the server's side of the new subnet, ready before the change
         B.sh(["ip", "-n", net["srv"], "addr", "add", f"10.204.{net['n']}.1/24", "dev",
               net["srv_if"]])
     ready = os.path.join(d, "echo.ready")
-    echo = B.start(["ip", "netns", "exec", net["srv"], sys.executable,
+    echo_ns = net["cli"] if case in REVERSE else net["srv"]  # what the tunnel leads to
+    echo = B.start(["ip", "netns", "exec", echo_ns, sys.executable,
                     os.path.join(HERE, "recovery_bench.py"), "echo-service", "--port",
                     str(SERVICE), "--ready", ready, "--max-life", "900"],
                    stderr=os.path.join(d, "echo.log"))
@@ -362,6 +443,11 @@ def start_autossh(spec, res, logfile):
     host = "target" if case == "jump" else "srv"
     prog = spec["ours"] if spec["prog"] == "ours" else PROGS[spec["prog"]]
     argv = [prog, "-M", "0", "-N", "-L", f"{TUNNEL}:127.0.0.1:{SERVICE}", "-F", cfg, host]
+    if case in REVERSE:
+        mon = str(MONITOR_PORT) if spec["variant"] == "loop" else "0"
+        argv = ["ip", "netns", "exec", spec["net"]["cli"], prog, "-M", mon, "-N", "-R",
+                f"{TUNNEL}:127.0.0.1:{SERVICE}", "-o", "ServerAliveInterval=2", "-o",
+                "ServerAliveCountMax=2", "-F", cfg, host]
     env = B.autossh_env(logfile, None)
     res["argv"] = " ".join(argv)
     res["env"] = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("AUTOSSH_"))
@@ -433,9 +519,11 @@ def case_fault(spec, res, proc, sshds, logfile, t_fault):
         res["jump_conn_rate"] = round(res["jump_conns"] / max(0.001, res["fault_s"]), 3)
         res["jump_conns_after_return"] = len(CONN_RE.findall(text[b:]))
         res["fault_info"] = fault.info
-    elif case == "blackhole":
+    elif case in ("blackhole", "reverse"):
         fault = B.Fault("blackhole", net, None, d)
         timed(res, fault, logfile, t_fault, spec["hole"], spec["giveup"], ok_field=1)
+    elif case == "held":
+        held_case(spec, res, logfile, t_fault)
     elif case == "mux" and spec["variant"] == "kill":
         fault = SessionKill(sshds[0])
         res["alive_at_fault"] = proc.poll() is None
@@ -502,6 +590,8 @@ def case_limit(cfg, case):
     return {"jump": cfg["jump_down"] + cfg["giveup"],
             "mux": max(cfg["mux_giveup"], 10),
             "blackhole": cfg["hole"] + cfg["giveup"],
+            "reverse": cfg["hole"] + cfg["giveup"],
+            "held": 2 * cfg["giveup"],
             "addr": 2 + cfg["giveup"] + 5}[case] + 40
 
 
@@ -527,7 +617,8 @@ def run_case(cfg, rep, case, seq, results):
                         cm_dir=os.path.join(B.WORK, f"cm{n}"))  # short: a socket path
             spec_file = os.path.join(d, "spec.json")
             B.write_json(spec_file, spec)
-            p = B.start(["ip", "netns", "exec", pair.cli, sys.executable,
+            home = pair.srv if case in REVERSE else pair.cli  # where the checker runs
+            p = B.start(["ip", "netns", "exec", home, sys.executable,
                          os.path.abspath(__file__), "worker", "--spec", spec_file],
                         stdout=os.path.join(d, "worker.log"), stderr=os.path.join(d, "worker.log"))
             workers.append((spec, p))
@@ -565,8 +656,11 @@ def report_one(r):
         s = (f"target back -> tunnel {secs(r, 'back_s')}; jump connections during the outage "
              f"{r['jump_conns']} ({r['jump_conn_rate']}/s), logins {r['jump_logins']}; "
              f"ssh starts {r['starts_during_fault']}")
-    elif c == "blackhole":
+    elif c in ("blackhole", "reverse"):
         s = f"lift -> tunnel {secs(r, 'back_s')}; ssh starts during the hole {r['starts_during_fault']}"
+    elif c == "held":
+        s = (f"port held {secs(r, 'held_s')}; freed -> tunnel {secs(r, 'back_s')}; ssh starts "
+             f"meanwhile {r.get('starts_while_held')}")
     elif c == "mux" and r["variant"] == "kill":
         s = (f"alive after {ALIVE_AFTER:g} s: {r['alive_after_start']}; masters {r['masters_running']}; "
              f"kill -> tunnel {secs(r, 'back_s')}; ssh starts {r['starts_during_fault'] + r['starts_to_recovery']}")
@@ -741,6 +835,48 @@ def addr_rows(tab):
         tab.odd += [r for r in ol if "error" not in r]
 
 
+def reverse_rows(tab, hole):
+    name = (f"5. reverse `-R`, black hole {hole} s, ServerAlive 2 s × 2 (checked from the server; "
+            "sshd keeps the dead ssh's session until it hears of its end)")
+    ok_all = True
+    for variant, what in (("m0", "`-M 0`"), ("loop", "loop `-M 20000`")):
+        o, t = tab.sel("reverse", "ours", variant), tab.sel("reverse", "1.4g", variant)
+        tab.row(name, f"{what}: lift → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"),
+                f"≤ {REVERSE_GOAL:g}")
+        tab.row(name, f"{what}: ssh starts during the hole / from the lift to a working tunnel",
+                each(o, lambda r: f"{r['starts_during_fault']} / {r['starts_to_recovery']}"),
+                each(t, lambda r: f"{r['starts_during_fault']} / {r['starts_to_recovery']}"))
+        ok = all_ok(o, within("back_s", REVERSE_GOAL))
+        tab.goals.append((f"reverse, {what}: ours' tunnel works within {REVERSE_GOAL:g} s of the lift",
+                          sec_cell(o, "back_s") + " s", ok))
+        if not ok:
+            tab.odd += [r for r in o if "error" not in r]
+        ok_all &= ok
+    return ok_all
+
+
+def held_rows(tab):
+    o, t = tab.sel("held", "ours"), tab.sel("held", "1.4g")
+    name = ("6. reverse `-R`, `-M 0`: the client's address changes behind a black hole; the server "
+            "keeps the dead session and its port (ClientAlive 2 s × 2)")
+    tab.row(name, "port held: the change → the old session's listener gone, s", sec_cell(o, "held_s"),
+            sec_cell(t, "held_s"))
+    tab.row(name, "port free → tunnel works, s", sec_cell(o, "back_s"), sec_cell(t, "back_s"),
+            f"≤ {HELD_GOAL:g}")
+    rate = lambda r: f"{r.get('starts_while_held')} ({r.get('starts_rate')}/s)"  # noqa: E731
+    tab.row(name, "ssh starts while the port was held (per s)", each(o, rate), each(t, rate))
+    tab.row(name, "log lines saying what holds the port (and the sshd fix)",
+            each(o, lambda r: str(r.get("held_lines"))), "— (1.4g says nothing)", "1")
+    ok = all_ok(o, within("back_s", HELD_GOAL))
+    tab.goals.append((f"port held: ours' tunnel works within {HELD_GOAL:g} s of the port's release",
+                      sec_cell(o, "back_s") + " s", ok))
+    ok2 = all_ok(o, lambda r: r.get("held_lines") == 1)
+    tab.goals.append(("port held: one log line says what holds the port and the server's fix",
+                      each(o, lambda r: str(r.get("held_lines"))), ok2))
+    if not (ok and ok2):
+        tab.odd += [r for r in o if "error" not in r]
+
+
 def run_notes(res):
     """Errors and oddities of the runs, for the remarks."""
     notes = []
@@ -762,7 +898,7 @@ def run_notes(res):
         if r.get("case") == "addr" and r.get("variant") == "checks" and r.get("log_up_s") is not None:
             notes.append(f"{r['tag']}: \"tunnel up\" logged {r['log_up_s']:.2f} s after the change, "
                          "before the first check")
-        if r.get("case") in ("jump", "blackhole", "addr") or r.get("variant") == "kill":
+        if r.get("case") in ("jump", "blackhole", "addr", "reverse", "held") or r.get("variant") == "kill":
             if not r.get("alive_at_end", True):
                 notes.append(f"{r['tag']}: autossh had exited by the end of the run")
     return notes
@@ -829,6 +965,10 @@ def report(args):
         hole_rows(tab, hole)
     if "addr" in cases:
         addr_rows(tab)
+    if "reverse" in cases:
+        reverse_rows(tab, hole)
+    if "held" in cases:
+        held_rows(tab)
     notes = run_notes(res)
     header = ["case", "measured", "ours", "1.4g", "goal (ours)"]
     reps = meta.get("repeat", 1)
@@ -886,6 +1026,22 @@ NOTES = """## Notes (fixed text, from field_bench.py)
   itself make a program notice the dead connection, hence (a); (b) cannot be under {after:g} s.
   1.4g has nothing that notices an idle dead connection before its poll (600 s); its ssh has no
   ServerAlive here.
+- **5. Reverse.** `autossh -M 0 -N -R 8022:127.0.0.1:7007 -o ServerAliveInterval=2 -o
+  ServerAliveCountMax=2 -F <run dir>/ssh_config srv` (loop runs: `-M 20000`), started in CLI; the
+  echo service is in CLI, the tunnel check (and this run's worker) in SRV: 127.0.0.1:8022 there
+  is sshd's listener for the forward. sshd at its defaults (no ClientAlive; and the checks through
+  the forward wake sshd every 100 ms, which keeps a ClientAlive from firing anyway): the session
+  of the ssh that died in the hole (ServerAlive), and its port, live until the server hears of
+  that ssh's end: ours resets that connection once the server answers; 1.4g's ssh leaves an
+  orphaned socket whose FIN is retransmitted on TCP's backoff. Black hole as in case 3, {hole} s;
+  *back* likewise.
+- **6. Port held.** As case 5 (`-M 0`), sshd with `ClientAliveInterval 2`, `ClientAliveCountMax 2`.
+  In CLI, iptables DROP of everything from and to its old address 10.203.N.2 (kept to the end:
+  not even the FIN of a killed ssh reaches the server, as when a client's address changes behind
+  a NAT or a dead link), then the address change of case 4. *Port held* = from the change until
+  the old session's listener (its inode in SRV's /proc/net/tcp, read every 5 ms) is gone; *back*
+  = from then to the end of the first successful check (every 100 ms). 1.4g's ssh (no
+  ExitOnForwardFailure) keeps running without its forward.
 - **ssh starts** are "starting ssh (count N)" log lines. Give-up {giveup:g} s (`> N`): nothing
   within that time.
 """

@@ -6,7 +6,7 @@
 # So is the application benchmark (psycopg2 writing to PostgreSQL through the tunnel while the
 # server side fails):                                     bash bench/run.sh app
 # And the field cases (jump host, connection sharing, -M 0 black hole, the client's address
-# changing; default settings):                            bash bench/run.sh field
+# changing, a reverse tunnel's black hole, a remote port held; default settings):                            bash bench/run.sh field
 # And the fleet benchmark (100 tunnels to one sshd: one autossh --tunnels against 100 x 1.4g;
 # memory, CPU, a 30 s server outage):                     bash bench/run.sh fleet
 # And the HTTP endpoint's cost (100 tunnels, 100 GET /metrics a second; /healthz following a
@@ -288,8 +288,8 @@ for b in $ONLY; do
       f_give=${FIELD_BENCH_GIVEUP:-60}
       case $f_rep in '' | *[!0-9]* | 0) fail "FIELD_BENCH_REPEAT must be a positive integer" ;; esac
       case $f_give in '' | *[!0-9]* | 0) fail "FIELD_BENCH_GIVEUP must be a positive integer (seconds)" ;; esac
-      run_step "6. field: jump host, connection sharing, -M 0 black hole, address change; ours vs 1.4g, R=$f_rep (~3-4 min)" \
-        $((f_rep * (4 * f_give + 320) + 120)) $PY field_bench.py run --out "$BENCH_WORK/field.json" ;;
+      run_step "6. field: jump host, connection sharing, -M 0 black hole, address change, reverse tunnel black hole, remote port held; ours vs 1.4g, R=$f_rep (~5-6 min)" \
+        $((f_rep * (6 * f_give + 480) + 120)) $PY field_bench.py run --out "$BENCH_WORK/field.json" ;;
     fleet)
       # in a private namespace (loopback only): one sshd, N tunnels per program, the programs
       # (and monitor modes) one after the other. Bound: per phase 2 give-ups + ~200 s

@@ -30,7 +30,8 @@ pub enum Complaint {
 impl Complaint {
     /// Whether the line is one a failed handshake says while the server, or the target
     /// behind a proxy, is away (network trouble, a refused channel, the end of the
-    /// connection): while an outage already logged is retried, such lines are not news. A
+    /// connection), or while a remote forward's port is held: while an outage already logged
+    /// is retried, such lines are not news. A
     /// configuration error, or any line not classified, is.
     pub fn repeats_an_outage(&self) -> bool {
         matches!(
@@ -39,6 +40,7 @@ impl Complaint {
                 | Complaint::Ended(_)
                 | Complaint::ChannelRefused(_)
                 | Complaint::StdioForwardFailed
+                | Complaint::RemoteForwardFailed(_)
         )
     }
 }

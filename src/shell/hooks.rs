@@ -1,5 +1,5 @@
-//! Each tunnel's state in the words of the outside (`up`, `down`, `stopping`, `stopped`,
-//! `failed`), when it was last up, and `AUTOSSH_HOOK`: the program run on each change, with
+//! Each tunnel's state in the words of the outside (`up`, `down`, `port-held`, `stopping`,
+//! `stopped`, `failed`), when it was last up, and `AUTOSSH_HOOK`: the program run on each change, with
 //! `AUTOSSH_TUNNEL`, `AUTOSSH_STATE`, `AUTOSSH_REASON` and `AUTOSSH_DOWN_FOR` in its
 //! environment. A hook never blocks the loop: it is spawned (its own process group), reaped
 //! on SIGCHLD by its pid, killed after [`HOOK_LIMIT`]; at most one runs per tunnel, and the
@@ -27,6 +27,9 @@ pub enum Outward {
     Up,
     /// Not up after having been up, and being brought back.
     Down,
+    /// Not up: the server refuses a remote forward's port, held by another session (a dead
+    /// one of this tunnel's, most likely); retried at a steady pace.
+    PortHeld,
     /// Being stopped for good (autossh exiting, the tunnel removed from the file).
     Stopping,
     /// Ended: stopped.
@@ -41,6 +44,7 @@ impl Outward {
             Outward::Starting => "starting",
             Outward::Up => "up",
             Outward::Down => "down",
+            Outward::PortHeld => "port-held",
             Outward::Stopping => "stopping",
             Outward::Stopped => "stopped",
             Outward::Failed => "failed",

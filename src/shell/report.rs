@@ -90,24 +90,36 @@ pub fn json_fleet(items: &[(&str, &Supervisor, Facts)], now: Time) -> String {
     o
 }
 
+/// One tunnel's fields of the status document.
 fn json_fields(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
+    json_state(o, sup, f, now);
+    json_restarts(o, sup, f, now);
+    json_setup(o, f);
+}
+
+/// Its state: since when, up since, the outage under way.
+fn json_state(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
     let st = sup.stats();
+    let at = |t: Time| format!("{:.3}", wall(t, now));
     let _ = writeln!(o, "  \"state\": {},", json_str(f.state));
-    let _ = writeln!(o, "  \"state_since\": {:.3},", wall(f.state_since, now));
-    let _ = writeln!(o, "  \"generated_at\": {:.3},", wall(now, now));
-    let _ = writeln!(
-        o,
-        "  \"up_since\": {},",
-        opt(st.up_since.map(|t| format!("{:.3}", wall(t, now))))
-    );
+    let _ = writeln!(o, "  \"state_since\": {},", at(f.state_since));
+    let _ = writeln!(o, "  \"generated_at\": {},", at(now));
+    let _ = writeln!(o, "  \"up_since\": {},", opt(st.up_since.map(at)));
     let _ = writeln!(
         o,
         "  \"unreachable_since\": {},",
-        opt(sup
-            .unreachable_since()
-            .map(|t| format!("{:.3}", wall(t, now))))
+        opt(sup.unreachable_since().map(at))
     );
+    let held = sup
+        .port_held()
+        .map(|h| format!("{{\"port\": {}, \"since\": {}}}", h.port, at(h.since)));
+    let _ = writeln!(o, "  \"port_held\": {},", opt(held));
     let _ = writeln!(o, "  \"ssh_pid\": {},", opt(f.ssh_pid));
+}
+
+/// Its starts, restarts, probes and connections.
+fn json_restarts(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
+    let st = sup.stats();
     let _ = writeln!(o, "  \"starts\": {},", sup.start_count());
     let _ = writeln!(o, "  \"restarts\": {},", st.restarts);
     o.push_str("  \"recent_restarts\": [");
@@ -135,6 +147,10 @@ fn json_fields(o: &mut String, sup: &Supervisor, f: &Facts, now: Time) {
         "  \"connections\": {},",
         opt(f.relay.map(connections_json))
     );
+}
+
+/// Its monitor and settings.
+fn json_setup(o: &mut String, f: &Facts) {
     let _ = writeln!(
         o,
         "  \"monitor\": {{\"mode\": {}, \"local_port\": {}, \"remote_port\": {}, \"echo_port\": {}, \"session_probe\": {}}},",
@@ -186,7 +202,7 @@ pub fn prometheus(sup: &Supervisor, now: Time) -> String {
 
 /// Every tunnel's series: name, type, help (the samples come from [`tunnel_samples`], in
 /// this order).
-const TUNNEL_SERIES: [(&str, &str, &str); 12] = [
+const TUNNEL_SERIES: [(&str, &str, &str); 13] = [
     ("autossh_up", "gauge", "Whether the tunnel is proven up."),
     (
         "autossh_restarts_total",
@@ -207,6 +223,12 @@ const TUNNEL_SERIES: [(&str, &str, &str); 12] = [
         "autossh_tunnel_up_seconds",
         "gauge",
         "How long the tunnel has been up.",
+    ),
+    (
+        "autossh_remote_port_held",
+        "gauge",
+        "1 while the server refuses a remote forward's port, held by another session \
+         (state port-held).",
     ),
     (
         "autossh_connections_open",
@@ -283,7 +305,7 @@ pub fn prometheus_fleet(items: &[MetricsOf], now: Time) -> String {
 }
 
 /// One tunnel's samples of each of [`TUNNEL_SERIES`].
-fn tunnel_samples(name: Option<&str>, sup: &Supervisor, now: Time) -> [Samples; 5] {
+fn tunnel_samples(name: Option<&str>, sup: &Supervisor, now: Time) -> [Samples; 6] {
     let st = sup.stats();
     let one = |v: f64| vec![(label(name, ""), v)];
     let restarts = RestartKind::ALL
@@ -302,6 +324,7 @@ fn tunnel_samples(name: Option<&str>, sup: &Supervisor, now: Time) -> [Samples; 
             .unwrap_or_default(),
         one(st.probe_failures as f64),
         one(up_for.as_secs_f64()),
+        one(f64::from(u8::from(sup.port_held().is_some()))),
     ]
 }
 
@@ -376,6 +399,14 @@ pub fn status_line(sup: &Supervisor, now: Time) -> String {
                 .unwrap_or_default();
             format!("up {}{rtt}, {restarts}", human(now.since(since)))
         }
+        ("port-held", _) => match sup.port_held() {
+            Some(h) => format!(
+                "port-held: remote port {} held on the server for {}, {restarts}",
+                h.port,
+                human(now.since(h.since))
+            ),
+            None => format!("port-held, {restarts}"),
+        },
         ("reconnecting", _) => match sup.unreachable_since() {
             Some(t) => format!(
                 "reconnecting: server unreachable for {}, {restarts}",

@@ -19,6 +19,12 @@ pub struct NsSshd {
 
 impl NsSshd {
     pub fn start(dir: &TestDir, net: &TestNet) -> NsSshd {
+        NsSshd::start_with(dir, net, "ClientAliveInterval 0\n")
+    }
+
+    /// As [`NsSshd::start`], with `client_alive` (sshd_config lines) in place of
+    /// `ClientAliveInterval 0`: how long the server keeps a session whose client vanished.
+    pub fn start_with(dir: &TestDir, net: &TestNet, client_alive: &str) -> NsSshd {
         let _ = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -43,6 +49,7 @@ impl NsSshd {
             &user,
             &sdir.join("sshd.pid"),
         );
+        let text = text.replace("ClientAliveInterval 0\n", client_alive);
         fs::write(&config, text).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let mut sshd = NsSshd {
             ns: net.srv().to_string(),

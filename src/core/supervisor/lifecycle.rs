@@ -60,7 +60,8 @@ impl Supervisor {
 
     /// `-M 0`: ssh has lived past the gate.
     fn on_settled(&mut self, now: Time, out: &mut Vec<Action>) {
-        if self.phase() != Some(Phase::Unmonitored) {
+        // An ssh refused one of the user's remote forwards is no working tunnel.
+        if self.phase() != Some(Phase::Unmonitored) || self.run.forward_refused.is_some() {
             return;
         }
         if let Some(since) = self.server.target_away_since {
@@ -174,7 +175,9 @@ impl Supervisor {
             None => log::log!(level, "starting ssh (count {})", self.start_count),
         }
         self.run = Run::new(now);
-        self.run.blind = blind;
+        if blind {
+            self.run.reaching = Reaching::Blind;
+        }
         self.timers.set(Timer::Watch, self.idle_watch(now));
         let phase = if self.cfg.monitored {
             self.timers.set(Timer::Probe, now + self.confirm_gap(0));

@@ -54,6 +54,9 @@ const PROBE_GRID: Duration = Duration::from_secs(1);
 /// What ssh sends or hears this soon after a probe came back is the probe's own exchange
 /// (the channel closing).
 const PROBE_TAIL: Duration = Duration::from_millis(100);
+/// While a remote port held on the server is retried, a probe's first answer through a new
+/// ssh is confirmed this much later: ssh's line refusing the forward may come just after it.
+const FORWARD_WORD: Duration = Duration::from_millis(250);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -211,13 +214,7 @@ impl Supervisor {
             Event::Proxied { target } => self.on_proxied(target),
             Event::Stall(stalled) => self.on_stall(stalled, now, out),
             Event::Traffic(t) => self.on_traffic(t, now, out),
-            Event::Connected(c) => {
-                self.run.ssh_connected = c;
-                if c && self.run.blind {
-                    self.run.blind = false;
-                    self.stop_checks(out);
-                }
-            }
+            Event::Link(link) => self.on_link(link, now, out),
             Event::Resumed => self.on_resumed(now),
             Event::NetworkChanged => {
                 // Changes come in bursts (an address, then routes): look once it settled.
@@ -300,6 +297,13 @@ impl Supervisor {
         }
         self.serve(now, out);
         self.server.target_away_since = None;
+        if let Some(h) = self.server.port_held.take() {
+            info!(
+                "remote port {} is free again (held on the server for {:.1} s)",
+                h.port,
+                now.since(h.since).as_secs_f64()
+            );
+        }
         if !self.health.ready_sent {
             self.health.ready_sent = true;
             out.push(Action::Ready);
@@ -308,8 +312,11 @@ impl Supervisor {
 
     /// A word for the current state, for the status file and systemd.
     pub fn phase_name(&self) -> &'static str {
+        let held = self.server.port_held.is_some();
         match self.state {
             State::Idle => "starting",
+            State::BackingOff if held => "port-held",
+            State::Running { .. } if held && self.stats.up_since.is_none() => "port-held",
             State::Running {
                 phase: Phase::Confirming { .. } | Phase::Unmonitored,
                 ..
@@ -372,11 +379,16 @@ impl Supervisor {
             .or(self.server.target_away_since)
     }
 
-    /// Handshakes are being retried through a proxy in an outage already logged: the lines
-    /// that say so again, and the new ssh's pid, go to the debug log, so an outage is one
-    /// line in the log.
+    /// Handshakes are being retried through a proxy, or for a remote port held on the
+    /// server, in an outage already logged: the lines that say so again, and the new ssh's
+    /// pid, go to the debug log, so an outage is one line in the log.
     fn quiet(&self) -> bool {
-        self.server.target_away_since.is_some()
+        self.server.target_away_since.is_some() || self.server.port_held.is_some_and(|h| h.logged)
+    }
+
+    /// The remote forward's port the server holds for another session, while it does.
+    pub fn port_held(&self) -> Option<PortHeld> {
+        self.server.port_held
     }
 
     /// Why the current (or last) ssh failed, from what it said.
@@ -435,7 +447,7 @@ use parts::{Health, LoopPorts, Old, Probes, Server};
 mod probes;
 mod recovery;
 mod run;
-use run::Run;
+use run::{Reaching, Run};
 mod stats;
 mod unanswered;
 mod vocabulary;

@@ -78,6 +78,9 @@ pub(super) struct Server {
     /// Through a proxy, since when the target has not answered (handshakes through the
     /// proxy are retried at a steady pace meanwhile, see `recovery.rs`).
     pub(super) target_away_since: Option<Time>,
+    /// A remote forward's port refused while the server answers: handshakes are retried at
+    /// a steady pace until it is free (see `recovery.rs`).
+    pub(super) port_held: Option<PortHeld>,
 }
 
 /// The tunnel's health as the application sees it: the outage under way, the last proof.

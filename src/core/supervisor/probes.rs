@@ -163,6 +163,19 @@ impl Supervisor {
         self.set_probe(None);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
+        if let Some(port) = self.run.forward_refused {
+            // The session answers, but without the user's remote forward: no proof (ssh
+            // ends on it, ExitOnForwardFailure).
+            debug!("probe {seq} back, but the server refused remote port {port}");
+            return;
+        }
+        if self.server.port_held.is_some() && !self.run.proof_waited && !self.is_up() {
+            // Retrying a held port: ssh's word on the forward may come just after this
+            // answer. The proof is the next answer, [`FORWARD_WORD`] later.
+            self.run.proof_waited = true;
+            self.timers.set(Timer::Probe, now + FORWARD_WORD);
+            return;
+        }
         let rtt = now.since(p.sent);
         self.health.last_proof = Some(now);
         self.probes.answered_at = Some(now);
@@ -324,14 +337,16 @@ impl Supervisor {
 
     /// ssh said the server would not listen on `port` for a remote forward: when that is
     /// loop mode's remote monitor port, the next ssh asks for another (at most
-    /// [`MAX_RELOCATIONS`] in a row without a proven tunnel).
+    /// [`MAX_RELOCATIONS`] in a row without a proven tunnel); when it is one of the user's,
+    /// the run remembers it (its end is then paced as a port held, see `recovery.rs`).
     pub(super) fn on_forward_failed(&mut self, port: u16, now: Time, out: &mut Vec<Action>) {
-        let Some(ports) = self.ports.as_mut() else {
-            return;
-        };
-        if port != ports.remote || !matches!(self.state, State::Running { .. }) {
+        if !matches!(self.state, State::Running { .. }) {
             return;
         }
+        let Some(ports) = self.ports.as_mut().filter(|p| p.remote == port) else {
+            self.run.forward_refused.get_or_insert(port);
+            return;
+        };
         if ports.moves >= MAX_RELOCATIONS {
             warn!(
                 "remote monitor port {port} busy on the server, and {MAX_RELOCATIONS} others \

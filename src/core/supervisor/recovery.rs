@@ -20,8 +20,19 @@ const BLIND_RETRY_FLOOR: Duration = Duration::from_secs(1);
 /// channel fails at once), so the rate is bounded to 40 a minute, and the tunnel is back
 /// within this plus one handshake of the target's return.
 pub const THROUGH_PROXY_EVERY: Duration = Duration::from_millis(1500);
+/// While a remote forward's port is held on the server by another session, a handshake
+/// starts this long after the previous one started: the tunnel is back within about this
+/// of the port's release (one connection and one login on the server each time).
+pub const PORT_HELD_EVERY: Duration = Duration::from_millis(600);
+/// A tunnel never up in this run may be refused its port for good (a forward the server
+/// forbids says the same): its steady retries last this long, then the backoff paces them.
+const PORT_HELD_STEADY_UNPROVEN: Duration = Duration::from_secs(300);
 /// Reachability checks run this often while the server is away.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// An ssh still in its TCP connect this long after its start has lost its SYN (the first
+/// retransmission is due at 1 s): the server is checked, and when it answers after failing
+/// a check, that ssh is replaced instead of waiting out its connect's backoff.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Why the last ssh went away, for pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +43,16 @@ enum Cause {
     Network,
     /// Through a proxy that answered, the target did not.
     Target,
+    /// The server answered and refused one of the user's remote forwards (this port).
+    PortHeld(u16),
     Other,
 }
 
 impl Supervisor {
     fn cause(&self) -> Cause {
+        if let Some(port) = self.run.forward_refused {
+            return Cause::PortHeld(port);
+        }
         match self.reason() {
             Some(Reason::Config(_)) => Cause::Config,
             Some(Reason::Network(_)) => Cause::Network,
@@ -77,19 +93,7 @@ impl Supervisor {
         now: Time,
         out: &mut Vec<Action>,
     ) {
-        if self
-            .cfg
-            .max_start
-            .is_some_and(|max| self.start_count >= max)
-        {
-            // No start is left: say so now rather than announce a restart.
-            let reason = match why {
-                Some(why) => format!("{why}; max start count reached"),
-                None => "max start count reached".to_string(),
-            };
-            info!("{reason}; exiting");
-            self.stop_checks(out);
-            self.finish(0, Ending::failure(reason), out);
+        if self.out_of_starts(&why, out) {
             return;
         }
         let cause = self.cause();
@@ -99,6 +103,13 @@ impl Supervisor {
         }
         // Whatever ended this ssh, it was not the target missing behind the proxy.
         self.server.target_away_since = None;
+        if let Cause::PortHeld(port) = cause {
+            if paced && self.port_held_steady(port, now) {
+                return self.retry_port_held(port, why, now);
+            }
+        } else {
+            self.server.port_held = None;
+        }
         let delay = if paced {
             let lived = self.run.lived(now);
             self.backoff.next_delay(lived, cause == Cause::Config)
@@ -110,8 +121,10 @@ impl Supervisor {
             // The last ssh lived long: any earlier outage is over.
             self.server.unreachable_since = None;
         }
+        // A port refused by a server that answered: nothing to check (a port forbidden,
+        // not held, ends up here once its steady retries are over).
         let check_first = !self.server.unknown
-            && cause != Cause::Config
+            && !matches!(cause, Cause::Config | Cause::PortHeld(_))
             && (cause == Cause::Network || !delay.is_zero());
         if check_first {
             self.wait_for_server(delay, now);
@@ -121,6 +134,21 @@ impl Supervisor {
             self.timers.set(Timer::Restart, now + delay);
             self.state = State::BackingOff;
         }
+    }
+
+    /// MAXSTART reached: no start is left, said now rather than announcing a restart.
+    fn out_of_starts(&mut self, why: &Option<String>, out: &mut Vec<Action>) -> bool {
+        if self.cfg.max_start.is_none_or(|max| self.start_count < max) {
+            return false;
+        }
+        let reason = match why {
+            Some(why) => format!("{why}; max start count reached"),
+            None => "max start count reached".to_string(),
+        };
+        info!("{reason}; exiting");
+        self.stop_checks(out);
+        self.finish(0, Ending::failure(reason), out);
+        true
     }
 
     /// "... restarting ssh in N s", with what ssh said about why it failed.
@@ -195,6 +223,58 @@ impl Supervisor {
         self.state = State::BackingOff;
     }
 
+    /// Whether a refused `port` is retried at the steady pace: always once the tunnel has
+    /// been up (the port was ours: a session of ours that died holds it), else for
+    /// [`PORT_HELD_STEADY_UNPROVEN`].
+    fn port_held_steady(&mut self, port: u16, now: Time) -> bool {
+        let held = *self.server.port_held.get_or_insert(PortHeld {
+            port,
+            since: now,
+            logged: false,
+        });
+        self.health.ready_sent || now.since(held.since) < PORT_HELD_STEADY_UNPROVEN
+    }
+
+    /// One of the user's remote forwards was refused by a server that answers: the next
+    /// handshake at a steady pace ([`PORT_HELD_EVERY`] after the last one started), what
+    /// holds the port and the server-side fix logged once.
+    fn retry_port_held(&mut self, port: u16, why: Option<String>, now: Time) {
+        let lived = self.run.lived(now);
+        self.backoff.next_delay(lived, false);
+        let at = self
+            .run
+            .started_at
+            .map_or(now, |s| s + PORT_HELD_EVERY)
+            .max(now);
+        let why = why.map(|w| format!("{w}: ")).unwrap_or_default();
+        if !self.server.port_held.is_some_and(|h| h.logged) {
+            let who = if self.health.ready_sent {
+                "the server's session of an earlier ssh of this tunnel, whose connection died \
+                 without the server noticing (a changed client address, a connection lost \
+                 without a reset)"
+            } else {
+                "another session: most likely one of an earlier ssh of this tunnel whose \
+                 connection died without the server noticing (or the server forbids this \
+                 forward)"
+            };
+            warn!(
+                "{why}remote port {port} is held on the server by {who}; retrying every \
+                 {:.1} s until it is free. Fix on the server: sshd_config \
+                 ClientAliveInterval 10 and ClientAliveCountMax 3 end such a session within \
+                 30 s (sshd's default, 0, keeps it until TCP keepalive gives up: 2 hours or \
+                 more)",
+                PORT_HELD_EVERY.as_secs_f64()
+            );
+        } else {
+            debug!("{why}remote port {port} still held on the server");
+        }
+        if let Some(h) = self.server.port_held.as_mut() {
+            h.logged = true;
+        }
+        self.timers.set(Timer::Restart, at);
+        self.state = State::BackingOff;
+    }
+
     pub(super) fn on_reach_tick(&mut self, now: Time, out: &mut Vec<Action>) {
         if self.server.proxied {
             // Learnt meanwhile (ssh_config): the server behind the proxy cannot be checked.
@@ -202,7 +282,7 @@ impl Supervisor {
         }
         let checking = match self.state {
             State::WaitingForServer(_) => true,
-            State::Running { .. } => self.run.stalled || self.run.blind,
+            State::Running { .. } => self.run.stalled || self.run.reaching.checking(),
             State::Queued { blind } => blind,
             _ => false,
         };
@@ -232,19 +312,10 @@ impl Supervisor {
                     CHECK_EVERY.as_millis()
                 );
             }
-            (State::Running { .. }, true) if self.run.blind && !self.run.ssh_connected => {
-                self.run.blind = false;
-                self.stop_checks(out);
-                self.server.unreachable_since = None;
-                self.restart_ssh(
-                    RestartKind::Stall,
-                    "the server answers again while ssh is still trying to connect".into(),
-                    false,
-                    now,
-                    out,
-                );
-                // It hangs in connect(): no point in waiting for it to go.
-                out.push(Action::KillSsh);
+            (State::Running { .. }, true)
+                if self.run.reaching.checking() && !self.run.ssh_connected =>
+            {
+                self.unreached_ssh_meets_server(now, out)
             }
             (State::Running { .. }, true) if self.run.stalled => {
                 if let Some(since) = self.server.unreachable_since.take() {
@@ -262,8 +333,70 @@ impl Supervisor {
                     out.push(Action::KillSsh);
                 }
             }
-            (State::Running { .. }, false) if self.run.stalled || self.run.blind => {
+            (State::Running { .. }, false) if self.run.stalled || self.run.reaching.checking() => {
                 self.server.unreachable_since.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The server answered a check while ssh has not reached it: an ssh started blind, or
+    /// one seen connecting after the server failed a check, sits in its TCP connect's
+    /// backoff (its next SYN seconds away): it is replaced at once. One seen connecting
+    /// while the server answered all along is left to its connect.
+    fn unreached_ssh_meets_server(&mut self, now: Time, out: &mut Vec<Action>) {
+        let reaching = std::mem::replace(&mut self.run.reaching, Reaching::Unwatched);
+        self.stop_checks(out);
+        let away = self.server.unreachable_since.take();
+        if reaching == Reaching::Connecting && away.is_none() {
+            debug!("the server answers checks while ssh still connects; leaving ssh to it");
+            self.run.reaching = Reaching::LeftAlone;
+            return;
+        }
+        let away = away
+            .map(|t| format!(" after {:.1} s", now.since(t).as_secs_f64()))
+            .unwrap_or_default();
+        self.restart_ssh(
+            RestartKind::Stall,
+            format!(
+                "the server answers again{away} while ssh (started {:.1} s ago) is still \
+                 trying to connect",
+                self.run.lived(now).as_secs_f64()
+            ),
+            false,
+            now,
+            out,
+        );
+        // It hangs in connect(): no point in waiting for it to go.
+        out.push(Action::KillSsh);
+    }
+
+    /// Where ssh's connection to the server stands, as last looked at. An ssh still
+    /// connecting past [`CONNECT_PATIENCE`] starts checks of the server (not through a
+    /// proxy: nothing to check).
+    pub(super) fn on_link(&mut self, link: SshLink, now: Time, out: &mut Vec<Action>) {
+        self.run.ssh_connected = link == SshLink::Established;
+        match link {
+            SshLink::Established if self.run.reaching.checking() => {
+                self.run.reaching = Reaching::Unwatched;
+                // It reached the server: whatever the checks said, the outage is over.
+                self.server.unreachable_since = None;
+                if !self.run.stalled {
+                    self.stop_checks(out);
+                }
+            }
+            SshLink::Connecting
+                if self.run.reaching == Reaching::Unwatched
+                    && !self.server.unknown
+                    && matches!(self.state, State::Running { .. })
+                    && self.run.lived(now) >= CONNECT_PATIENCE =>
+            {
+                info!(
+                    "ssh has not reached the server {:.1} s after its start; checking the server",
+                    self.run.lived(now).as_secs_f64()
+                );
+                self.run.reaching = Reaching::Connecting;
+                self.timers.set(Timer::ReachCheck, now);
             }
             _ => {}
         }

@@ -133,9 +133,8 @@ pub enum Event {
     /// Also after [`Action::InspectStall`]: the traffic on ssh's sockets, and how long
     /// applications have waited for answers (see [`Supervisor::unanswered_threshold`]).
     Traffic(Traffic),
-    /// Also after [`Action::InspectStall`]: whether ssh has an established connection to
-    /// the server (false while it is still connecting).
-    Connected(bool),
+    /// Also after [`Action::InspectStall`]: where ssh's connection to the server stands.
+    Link(SshLink),
     /// The machine was suspended and has resumed.
     Resumed,
     /// The kernel's addresses, routes or links changed (rtnetlink).
@@ -150,6 +149,17 @@ pub enum Event {
     Drained,
     /// The old ssh of a planned restart ended.
     OldExited(SshEnd),
+}
+
+/// ssh's connection to the server, as one look at its sockets shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshLink {
+    /// An established TCP connection (or a proxy, whose connection cannot be seen).
+    Established,
+    /// A TCP connect to the server whose SYN has not been answered yet.
+    Connecting,
+    /// Neither: no socket of ssh's found (not created yet, or not looked at).
+    Unseen,
 }
 
 /// What an address or route change did to ssh's connection to the server.
@@ -276,6 +286,16 @@ pub enum State {
     Closing,
     /// Ended, for this reason.
     Done(Ending),
+}
+
+/// A remote forward's port the server holds for another session (ssh said "remote port
+/// forwarding failed for listen port N"): since when it has been refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortHeld {
+    pub port: u16,
+    pub since: Time,
+    /// What holds it and the fix were logged (once an outage).
+    pub logged: bool,
 }
 
 /// While waiting for the server: what the backoff said.

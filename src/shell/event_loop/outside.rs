@@ -38,6 +38,9 @@ fn outward(slot: &Slot) -> Outward {
     if sup.healthy() {
         return Outward::Up;
     }
+    if sup.port_held().is_some() {
+        return Outward::PortHeld;
+    }
     match t.phase_name() {
         "starting" => Outward::Starting,
         "waiting" if sup.start_count() == 0 => Outward::Starting,
@@ -53,6 +56,13 @@ fn reason(slot: &Slot, state: Outward) -> String {
             "removed or changed in the tunnels file".into()
         }
         (Outward::Stopping, _) => "autossh is stopping it".into(),
+        (Outward::PortHeld, _) => match slot.tunnel.sup().port_held() {
+            Some(h) => format!(
+                "remote port {} held on the server by another session",
+                h.port
+            ),
+            None => last(),
+        },
         (Outward::Down | Outward::Stopped | Outward::Failed, _) => last(),
         (Outward::Up | Outward::Starting, _) => String::new(),
     }

@@ -40,6 +40,18 @@ pub(super) fn tcp_sockets(pidfd: RawFd, sockets: &[(u32, u64)]) -> (HashSet<u16>
     (listening, established)
 }
 
+/// Whether one of ssh's TCP sockets is still connecting: its SYN sent, not answered.
+pub(super) fn syn_sent(pidfd: RawFd, sockets: &[(u32, u64)]) -> bool {
+    /// `TCP_SYN_SENT` in `tcpi_state`.
+    const SYN_SENT: u8 = 2;
+    sockets.iter().any(|&(fd, _)| {
+        Dup::take(pidfd, fd).is_some_and(|dup| {
+            dup.int_opt(libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+                && dup.tcp_info().is_some_and(|i| i.tcpi_state == SYN_SENT)
+        })
+    })
+}
+
 /// A duplicate of another process's descriptor, closed on drop.
 pub(super) struct Dup(pub(super) OwnedFd);
 

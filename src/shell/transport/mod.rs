@@ -26,6 +26,8 @@ pub struct Transport {
     /// ends with ssh.
     server: Option<Dup>,
     scans: u32,
+    /// The last scan found no established connection but a connect under way (SYN sent).
+    connecting: bool,
     retransmissions: Retransmissions,
     /// When ssh last sent to the server, as of the last look at the applications that found
     /// none waiting: until ssh sends again, no new request can be waiting.
@@ -50,6 +52,7 @@ impl Transport {
             pidfd,
             server: None,
             scans: 0,
+            connecting: false,
             retransmissions: Retransmissions::default(),
             nothing_waiting_after: None,
             probe_baseline: (None, 0),
@@ -60,9 +63,14 @@ impl Transport {
     fn info(&mut self) -> Option<libc::tcp_info> {
         let pidfd = self.pidfd.as_ref()?.as_raw_fd();
         if self.server.is_none() && self.scans < MAX_SCANS {
-            self.scans += 1;
             let inodes = socket_inodes(self.pid)?;
             self.server = server_fd(pidfd, &inodes).and_then(|fd| Dup::take(pidfd, fd));
+            // A connect under way is not a scan that found nothing: however long it takes
+            // (SYN retries in a black hole), the connection is looked for once it is made.
+            self.connecting = self.server.is_none() && syn_sent(pidfd, &inodes);
+            if !self.connecting {
+                self.scans += 1;
+            }
         }
         let info = self.server.as_ref()?.tcp_info();
         let Some(i) = info.filter(|i| i.tcpi_state == 1) else {
@@ -146,6 +154,12 @@ impl Transport {
         })
     }
 
+    /// Whether ssh, with no established connection to the server as of the last look, has
+    /// a connect to it under way (its SYN unanswered).
+    pub fn connecting(&self) -> bool {
+        self.server.is_none() && self.connecting
+    }
+
     /// How long the applications using ssh's `-L`/`-D` forwards have been waiting for an
     /// answer: on every connection ssh accepted on one of its listeners (but the monitor's
     /// own port `skip`), the age of the application's latest bytes when ssh has delivered
@@ -220,6 +234,17 @@ impl Transport {
     pub fn server_socket(&mut self) -> Option<OwnedFd> {
         self.info()?;
         self.server.as_ref()?.0.try_clone().ok()
+    }
+
+    /// ssh has ended: its server connection if it ended stuck (established, with data
+    /// unacknowledged or retransmitted), so that the server has not seen its end. The caller
+    /// holds it open instead of leaving an orphan whose FIN reaches the server only at its
+    /// next retransmission, and resets it once the server answers (see `Tunnel::reap`).
+    pub fn take_unfinished(&mut self) -> Option<OwnedFd> {
+        let dup = self.server.take()?;
+        let i = dup.tcp_info().filter(|i| i.tcpi_state == 1)?;
+        let stuck = i.tcpi_unacked > 0 || i.tcpi_retransmits > 0 || i.tcpi_backoff > 0;
+        stuck.then_some(dup.0)
     }
 
     /// Whether `TCP_INFO` can be read (then /proc is never needed).

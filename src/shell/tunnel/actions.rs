@@ -1,7 +1,7 @@
 //! The supervisor's actions performed for one tunnel: starting and signalling ssh, probes, looks at ssh's connection and at the applications waiting on it.
 
 use super::*;
-use crate::core::supervisor::{Action, NetPath, PathState, Traffic, Waiting};
+use crate::core::supervisor::{Action, NetPath, PathState, SshLink, Traffic, Waiting};
 use crate::setup::ssh_argv;
 use mio::Interest;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,8 +89,14 @@ impl Tunnel {
         };
         let look = if proxied { None } else { t.watch() };
         // Through a proxy the server connection cannot be seen: take ssh as connected.
-        let connected = proxied || look.is_some();
-        self.queue.push_back(Event::Connected(connected));
+        let link = if proxied || look.is_some() {
+            SshLink::Established
+        } else if t.connecting() {
+            SshLink::Connecting
+        } else {
+            SshLink::Unseen
+        };
+        self.queue.push_back(Event::Link(link));
         self.queue
             .push_back(Event::Stall(look.is_some_and(|l| l.stalled)));
         let Some(threshold) = threshold else {

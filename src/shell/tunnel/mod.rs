@@ -6,7 +6,7 @@
 use crate::core::clock::Time;
 use crate::core::handshakes::Ended;
 use crate::core::probe::Prober;
-use crate::core::supervisor::{Config, Event, LoopMonitor, Supervisor};
+use crate::core::supervisor::{Config, Event, LoopMonitor, SshLink, Supervisor};
 use crate::error::{runtime, Result};
 use crate::setup::config::Settings;
 use crate::setup::ssh_argv::Forwards;
@@ -146,6 +146,10 @@ pub struct Tunnel {
     shares_checks: bool,
     /// The answer of its own last reachability check, until the loop takes it.
     reached: Option<bool>,
+    /// The server connection of an ssh that ended stuck in a black hole (the server has not
+    /// seen its end): held open, and reset once the server answers, so that the server ends
+    /// that session, and frees the remote ports it holds, at once.
+    unfinished: Option<std::os::fd::OwnedFd>,
     queue: VecDeque<Event>,
 }
 
@@ -204,6 +208,7 @@ impl Tunnel {
             ended: None,
             shares_checks: spec.gated,
             reached: None,
+            unfinished: None,
             queue,
         })
     }
@@ -340,6 +345,12 @@ impl Tunnel {
             if self.ended.is_some() {
                 self.queue.clear();
                 break;
+            }
+            if matches!(
+                ev,
+                Event::Reachable(true) | Event::Link(SshLink::Established)
+            ) {
+                self.reset_unfinished();
             }
             for a in self.sup.handle(ev, Time::now()) {
                 self.perform(registry, a, out);

@@ -13,6 +13,11 @@ impl Tunnel {
                 self.on_stderr(registry);
                 self.close_stderr(registry);
                 let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
+                if let Some(fd) = self.transport.as_mut().and_then(Transport::take_unfinished) {
+                    self.reset_unfinished();
+                    debug!("ssh ended stuck: its connection is reset once the server answers");
+                    self.unfinished = Some(fd);
+                }
                 self.transport = None;
                 debug!("ssh (pid {pid}) ended: {end:?}");
                 self.ssh_gone(registry, self.gen);
@@ -21,6 +26,18 @@ impl Tunnel {
             Ok(None) => {}
             Err(e) => warn!("waitpid: {e}"),
         }
+    }
+
+    /// Resets the connection of an ssh that ended stuck (RST: SO_LINGER 0, then close):
+    /// the server, answering again, ends that session now instead of keeping it (and its
+    /// remote ports) until the orphan's next retransmission or its ClientAlive.
+    pub(super) fn reset_unfinished(&mut self) {
+        let Some(fd) = self.unfinished.take() else {
+            return;
+        };
+        let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+        drop(fd);
+        info!("reset the connection of the ssh that ended in the outage: the server ends its session now");
     }
 
     pub(super) fn on_stderr(&mut self, registry: &Registry) {

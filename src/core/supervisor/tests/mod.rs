@@ -319,3 +319,4 @@ mod lifecycle;
 mod probes;
 mod proxy;
 mod recovery;
+mod reverse;

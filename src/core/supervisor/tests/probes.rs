@@ -339,7 +339,7 @@ fn an_ssh_started_blind_is_replaced_when_the_server_answers_while_it_connects() 
                 }
                 Action::Spawn { .. } => spawned = true,
                 Action::InspectStall { .. } => {
-                    s.ev(Event::Connected(false));
+                    s.ev(Event::Link(SshLink::Unseen));
                     s.ev(Event::Stall(false));
                 }
                 _ => {}

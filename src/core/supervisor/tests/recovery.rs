@@ -271,7 +271,7 @@ fn a_blind_ssh_that_connects_stops_the_checks() {
             }
         }
     }
-    assert_eq!(s.ev(Event::Connected(true)), [Action::StopReach]);
+    assert_eq!(s.ev(Event::Link(SshLink::Established)), [Action::StopReach]);
     assert!(s.ev(Event::Reachable(true)).is_empty());
 }
 
