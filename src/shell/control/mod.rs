@@ -194,9 +194,7 @@ impl ControlServer {
                 }
             };
             let me = nix::unistd::geteuid().as_raw();
-            let peer =
-                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                    .map(|c| c.uid());
+            let peer = crate::shell::platform::unix::peer_uid(&stream);
             if !matches!(peer, Ok(uid) if uid == me || uid == 0) {
                 log::warn!(
                     "control socket: refused a client of uid {}",

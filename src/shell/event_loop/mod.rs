@@ -36,15 +36,9 @@ const SIGNALS: Token = Token(0);
 /// Token of the rtnetlink socket (address, route and link changes).
 const NETLINK: Token = Token(4);
 
-/// Time the machine has spent suspended since boot.
+/// Time the machine has spent suspended since boot (zero where the platform cannot tell).
 fn suspended_offset() -> Duration {
-    use nix::time::{clock_gettime, ClockId};
-    let read = |id| {
-        clock_gettime(id)
-            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-            .unwrap_or_default()
-    };
-    read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC))
+    crate::shell::platform::suspended_offset().unwrap_or_default()
 }
 
 /// What a tunnel of the file is made from.
