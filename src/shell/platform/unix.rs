@@ -97,6 +97,13 @@ pub fn peek_pid(pid: u32) -> ChildExit {
     }
 }
 
+/// The directory of runtime files (sockets, pid files).
+pub const RUN_DIR: &str = if cfg!(target_os = "linux") {
+    "/run"
+} else {
+    "/var/run"
+};
+
 /// Where syslog(3) listens for datagrams.
 pub const SYSLOG_SOCKET: &str = if cfg!(target_vendor = "apple") {
     "/var/run/syslog"
