@@ -7,7 +7,8 @@
 #     compiled out) passes the library's unit tests and a subset of the integration tests on
 #     Linux, so the fallbacks the BSDs and macOS use really run: supervision, usage, tunnel,
 #     tunnels (supervisor, CLI, one and many tunnels, the control socket) and held (the relay
-#     without splice). Left out: app_view, faults, roaming and the other netns tests (they
+#     without splice; the SIGKILL tests there check the janitor standing in for the
+#     parent-death signal). Left out: app_view, faults, roaming and the other netns tests (they
 #     assert the timings of Linux's detectors), and the slow rest (the full suite runs them
 #     once, built for Linux). About a minute and a half of tests on 2 cores, plus one build.
 # OpenBSD (a tier-3 target, no std shipped) is not checked: its code paths use only what the

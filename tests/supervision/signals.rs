@@ -128,10 +128,6 @@ fn sigusr1_during_backoff_restarts_now() {
 }
 
 #[test]
-#[cfg_attr(
-    feature = "portable",
-    ignore = "the portable family has no parent-death signal on Linux (nor on macOS and OpenBSD)"
-)]
 fn sigkill_of_autossh_takes_ssh_down() {
     let (dir, fake, p) = running(&["hang"]);
     let ssh = fake.pids()[0];

@@ -176,10 +176,6 @@ fn the_only_tunnel_refused_inside_its_gate_exits_1() {
 }
 
 #[test]
-#[cfg_attr(
-    feature = "portable",
-    ignore = "the portable family has no parent-death signal on Linux (nor on macOS and OpenBSD)"
-)]
 fn sigkill_of_autossh_takes_every_ssh_down() {
     let mut rig = Rig::new();
     let (_, pids) = three(&mut rig);

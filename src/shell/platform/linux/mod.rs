@@ -13,6 +13,9 @@ use std::time::Duration;
 /// The family's name, for logs and the status file.
 pub const FAMILY: &str = "linux";
 
+/// The kernel ends autossh's children when autossh dies (even by SIGKILL).
+pub const PARENT_DEATH: bool = true;
+
 /// The relay moves bytes with splice(2).
 pub const SPLICE: bool = true;
 

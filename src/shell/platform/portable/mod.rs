@@ -16,13 +16,17 @@ use std::time::Duration;
 /// The family's name, for logs and the status file.
 pub const FAMILY: &str = "portable";
 
+/// Whether the kernel ends autossh's children when autossh dies: FreeBSD's does. Elsewhere
+/// the janitor stops the ssh processes noted in the private directory (`janitor::note_ssh`).
+pub const PARENT_DEATH: bool = cfg!(target_os = "freebsd");
+
 /// No splice(2): the relay copies through a buffer (read/write).
 pub const SPLICE: bool = false;
 
 /// Makes the child `cmd` starts get `sig` when autossh dies. FreeBSD has a parent-death
 /// signal (`procctl(PROC_PDEATHSIG_CTL)`, kept across exec); macOS and OpenBSD have none, so
-/// there only a child that would start after autossh is already gone is refused, and an ssh
-/// outlives a SIGKILLed autossh (as with autossh 1.4g).
+/// there only a child that would start after autossh is already gone is refused (the janitor
+/// stops a noted ssh: `PARENT_DEATH`).
 pub fn parent_death(cmd: &mut Command, sig: libc::c_int) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
