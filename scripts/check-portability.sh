@@ -8,9 +8,11 @@
 #     Linux, so the fallbacks the BSDs and macOS use really run: supervision, usage, tunnel,
 #     tunnels (supervisor, CLI, one and many tunnels, the control socket) and held (the relay
 #     without splice; the SIGKILL tests there check the janitor standing in for the
-#     parent-death signal). Left out: app_view, faults, roaming and the other netns tests (they
-#     assert the timings of Linux's detectors), and the slow rest (the full suite runs them
-#     once, built for Linux). About a minute and a half of tests on 2 cores, plus one build.
+#     parent-death signal), and app_view's frozen-session tests (the application's view
+#     through the relay and probes alone). Left out: app_view's slow queries, faults, roaming
+#     and the other netns tests (they assert the timings of Linux's detectors), and the slow
+#     rest (the full suite runs them once, built for Linux). About a minute of tests on 2
+#     cores, plus one build.
 # OpenBSD (a tier-3 target, no std shipped) is not checked: its code paths use only what the
 # libc and nix crates offer for it.
 set -euo pipefail
@@ -33,4 +35,7 @@ echo "check-portability: the portable family's tests on Linux" >&2
 cargo clippy -p autossh --features portable --all-targets -- -D warnings
 cargo test -p autossh --features portable --no-fail-fast --lib \
   --test supervision --test usage --test tunnel --test tunnels --test held \
+  -- --test-threads="${TEST_THREADS:-4}"
+# The application's view of a frozen session, with its fallback's bound (25 s, not 5 s).
+cargo test -p autossh --features portable --test app_view frozen \
   -- --test-threads="${TEST_THREADS:-4}"

@@ -100,7 +100,7 @@ struct Runner {
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
     sd: Option<SdNotify>,
-    /// Address and route changes (none where rtnetlink cannot be opened).
+    /// Address and route changes (none where rtnetlink or the routing socket cannot be opened).
     netwatch: Option<crate::shell::netwatch::NetWatch>,
     /// The shell's own deadlines (reports, watchdog).
     timers: status::ShellTimers,
@@ -147,7 +147,7 @@ impl Runner {
         {
             Ok(w) => Some(w),
             Err(e) => {
-                debug!("no rtnetlink ({e}): address and route changes are not watched");
+                debug!("no network watch ({e}): address and route changes are not watched");
                 None
             }
         };
