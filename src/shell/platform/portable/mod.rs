@@ -134,6 +134,20 @@ mod tests {
     }
 
     #[test]
+    fn only_address_route_and_link_messages_count() {
+        // rtm_msglen, rtm_version (5 on FreeBSD and macOS), rtm_type.
+        let msg = |t: u8| [92u8, 0, 5, t, 0, 0];
+        for t in [0x1, 0x2, 0x3, 0xc, 0xd, 0xe] {
+            assert!(route::is_change(&msg(t)), "type {t:#x}");
+        }
+        // RTM_GET (another process's look-up), RTM_MISS, RTM_LOSING: not changes.
+        for t in [0x4, 0x7, 0x5] {
+            assert!(!route::is_change(&msg(t)), "type {t:#x}");
+        }
+        assert!(!route::is_change(&[92, 0, 5]));
+    }
+
+    #[test]
     fn the_network_watch_opens_where_a_routing_socket_exists() {
         let w = NetWatch::open();
         if cfg!(target_os = "linux") {

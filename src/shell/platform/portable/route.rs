@@ -16,8 +16,14 @@ pub struct NetWatch {
 
 /// RTM_ADD, RTM_DELETE, RTM_CHANGE, RTM_NEWADDR, RTM_DELADDR, RTM_IFINFO: the same numbers in
 /// FreeBSD's, OpenBSD's and macOS's <net/route.h>.
-#[allow(dead_code)]
 const CHANGES: [u8; 6] = [0x1, 0x2, 0x3, 0xc, 0xd, 0xe];
+
+/// Whether one routing message (as read) changed an address, a route or a link: its type is
+/// its fourth byte (after the u16 length and the version), whatever its header.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub(super) fn is_change(msg: &[u8]) -> bool {
+    msg.len() >= 4 && CHANGES.contains(&msg[3])
+}
 
 #[cfg(not(target_os = "linux"))]
 impl NetWatch {
@@ -54,11 +60,11 @@ impl NetWatch {
         for _ in 0..256 {
             // SAFETY: read into a buffer we own, at most its length.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 4 {
-                any |= CHANGES.contains(&buf[3]);
+            if n > 0 {
+                any |= is_change(&buf[..n as usize]);
                 continue;
             }
-            if n >= 0 {
+            if n == 0 {
                 break;
             }
             match io::Error::last_os_error().raw_os_error() {
