@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 use test_support::*;
 
 const UP: Duration = Duration::from_secs(20);
-/// The test's bound for a frozen session (the benchmark holds the real goal, 1.5 s).
-const FREEZE_BOUND: Duration = Duration::from_secs(5);
+/// The test's bound for a frozen session (the benchmark holds the real goal, 1.5 s). Built
+/// portable (the BSDs' and macOS's detectors), ssh's connection is out of sight: the probe an
+/// unanswered request draws fails only at the net timeout (15 s at the defaults).
+const FREEZE_BOUND: Duration = if cfg!(feature = "portable") {
+    Duration::from_secs(25)
+} else {
+    Duration::from_secs(5)
+};
 /// No thread here outlives this.
 const MAX_RUN: Duration = Duration::from_secs(120);
 

@@ -35,20 +35,22 @@ pub struct Limit {
 /// limit that stays in force, if it could be read.
 pub fn raise() -> Result<Limit, (String, Option<Limit>)> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(s, h)| (from_rlim(s), from_rlim(h)))
         .map_err(|e| (format!("cannot read the open-files limit: {e}"), None))?;
+    let infinity = from_rlim(RLIM_INFINITY);
     let unchanged = Limit {
         soft,
         hard,
         raised_from: None,
     };
-    let target = if hard == RLIM_INFINITY {
+    let target = if hard == infinity {
         nr_open().unwrap_or(soft)
     } else {
         hard
     };
-    if soft != RLIM_INFINITY && soft < target {
+    if soft != infinity && soft < target {
         // systemd units may forbid setrlimit (SystemCallFilter=~@resources): keep the soft limit.
-        setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(|e| {
+        setrlimit(Resource::RLIMIT_NOFILE, to_rlim(target), to_rlim(hard)).map_err(|e| {
             (
                 format!("cannot raise the open-files limit from {soft} to {target}: {e}"),
                 Some(unchanged),
@@ -61,6 +63,17 @@ pub fn raise() -> Result<Limit, (String, Option<Limit>)> {
         });
     }
     Ok(unchanged)
+}
+
+/// `rlim_t` is u64 on Linux and macOS, i64 on FreeBSD (its RLIM_INFINITY is i64::MAX).
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+fn from_rlim(v: nix::libc::rlim_t) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+fn to_rlim(v: u64) -> nix::libc::rlim_t {
+    nix::libc::rlim_t::try_from(v).unwrap_or(nix::libc::rlim_t::MAX)
 }
 
 /// The kernel's ceiling for any open-files limit.

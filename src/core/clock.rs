@@ -10,9 +10,14 @@ pub struct Time(Duration);
 
 impl Time {
     /// Reads `CLOCK_BOOTTIME` (falls back to `CLOCK_MONOTONIC` where it does not exist).
+    /// macOS has none by that name: its `CLOCK_MONOTONIC` is the one that counts sleep.
     pub fn now() -> Time {
         use nix::time::{clock_gettime, ClockId};
-        let ts = clock_gettime(ClockId::CLOCK_BOOTTIME)
+        #[cfg(not(target_vendor = "apple"))]
+        let boot = ClockId::CLOCK_BOOTTIME;
+        #[cfg(target_vendor = "apple")]
+        let boot = ClockId::CLOCK_MONOTONIC;
+        let ts = clock_gettime(boot)
             .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
             .expect("a monotonic clock");
         Time(Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32))

@@ -81,9 +81,8 @@ fn unhex(s: &str) -> Option<PathBuf> {
 /// parent never returns. Must be called before any thread is started.
 pub fn detach() -> Result<Notifier> {
     // Close-on-exec: ssh must not inherit the write end, or the parent never sees EOF.
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| runtime(format!("pipe: {e}")))
-    };
+    let pipe =
+        || crate::shell::platform::unix::pipe_cloexec().map_err(|e| runtime(format!("pipe: {e}")));
     let (read_end, write_end) = pipe()?;
     let (reply_read, reply_write) = pipe()?;
     // SAFETY: autossh is single-threaded here (no threads have been spawned).

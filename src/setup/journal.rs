@@ -23,6 +23,8 @@ pub fn parse(value: &str) -> Option<(u64, u64)> {
     Some((dev.parse().ok()?, ino.parse().ok()?))
 }
 
+// st_dev is a u64 on Linux and FreeBSD, an i32 on macOS.
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
 fn stderr_dev_ino() -> Option<(u64, u64)> {
     // SAFETY: fstat on descriptor 2 into a zeroed local.
     let st = unsafe {
@@ -32,7 +34,7 @@ fn stderr_dev_ino() -> Option<(u64, u64)> {
         }
         st
     };
-    Some((st.st_dev, st.st_ino))
+    Some((u64::try_from(st.st_dev).ok()?, u64::from(st.st_ino)))
 }
 
 /// The syslog priority journald files a line under: `<3>` error, `<4>` warning, `<6>` info,

@@ -18,6 +18,9 @@ pub enum Sink {
     Stderr,
     File(File),
     Syslog(std::os::unix::net::UnixDatagram),
+    /// macOS: syslog(3), which files lines in the unified log (`log show`).
+    #[cfg(target_vendor = "apple")]
+    System,
     /// Nowhere (syslog could not be opened in the background).
     Discard,
 }
@@ -72,6 +75,8 @@ pub fn level_filter(syslog_level: u8) -> LevelFilter {
 pub fn init(syslog_level: u8, debug: bool, logfile: Option<&Path>) -> std::io::Result<()> {
     let sink = match logfile {
         Some(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
+        // A launchd job's stderr goes nowhere: its lines go to the system log.
+        None if crate::shell::platform::unix::launched_by_launchd() => syslog_sink(),
         None => Sink::Stderr,
     };
     let level = if debug {
@@ -95,12 +100,38 @@ pub fn switch_to_syslog() {
     let Some(logger) = LOGGER.get() else { return };
     let mut sink = logger.sink.lock().unwrap_or_else(|e| e.into_inner());
     if matches!(*sink, Sink::Stderr) {
-        let socket = std::os::unix::net::UnixDatagram::unbound()
-            .and_then(|s| s.connect("/dev/log").map(|_| s));
-        *sink = match socket {
+        *sink = syslog_sink();
+    }
+}
+
+/// The system's log: syslog(3) on macOS, else a datagram socket to syslog's (nowhere when it
+/// cannot be reached).
+fn syslog_sink() -> Sink {
+    #[cfg(target_vendor = "apple")]
+    {
+        crate::shell::platform::unix::open_system_log();
+        Sink::System
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        let socket = std::os::unix::net::UnixDatagram::unbound().and_then(|s| {
+            s.connect(crate::shell::platform::unix::SYSLOG_SOCKET)
+                .map(|_| s)
+        });
+        match socket {
             Ok(s) => Sink::Syslog(s),
             Err(_) => Sink::Discard,
-        };
+        }
+    }
+}
+
+/// A level's syslog severity.
+fn severity(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
     }
 }
 
@@ -134,16 +165,10 @@ fn syslog_line(level: Level, msg: &std::fmt::Arguments) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let severity = match level {
-        Level::Error => 3,
-        Level::Warn => 4,
-        Level::Info => 6,
-        Level::Debug | Level::Trace => 7,
-    };
     let tm = local_now();
     format!(
         "<{}>{} {:2} {:02}:{:02}:{:02} autossh[{}]: {msg}",
-        8 + severity,
+        8 + severity(level),
         MONTHS[tm.tm_mon.clamp(0, 11) as usize],
         tm.tm_mday,
         tm.tm_hour,
@@ -194,6 +219,10 @@ impl Log for Logger {
             }
             Sink::Syslog(sock) => {
                 let _ = sock.send(syslog_line(record.level(), &format_args!("{text}")).as_bytes());
+            }
+            #[cfg(target_vendor = "apple")]
+            Sink::System => {
+                crate::shell::platform::unix::system_log(severity(record.level()), &text)
             }
             Sink::Discard => {}
         }

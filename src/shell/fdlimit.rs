@@ -3,7 +3,7 @@
 //! and relayed connections need more than the usual 1024.
 
 /// Root may raise the hard limit itself up to this (bounded by the kernel's `nr_open`).
-const ROOT_AT_LEAST: u64 = 65_536;
+const ROOT_AT_LEAST: libc::rlim_t = 65_536;
 
 /// Soft limit up to the hard one; as root, both to at least [`ROOT_AT_LEAST`].
 pub fn raise() {

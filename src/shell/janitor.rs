@@ -5,7 +5,10 @@
 //! polite signals (they reach autossh too, which cleans up and closes the pipe), stops
 //! autossh's ssh-agent (its pid in `agent.pid`, checked against its command line: Debian's
 //! ssh-agent is setgid, and exec of a setgid program clears the parent-death signal), removes
-//! a socket only while it is still the one autossh made (same inode), and exits.
+//! a socket only while it is still the one autossh made (same inode), and exits. Where the
+//! kernel has no parent-death signal (macOS, OpenBSD) it also stops the ssh processes noted
+//! in the directory (`*ssh-GEN.pid`), each checked the same way: its command line names the
+//! directory (its sockets are there).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +22,11 @@ read -r _
 p=$(cat -- "$1/agent.pid" 2>/dev/null) && case $(ps -o args= -p "$p" 2>/dev/null) in
   *"$1/agent.sock"*) kill "$p" ;;
 esac
+for f in "$1"/*ssh-*.pid; do
+  p=$(cat -- "$f" 2>/dev/null) && case $(ps -o args= -p "$p" 2>/dev/null) in
+    *"$1/"*) kill "$p" ;;
+  esac
+done
 rm -rf -- "$1"
 shift
 while [ "$#" -ge 2 ]; do
@@ -27,6 +35,24 @@ while [ "$#" -ge 2 ]; do
   shift 2
 done
 "#;
+
+/// Notes ssh number `gen`'s pid in the private directory `dir`, for the janitor to stop it
+/// should autossh be killed, where no parent-death signal does (`platform::PARENT_DEATH`).
+/// `Tunnel::ssh_gone` removes the note (`{tag}ssh-{gen}.pid`).
+pub fn note_ssh(dir: &Path, tag: &str, gen: u32, pid: u32) {
+    if crate::shell::platform::PARENT_DEATH {
+        return;
+    }
+    let path = dir.join(ssh_note(tag, gen));
+    if let Err(e) = std::fs::write(&path, format!("{pid}\n")) {
+        log::debug!("{}: {e}", path.display());
+    }
+}
+
+/// The name of ssh number `gen`'s pid note.
+pub fn ssh_note(tag: &str, gen: u32) -> String {
+    format!("{tag}ssh-{gen}.pid")
+}
 
 /// The running janitor; dropping it (autossh's normal end) lets it go and reaps it.
 pub struct Janitor {

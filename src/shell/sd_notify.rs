@@ -16,6 +16,10 @@ impl SdNotify {
     /// From the environment: `NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace)
     /// and `WATCHDOG_USEC` (ignored when `WATCHDOG_PID` names another process).
     pub fn from_env() -> Option<SdNotify> {
+        // systemd is Linux's: elsewhere a stray NOTIFY_SOCKET is ignored.
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
         let path = std::env::var("NOTIFY_SOCKET")
             .ok()
             .filter(|p| !p.is_empty())?;

@@ -11,10 +11,9 @@
 //! outlives autossh. A parent-death signal covers the leader even when autossh is SIGKILLed.
 
 use crate::shell::nonblocking::read_available;
+use crate::shell::platform::unix::{peek_exit, ChildExit};
 use crate::shell::ssh_process::{die_with_autossh, set_nonblocking};
-use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io;
@@ -121,13 +120,10 @@ fn kill_and_reap(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// True once `pid` has exited; it is left unreaped (a zombie) so its group can still be killed.
-fn has_exited(pid: u32) -> bool {
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(
-        waitid(Id::Pid(Pid::from_raw(pid as i32)), flags),
-        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
-    )
+/// True once `child` has exited; it is left unreaped (a zombie) where the platform can, so
+/// its group can still be killed.
+fn has_exited(child: &mut Child) -> bool {
+    peek_exit(child) != ChildExit::Running
 }
 
 fn spawn(ssh: &OsString, args: &[OsString]) -> io::Result<Child> {
@@ -145,23 +141,20 @@ fn spawn(ssh: &OsString, args: &[OsString]) -> io::Result<Child> {
 
 /// Runs `ssh -G` (in the helper thread); `None` late, cancelled or on failure.
 fn resolve(ssh: &OsString, args: &[OsString], shared: &Mutex<Shared>) -> Option<Route> {
-    let pid = {
+    {
         let mut s = lock(shared);
         if s.cancelled {
             return None;
         }
-        let child = spawn(ssh, args).ok()?;
-        let pid = child.id();
-        s.child = Some(child);
-        pid
-    };
+        s.child = Some(spawn(ssh, args).ok()?);
+    }
     let started = Instant::now();
     let stdout = loop {
         {
             let mut s = lock(shared);
             // Gone: cancelled, and already killed and reaped.
             let child = s.child.as_mut()?;
-            let exited = has_exited(pid);
+            let exited = has_exited(child);
             if exited || started.elapsed() >= TIMEOUT {
                 let stdout = child.stdout.take();
                 // Whatever it left running in its group goes too.
@@ -243,7 +236,7 @@ pub fn configs(lists: &[(&OsString, &[OsString])]) -> Vec<Option<String>> {
         }
         let mut i = 0;
         while i < running.len() {
-            let exited = has_exited(running[i].1.id());
+            let exited = has_exited(&mut running[i].1);
             if exited || running[i].2.elapsed() >= TIMEOUT {
                 let (k, mut child, _) = running.swap_remove(i);
                 out[k] = collect(&mut child, exited);
@@ -262,14 +255,7 @@ pub fn configs(lists: &[(&OsString, &[OsString])]) -> Vec<Option<String>> {
 /// killed and its leader reaped either way.
 fn collect(child: &mut Child, exited: bool) -> Option<String> {
     let stdout = child.stdout.take();
-    let success = exited
-        && matches!(
-            waitid(
-                Id::Pid(Pid::from_raw(child.id() as i32)),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
-            ),
-            Ok(WaitStatus::Exited(_, 0))
-        );
+    let success = exited && peek_exit(child) == ChildExit::Ended { success: true };
     kill_and_reap(child);
     if !success {
         return None;

@@ -5,7 +5,7 @@ use crate::shell::nonblocking::{read_available, ReadEnd};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStderr, Command, Stdio};
 
 /// A started ssh.
@@ -109,26 +109,10 @@ fn clean(line: &[u8]) -> String {
 }
 
 /// Makes the child `cmd` starts get `sig` when autossh dies (a parent-death signal), even by
-/// SIGKILL. Linux sends it when the *thread* that started the child ends: start it from a
-/// thread that outlives it.
+/// SIGKILL, where the platform has one (`platform::parent_death`). Linux sends it when the
+/// *thread* that started the child ends: start it from a thread that outlives it.
 pub fn die_with_autossh(cmd: &mut Command, sig: libc::c_int) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            #[cfg(target_os = "linux")]
-            {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // autossh died between fork and prctl: do not outlive it.
-                if libc::getppid() != parent {
-                    return Err(io::Error::other("autossh exited while starting the child"));
-                }
-            }
-            Ok(())
-        });
-    }
+    crate::shell::platform::parent_death(cmd, sig);
 }
 
 pub fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {

@@ -58,7 +58,8 @@ impl Request {
 }
 
 /// Where the socket is when not given: `$RUNTIME_DIRECTORY` (systemd's), else
-/// `$XDG_RUNTIME_DIR/autossh/`, else `/run/autossh/`.
+/// `$XDG_RUNTIME_DIR/autossh/`, else `/run/autossh/` (`/var/run/autossh/` on the BSDs and
+/// macOS, which have no /run).
 pub fn default_path(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
     if let Some(d) = env("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
         let first = d
@@ -72,7 +73,7 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf
     if let Some(d) = env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return Path::new(&d).join("autossh").join("autossh.sock");
     }
-    PathBuf::from("/run/autossh/autossh.sock")
+    Path::new(crate::shell::platform::unix::RUN_DIR).join("autossh/autossh.sock")
 }
 
 enum ClientState {
@@ -194,9 +195,7 @@ impl ControlServer {
                 }
             };
             let me = nix::unistd::geteuid().as_raw();
-            let peer =
-                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                    .map(|c| c.uid());
+            let peer = crate::shell::platform::unix::peer_uid(&stream);
             if !matches!(peer, Ok(uid) if uid == me || uid == 0) {
                 log::warn!(
                     "control socket: refused a client of uid {}",

@@ -36,15 +36,9 @@ const SIGNALS: Token = Token(0);
 /// Token of the rtnetlink socket (address, route and link changes).
 const NETLINK: Token = Token(4);
 
-/// Time the machine has spent suspended since boot.
+/// Time the machine has spent suspended since boot (zero where the platform cannot tell).
 fn suspended_offset() -> Duration {
-    use nix::time::{clock_gettime, ClockId};
-    let read = |id| {
-        clock_gettime(id)
-            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-            .unwrap_or_default()
-    };
-    read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC))
+    crate::shell::platform::suspended_offset().unwrap_or_default()
 }
 
 /// What a tunnel of the file is made from.
@@ -106,7 +100,7 @@ struct Runner {
     suspended_offset: Duration,
     /// systemd's notify socket, when run as a `Type=notify` service.
     sd: Option<SdNotify>,
-    /// Address and route changes (none where rtnetlink cannot be opened).
+    /// Address and route changes (none where rtnetlink or the routing socket cannot be opened).
     netwatch: Option<crate::shell::netwatch::NetWatch>,
     /// The shell's own deadlines (reports, watchdog).
     timers: status::ShellTimers,
@@ -153,7 +147,7 @@ impl Runner {
         {
             Ok(w) => Some(w),
             Err(e) => {
-                debug!("no rtnetlink ({e}): address and route changes are not watched");
+                debug!("no network watch ({e}): address and route changes are not watched");
                 None
             }
         };

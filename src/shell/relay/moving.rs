@@ -91,51 +91,13 @@ impl Relay {
 }
 
 /// Whether process `pid` is exiting or gone: an end of ssh's socket is then ssh's death,
-/// not the server closing its side (Linux: `PF_EXITING` in `/proc/PID/stat`, set before
-/// the process's descriptors are closed).
+/// not the server closing its side (`platform::ssh_exiting`).
 fn exiting(pid: u32) -> bool {
-    if pid == 0 {
-        return true;
-    }
-    if !cfg!(target_os = "linux") {
-        return false;
-    }
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    // After the command's closing parenthesis: state, ppid, pgrp, session, tty, tpgid, flags.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
-    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
-    zombie || flags & PF_EXITING != 0
+    crate::shell::platform::ssh_exiting(pid)
 }
 
 /// Whether ssh's connection to the server has ended (the server's end closed or reset it):
 /// ssh's channels then end with it, and their ends are not the server's half-closes.
-#[cfg(target_os = "linux")]
 fn connection_gone(fd: &std::os::fd::OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    const ESTABLISHED: u8 = 1;
-    // SAFETY: tcp_info is plain data; getsockopt fills at most its size.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        rc == 0 && info.tcpi_state != ESTABLISHED
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn connection_gone(_fd: &std::os::fd::OwnedFd) -> bool {
-    false
+    crate::shell::platform::connection_gone(fd)
 }

@@ -53,6 +53,10 @@ impl Tunnel {
             Action::CheckNetPath => {
                 let verdict = match self.transport.as_mut().and_then(|t| t.endpoints()) {
                     Some((local, peer)) => crate::shell::netwatch::judge_path(local, peer),
+                    // ssh's connection is out of sight on this platform: a probe tells.
+                    None if !Transport::SEES_SSH_SOCKETS => NetPath::Moved(
+                        "addresses or routes changed (ssh's connection is not seen here)".into(),
+                    ),
                     None => NetPath::Unknown,
                 };
                 self.queue.push_back(Event::NetPath(verdict));
@@ -88,8 +92,9 @@ impl Tunnel {
             return;
         };
         let look = if proxied { None } else { t.watch() };
-        // Through a proxy the server connection cannot be seen: take ssh as connected.
-        let link = if proxied || look.is_some() {
+        // Through a proxy, or where ssh's sockets are out of sight, the server connection
+        // cannot be seen: take ssh as connected.
+        let link = if proxied || look.is_some() || !Transport::SEES_SSH_SOCKETS {
             SshLink::Established
         } else if t.connecting() {
             SshLink::Connecting

@@ -77,6 +77,9 @@ impl Tunnel {
     /// forwards' sockets.
     pub(super) fn started(&mut self, gen: u32, pid: u32, socks: Sockets) {
         self.gen = gen;
+        if let Some(dir) = self.dir.as_ref() {
+            crate::shell::janitor::note_ssh(dir.path(), &self.tag, gen, pid);
+        }
         if let (Some(m), Some(p)) = (self.monitor.as_mut(), socks.monitor) {
             m.retarget(Target::Unix(p));
         }
@@ -185,6 +188,7 @@ impl Tunnel {
             for name in [
                 format!("{tag}probe-{gen}.sock"),
                 format!("{tag}mon-{gen}.sock"),
+                crate::shell::janitor::ssh_note(tag, gen),
             ] {
                 let _ = std::fs::remove_file(dir.socket(&name));
             }

@@ -475,7 +475,7 @@ fn relay_config(s: &Settings) -> RelayConfig {
     RelayConfig {
         hold_time: s.hold_time,
         hold_max: s.hold_max as usize,
-        splice: true,
+        splice: crate::shell::platform::SPLICE,
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Transport {
 const MAX_SCANS: u32 = 10;
 
 impl Transport {
+    /// This platform sees ssh's own sockets (its connection to the server, what it accepted).
+    pub const SEES_SSH_SOCKETS: bool = true;
+
     pub fn new(pid: u32) -> Transport {
         // SAFETY: pidfd_open returns a new descriptor or -1.
         let pidfd = unsafe {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Portability (issue 17), as far as this Linux machine can check it:
+#  1. autossh and autossh-echo type-check and lint clean for FreeBSD and macOS
+#     (`cargo clippy --target T ... -- -D warnings`; the targets are added with rustup when
+#     missing). Nothing is linked or run for them: there is no FreeBSD or macOS here.
+#  2. The portable family of src/shell/platform (the `portable` feature: Linux-only detectors
+#     compiled out) passes the library's unit tests and a subset of the integration tests on
+#     Linux, so the fallbacks the BSDs and macOS use really run: supervision, usage, tunnel,
+#     tunnels (supervisor, CLI, one and many tunnels, the control socket) and held (the relay
+#     without splice; the SIGKILL tests there check the janitor standing in for the
+#     parent-death signal), and app_view's frozen-session tests (the application's view
+#     through the relay and probes alone). Left out: app_view's slow queries, faults, roaming
+#     and the other netns tests (they assert the timings of Linux's detectors), and the slow
+#     rest (the full suite runs them once, built for Linux). About a minute of tests on 2
+#     cores, plus one build.
+# OpenBSD (a tier-3 target, no std shipped) is not checked: its code paths use only what the
+# libc and nix crates offer for it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets=(x86_64-unknown-freebsd aarch64-apple-darwin)
+
+installed=$(rustup target list --installed)
+for t in "${targets[@]}"; do
+  if ! grep -qx "$t" <<<"$installed"; then
+    echo "check-portability: rustup target add $t" >&2
+    rustup target add "$t"
+  fi
+done
+for t in "${targets[@]}"; do
+  echo "check-portability: clippy for $t" >&2
+  cargo clippy --target "$t" -p autossh -p autossh-echo --lib --bins -- -D warnings
+done
+
+echo "check-portability: the portable family's tests on Linux" >&2
+cargo clippy -p autossh --features portable --all-targets -- -D warnings
+cargo test -p autossh --features portable --no-fail-fast --lib \
+  --test supervision --test usage --test tunnel --test tunnels --test held \
+  -- --test-threads="${TEST_THREADS:-4}"
+# The application's view of a frozen session, with its fallback's bound (25 s, not 5 s).
+cargo test -p autossh --features portable --test app_view frozen \
+  -- --test-threads="${TEST_THREADS:-4}"
