@@ -84,7 +84,11 @@ fn a_gigabyte_each_way_arrives_whole() {
         rig.story()
     );
     // The connection is still open: ssh's end of its unix socket has a send buffer past the
-    // kernel's default (net.core.wmem_default, 208 KiB; SO_SNDBUF reads back doubled).
+    // kernel's default (net.core.wmem_default, 208 KiB; SO_SNDBUF reads back doubled). Not in
+    // the portable build: it never reaches into ssh's descriptors.
+    if cfg!(feature = "portable") {
+        return rig.finish();
+    }
     let ssh = rig.sshs();
     assert_eq!(ssh.len(), 1, "{}", rig.story());
     let bufs = ssh_forward_sndbufs(ssh[0]);

@@ -46,7 +46,8 @@ impl Relay {
         let upstream_dying = || dying || exiting(pid) || server.is_some_and(connection_gone);
         let (step, (out, back)) = slot.conn.step(&mut self.pool, now, &upstream_dying);
         if let Some(fd) = slot.conn.bulk_upstream() {
-            if gen.is_some_and(|g| g.conns <= widen::MAX_CONNS) {
+            // Only the Linux family reaches into ssh's descriptors (platform::SPLICE says it).
+            if crate::shell::platform::SPLICE && gen.is_some_and(|g| g.conns <= widen::MAX_CONNS) {
                 if let Err(e) = widen::widen(pid, fd) {
                     debug!("ssh's end of a bulk connection keeps its send buffer: {e}");
                 }
