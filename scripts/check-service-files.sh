@@ -51,7 +51,10 @@ need(argv and argv[0].startswith("/"), "ProgramArguments[0] absolute")
 need(d.get("RunAtLoad") is True, "RunAtLoad true")
 need(d.get("KeepAlive") is False, "KeepAlive false (autossh supervises)")
 need("StandardErrorPath" not in d and "StandardOutPath" not in d, "no log file (unified log)")
-need(d.get("EnvironmentVariables", {}).get("AUTOSSH_GATETIME") == "0", "AUTOSSH_GATETIME=0")
+env = d.get("EnvironmentVariables", {})
+need(env.get("AUTOSSH_GATETIME") == "0", "AUTOSSH_GATETIME=0")
+# launchd names the job there itself; set as well, autossh's test for a launchd job holds.
+need(env.get("XPC_SERVICE_NAME") == d.get("Label"), "XPC_SERVICE_NAME = Label")
 need(any("--tunnels" in a for a in argv), "--tunnels")
 if errors:
     sys.exit(f"{path}: " + ", ".join(errors))

@@ -55,8 +55,8 @@ pub fn parent_death(cmd: &mut Command, sig: libc::c_int) {
 
 /// Time the machine has spent suspended since boot, where two clocks tell it: macOS's
 /// `CLOCK_MONOTONIC` counts sleep and `CLOCK_UPTIME_RAW` does not; OpenBSD's `CLOCK_BOOTTIME`
-/// does and `CLOCK_UPTIME` does not. FreeBSD's clocks all stop while suspended (its
-/// `CLOCK_BOOTTIME` is `CLOCK_UPTIME`): `None`, as on Linux built portable.
+/// does and `CLOCK_UPTIME` does not. No FreeBSD clock counts suspended time (its
+/// `CLOCK_BOOTTIME` is an alias): `None`, as on Linux built portable.
 pub fn suspended_offset() -> Option<Duration> {
     #[cfg(target_vendor = "apple")]
     let clocks = Some((libc::CLOCK_MONOTONIC, libc::CLOCK_UPTIME_RAW));
