@@ -217,6 +217,15 @@ fn the_webhook_example_posts_each_change_as_json() {
         doc.get("down_for_s").and_then(|v| v.as_f64()).is_some(),
         "{body}"
     );
+    // The "up" hook has posted; it may still be running (curl ends after the answer), and
+    // changes while a hook runs are coalesced: let it end first, so "stopping" is its own.
+    let hook_done = wait_until(T, || {
+        !s.autossh
+            .descendants()
+            .iter()
+            .any(|&p| test_support::cmdline_string(p).contains("webhook.sh"))
+    });
+    assert!(hook_done, "the up hook still runs\n{}", s.story());
     s.finish();
     let mut states = Vec::new();
     while let Ok(b) = bodies.recv_timeout(Duration::from_secs(5)) {
