@@ -78,6 +78,7 @@ pub fn let_go() {
     drop(clean);
     // Last: the text of smaps read above is free heap memory too.
     // SAFETY: malloc_trim only returns free memory of glibc's heap to the kernel.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::malloc_trim(0);
     }

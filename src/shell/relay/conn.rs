@@ -202,6 +202,9 @@ impl Flow {
 pub enum Step {
     /// Still open; `more`: it has more to move right away.
     Open { more: bool },
+    /// ssh's side ended and whether its ssh is dying cannot be told yet: step it again
+    /// once that has settled (`platform::SSH_EXIT_SETTLES_IN`).
+    Unsure,
     /// Both directions ended cleanly: close both sockets.
     Done,
     /// The application's side broke: close ssh's at once.
@@ -286,12 +289,14 @@ impl Conn {
     }
 
     /// Moves what can be moved each way; `upstream_dying`: asked when ssh's side ends,
-    /// whether its ssh is going (its end is then a reset, not the server's half-close).
+    /// whether its ssh is going (its end is then a reset, not the server's half-close);
+    /// `settled`: whether a "no" is final.
     pub fn step(
         &mut self,
         pool: &mut Chunks,
         now: Instant,
         upstream_dying: &dyn Fn() -> bool,
+        settled: bool,
     ) -> (Step, Moved) {
         let Some(upstream) = self.upstream.as_mut() else {
             return (Step::Open { more: false }, (0, 0));
@@ -320,6 +325,9 @@ impl Conn {
             if upstream_dying() {
                 return (Step::UpstreamBroken, moved);
             }
+            if !settled {
+                return (Step::Unsure, moved);
+            }
             self.client.peer.shutdown_write();
             self.down.shut = true;
         }
@@ -345,7 +353,7 @@ impl Conn {
         }
         match how {
             Step::UpstreamBroken => self.client.peer.reset(),
-            Step::ClientBroken | Step::Done | Step::Open { .. } => {}
+            Step::ClientBroken | Step::Done | Step::Open { .. } | Step::Unsure => {}
         }
         // Dropping the streams closes them.
     }

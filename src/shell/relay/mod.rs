@@ -26,6 +26,7 @@ const CONNS: usize = 1024;
 /// A held connection ssh's socket could not take (not there yet, its queue full) is tried
 /// again this soon.
 const RETRY_EVERY: Duration = Duration::from_millis(20);
+use crate::shell::platform::SSH_EXIT_SETTLES_IN;
 
 /// The relay's limits.
 #[derive(Debug, Clone)]
@@ -116,6 +117,9 @@ pub struct Relay {
     pending: Vec<usize>,
     /// Held connections are tried again then (ssh's socket was not ready).
     retry_at: Option<Instant>,
+    /// Connections whose ssh side ended while its ssh's fate could not be told yet, and
+    /// since when ([`Step::Unsure`]).
+    unsure: Vec<(usize, Instant)>,
     notes: Vec<Note>,
     busy: bool,
 }
@@ -135,6 +139,7 @@ impl Relay {
             stats: RelayStats::default(),
             pending: Vec::new(),
             retry_at: None,
+            unsure: Vec::new(),
             notes: Vec::new(),
             busy: false,
         }
@@ -278,7 +283,12 @@ impl Relay {
             .front()
             .and_then(|&id| self.slots[id].as_ref())
             .map(|s| s.accepted + self.cfg.hold_time);
-        [expiry, self.retry_at]
+        let settled = self
+            .unsure
+            .iter()
+            .map(|&(_, at)| at + SSH_EXIT_SETTLES_IN)
+            .min();
+        [expiry, self.retry_at, settled]
             .into_iter()
             .flatten()
             .min()
@@ -294,6 +304,13 @@ impl Relay {
             self.release(registry, now);
         }
         for id in std::mem::take(&mut self.pending) {
+            self.step(registry, id, now);
+        }
+        let due: Vec<usize> = (self.unsure.iter())
+            .filter(|&&(_, at)| at + SSH_EXIT_SETTLES_IN <= now)
+            .map(|&(id, _)| id)
+            .collect();
+        for id in due {
             self.step(registry, id, now);
         }
         self.note_busy();

@@ -36,6 +36,10 @@ impl Relay {
 
     /// Moves what connection `id` can move, and ends it when it is done or broken.
     pub(super) fn step(&mut self, registry: &Registry, id: usize, now: Instant) {
+        let since = self.unsure.iter().find(|u| u.0 == id).map(|u| u.1);
+        let settled = since.map_or(SSH_EXIT_SETTLES_IN.is_zero(), |at| {
+            at + SSH_EXIT_SETTLES_IN <= now
+        });
         let Some(slot) = self.slots.get_mut(id).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -44,7 +48,9 @@ impl Relay {
         let server = gen.and_then(|g| g.server.as_ref());
         // Looked at only when ssh's side of a connection ends.
         let upstream_dying = || dying || exiting(pid) || server.is_some_and(connection_gone);
-        let (step, (out, back)) = slot.conn.step(&mut self.pool, now, &upstream_dying);
+        let (step, (out, back)) = slot
+            .conn
+            .step(&mut self.pool, now, &upstream_dying, settled);
         if let Some(fd) = slot.conn.bulk_upstream() {
             // Only the Linux family reaches into ssh's descriptors (platform::SPLICE says it).
             if crate::shell::platform::SPLICE && gen.is_some_and(|g| g.conns <= widen::MAX_CONNS) {
@@ -55,9 +61,14 @@ impl Relay {
         }
         self.stats.bytes_out += out;
         self.stats.bytes_in += back;
+        if since.is_some() && step != Step::Unsure {
+            self.unsure.retain(|u| u.0 != id);
+        }
         match step {
             Step::Open { more: true } => self.pending.push(id),
             Step::Open { more: false } => {}
+            Step::Unsure if since.is_none() => self.unsure.push((id, now)),
+            Step::Unsure => {}
             how => self.close(registry, id, how),
         }
     }
@@ -78,6 +89,7 @@ impl Relay {
         }
         slot.conn.close(registry, how, &mut self.pool);
         self.pending.retain(|&p| p != id);
+        self.unsure.retain(|u| u.0 != id);
         self.free.push(id);
     }
 

@@ -9,12 +9,15 @@
 //! (tcp_wmem's maximum, 4 MiB by default), and the application's pace still bounds it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Bytes a connection must have moved towards the application before its ssh end is
 /// widened: a query's answer never is, a dump or a file is.
 pub const AFTER: u64 = 1 << 20;
 /// The send buffer asked for (the kernel caps it at net.core.wmem_max).
+#[cfg(target_os = "linux")]
 const SNDBUF: libc::c_int = 4 << 20;
 /// ssh's descriptors are looked through only while it holds at most this many relayed
 /// connections: each widening reads them all.

@@ -19,6 +19,10 @@ pub const PARENT_DEATH: bool = true;
 /// The relay moves bytes with splice(2).
 pub const SPLICE: bool = true;
 
+/// How long after ssh's end of a relayed socket closes [`ssh_exiting`] can still turn true:
+/// never (`PF_EXITING` is set before a process's descriptors are closed).
+pub const SSH_EXIT_SETTLES_IN: Duration = Duration::ZERO;
+
 /// Makes the child `cmd` starts get `sig` when autossh dies, even by SIGKILL
 /// (`PR_SET_PDEATHSIG`). Linux sends it when the *thread* that started the child ends: start
 /// it from a thread that outlives it.

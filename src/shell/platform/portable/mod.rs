@@ -23,6 +23,11 @@ pub const PARENT_DEATH: bool = cfg!(target_os = "freebsd");
 /// No splice(2): the relay copies through a buffer (read/write).
 pub const SPLICE: bool = false;
 
+/// How long after ssh's end of a relayed socket closes [`ssh_exiting`] can still turn true:
+/// ssh closes its channels' sockets, then exits, and is seen only as a zombie. The relay
+/// waits this long before it takes such an end for the server's half-close.
+pub const SSH_EXIT_SETTLES_IN: Duration = Duration::from_millis(50);
+
 /// Makes the child `cmd` starts get `sig` when autossh dies. FreeBSD has a parent-death
 /// signal (`procctl(PROC_PDEATHSIG_CTL)`, kept across exec); macOS and OpenBSD have none, so
 /// there only a child that would start after autossh is already gone is refused (the janitor

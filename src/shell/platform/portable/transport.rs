@@ -53,6 +53,16 @@ impl Transport {
     pub fn server_socket(&mut self) -> Option<OwnedFd> {
         None
     }
+
+    /// Whether ssh's connect to the server is under way: not seen here.
+    pub fn connecting(&self) -> bool {
+        false
+    }
+
+    /// ssh's server connection left stuck at its end: not seen here (nothing is held).
+    pub fn take_unfinished(&mut self) -> Option<OwnedFd> {
+        None
+    }
 }
 
 /// What one look at the server connection shows (never made here).
