@@ -228,8 +228,6 @@ pub struct Conn {
     pub owed_since: Option<Instant>,
     /// When it was handed to ssh (`None` while held).
     pub relayed_at: Option<Instant>,
-    /// ssh's end of its socket was widened, or that was tried (see [`super::widen`]).
-    widened: bool,
 }
 
 impl Conn {
@@ -242,7 +240,6 @@ impl Conn {
             down: Flow::default(),
             owed_since: None,
             relayed_at: None,
-            widened: false,
         }
     }
 
@@ -259,16 +256,6 @@ impl Conn {
         (self.client.readable, self.client.writable) = (true, true);
         self.upstream = Some(up);
         self.relayed_at = Some(now);
-    }
-
-    /// ssh's socket, the first time the connection has moved [`super::widen::AFTER`] bytes
-    /// towards the application (asked once per connection).
-    pub fn bulk_upstream(&mut self) -> Option<RawFd> {
-        if self.widened || self.down.moved < super::widen::AFTER {
-            return None;
-        }
-        self.widened = true;
-        self.upstream.as_ref().map(|u| u.peer.fd())
     }
 
     pub fn is_relayed(&self) -> bool {

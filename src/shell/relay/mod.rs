@@ -390,4 +390,3 @@ impl Readiness {
 
 mod accept;
 mod moving;
-mod widen;

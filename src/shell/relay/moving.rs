@@ -51,14 +51,6 @@ impl Relay {
         let (step, (out, back)) = slot
             .conn
             .step(&mut self.pool, now, &upstream_dying, settled);
-        if let Some(fd) = slot.conn.bulk_upstream() {
-            // Only the Linux family reaches into ssh's descriptors (platform::SPLICE says it).
-            if crate::shell::platform::SPLICE && gen.is_some_and(|g| g.conns <= widen::MAX_CONNS) {
-                if let Err(e) = widen::widen(pid, fd) {
-                    debug!("ssh's end of a bulk connection keeps its send buffer: {e}");
-                }
-            }
-        }
         self.stats.bytes_out += out;
         self.stats.bytes_in += back;
         if since.is_some() && step != Step::Unsure {
