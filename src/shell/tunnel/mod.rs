@@ -501,5 +501,6 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards, held: bool, handover: boo
         handover,
         drain_time: s.drain_time,
         on_demand: (held && s.on_demand).then_some(s.idle_time),
+        refusal_ends_ssh: !s.user_o_keys.iter().any(|k| k == "exitonforwardfailure"),
     }
 }
