@@ -22,109 +22,50 @@ const REMOTE_PORT: u16 = 8022;
 const STARTING: &str = "starting ssh (count";
 const UP: Duration = Duration::from_secs(20);
 
-struct Rig {
-    autossh: Proc,
-    sshd: NsSshd,
-    echo: EchoService,
-    net: TestNet,
-    dir: TestDir,
-}
-
-impl Rig {
-    /// sshd with `client_alive` (sshd_config lines), autossh `-M 0 -R` with ServerAlive
-    /// 2 s × 2 and LogLevel ERROR (ssh's "Timeout, server not responding" unsaid), the
-    /// tunnel proven from the server's side. `None`: namespaces cannot be made (skip).
-    fn start(name: &str, client_alive: &str, env: &[(&str, &str)]) -> Option<Rig> {
-        let net = match TestNet::create() {
-            Ok(n) => n,
-            Err(why) => {
-                eprintln!("skipped: {why}");
-                return None;
-            }
-        };
-        let dir = TestDir::named(name);
-        let sshd = NsSshd::start_with(&dir, &net, client_alive);
-        let echo = EchoService::start_in(net.cli(), SERVICE_PORT);
-        let mut cmd = Cmd::new("ip")
-            .args(["netns", "exec", net.cli()])
-            .arg(autossh_bin!())
-            .args(["-M", "0", "-N", "-R"])
-            .arg(format!("127.0.0.1:{REMOTE_PORT}:127.0.0.1:{SERVICE_PORT}"))
-            .args(["-F", "/dev/null", "-i"])
-            .arg(sshd.client_key())
-            .args(["-o", "StrictHostKeyChecking=no", "-o"])
-            .args(["UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
-            .args(["-o", "IdentitiesOnly=yes", "-o", "ServerAliveInterval=2"])
-            .args(["-o", "ServerAliveCountMax=2", "-o", "LogLevel=ERROR"])
-            .arg(sshd.destination())
-            .env("AUTOSSH_GATETIME", "0")
-            .env("AUTOSSH_LOGLEVEL", "7")
-            .env_remove("AUTOSSH_POLL")
-            .name("autossh");
-        for (k, v) in env {
-            cmd = cmd.env(k, v);
+/// sshd with `client_alive` (sshd_config lines), autossh `-M 0 -R` with ServerAlive
+/// 2 s × 2 and LogLevel ERROR (ssh's "Timeout, server not responding" unsaid), the
+/// tunnel proven from the server's side. `None`: namespaces cannot be made (skip).
+fn start_rig(name: &str, client_alive: &str, env: &[(&str, &str)]) -> Option<NsTunnel> {
+    let net = match TestNet::create() {
+        Ok(n) => n,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
         }
-        let autossh = cmd.spawn(&dir);
-        let rig = Rig {
-            autossh,
-            sshd,
-            echo,
-            net,
-            dir,
-        };
-        let up = wait_until(UP, || tunnel_works_in(rig.net.srv(), REMOTE_PORT));
-        assert!(up, "never up\n{}", rig.story());
-        Some(rig)
+    };
+    let dir = TestDir::named(name);
+    let sshd = NsSshd::start_with(&dir, &net, client_alive);
+    let echo = EchoService::start_in(net.cli(), SERVICE_PORT);
+    let mut cmd = Cmd::new("ip")
+        .args(["netns", "exec", net.cli()])
+        .arg(autossh_bin!())
+        .args(["-M", "0", "-N", "-R"])
+        .arg(format!("127.0.0.1:{REMOTE_PORT}:127.0.0.1:{SERVICE_PORT}"))
+        .args(["-F", "/dev/null", "-i"])
+        .arg(sshd.client_key())
+        .args(["-o", "StrictHostKeyChecking=no", "-o"])
+        .args(["UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "ServerAliveInterval=2"])
+        .args(["-o", "ServerAliveCountMax=2", "-o", "LogLevel=ERROR"])
+        .arg(sshd.destination())
+        .env("AUTOSSH_GATETIME", "0")
+        .env("AUTOSSH_LOGLEVEL", "7")
+        .env_remove("AUTOSSH_POLL")
+        .name("autossh");
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
     }
-
-    fn log(&self) -> String {
-        self.autossh.stderr_text()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log().matches(needle).count()
-    }
-
-    fn story(&self) -> String {
-        format!(
-            "{}\n--- sshd ---\n{}",
-            self.autossh.describe(),
-            self.sshd.log()
-        )
-    }
-
-    fn ip(&self, ns: &str, args: &[&str]) {
-        let mut argv = vec!["ip"];
-        argv.extend_from_slice(args);
-        if let Err(e) = ns_exec(ns, &argv) {
-            panic!("ip {args:?} in {ns}: {e}\n{}", self.story());
-        }
-    }
-
-    /// SIGTERM; then nothing of autossh's left, nor the namespaces.
-    fn finish(self) {
-        self.autossh.signal(Signal::SIGTERM);
-        let st = self.autossh.wait_timeout(UP);
-        assert!(st.is_some(), "autossh ignored SIGTERM\n{}", self.story());
-        let Rig {
-            autossh,
-            sshd,
-            echo,
-            net,
-            dir,
-        } = self;
-        let marker = dir.marker();
-        let names = net.names();
-        drop((autossh, sshd, echo, net, dir));
-        if let Err(e) = no_process_left(&marker) {
-            panic!("left behind: {e}");
-        }
-        let left: Vec<String> = netns_list()
-            .into_iter()
-            .filter(|n| names.contains(n))
-            .collect();
-        assert!(left.is_empty(), "namespaces left behind: {left:?}");
-    }
+    let autossh = cmd.spawn(&dir);
+    let rig = NsTunnel {
+        autossh,
+        sshd,
+        echo,
+        net,
+        dir,
+    };
+    let up = wait_until(UP, || tunnel_works_in(rig.net.srv(), REMOTE_PORT));
+    assert!(up, "never up\n{}", rig.story());
+    Some(rig)
 }
 
 /// A 14 s black hole: ssh ends on ServerAlive within about 6 s, saying nothing of why, and
@@ -136,13 +77,15 @@ impl Rig {
 #[test]
 fn a_reverse_tunnel_is_back_soon_after_a_black_hole_that_its_ssh_started_into() {
     let alive = "ClientAliveInterval 0\n";
-    let Some(rig) = Rig::start("reverse_black_hole", alive, &[]) else {
+    let Some(rig) = start_rig("reverse_black_hole", alive, &[]) else {
         return;
     };
-    let starts = rig.count(STARTING);
+    let starts = rig.log().matches(STARTING).count();
     let fault = rig.net.black_hole();
     let applied = fault.applied_at();
-    let restarted = wait_until(Duration::from_secs(12), || rig.count(STARTING) > starts);
+    let restarted = wait_until(Duration::from_secs(12), || {
+        rig.log().matches(STARTING).count() > starts
+    });
     assert!(restarted, "no ssh started in the hole\n{}", rig.story());
     let left = (applied + Duration::from_secs(14)).saturating_duration_since(Instant::now());
     std::thread::sleep(left);
@@ -171,7 +114,7 @@ fn a_reverse_tunnel_is_back_soon_after_a_black_hole_that_its_ssh_started_into() 
         "{}",
         rig.story()
     );
-    rig.finish();
+    rig.finish(UP);
 }
 
 /// A hook that appends `STATE|REASON` to `dir/heard`.
@@ -195,7 +138,7 @@ fn hook(dir: &Path) -> PathBuf {
 /// until the end): nothing of the old connection, not even the FIN of its killed ssh,
 /// reaches the server, which keeps the old session and its `-R` port until ClientAlive
 /// (2 s × 2) gives up. The server gets 10.204.n.1/24 beside its own to answer the new one.
-fn move_client_behind_a_hole(rig: &Rig) -> Fault {
+fn move_client_behind_a_hole(rig: &NsTunnel) -> Fault {
     let n = rig.net.n;
     let (cli, srv) = (rig.net.cli().to_string(), rig.net.srv().to_string());
     let (cli_if, srv_if) = (rig.net.cli_if().to_string(), rig.net.srv_if().to_string());
@@ -226,7 +169,7 @@ fn a_remote_port_held_by_a_dead_session_is_its_own_state_and_retried_until_free(
         ("AUTOSSH_METRICSFILE", metrics.to_str().unwrap()),
     ];
     let alive = "ClientAliveInterval 2\nClientAliveCountMax 2\n";
-    let Some(rig) = Rig::start("reverse_port_held", alive, &env) else {
+    let Some(rig) = start_rig("reverse_port_held", alive, &env) else {
         return;
     };
     let hole = move_client_behind_a_hole(&rig);
@@ -244,7 +187,7 @@ fn a_remote_port_held_by_a_dead_session_is_its_own_state_and_retried_until_free(
         read(&status),
         rig.story()
     );
-    let starts = rig.count(STARTING);
+    let starts = rig.log().matches(STARTING).count();
     let held_at = Instant::now();
     // The server's ClientAlive ends the old session: its log says so; the port is free.
     let timeout = wait_until(Duration::from_secs(20), || {
@@ -269,7 +212,7 @@ fn a_remote_port_held_by_a_dead_session_is_its_own_state_and_retried_until_free(
         rig.story()
     );
     // A steady pace meanwhile: no backoff (0.5, 1, 2 ... s), no hammering either.
-    let tries = rig.count(STARTING) - starts;
+    let tries = rig.log().matches(STARTING).count() - starts;
     let spell = freed.duration_since(held_at).as_secs_f64();
     assert!(
         tries as f64 >= spell / 1.2 - 1.0 && tries as f64 <= spell / 0.5 + 2.0,
@@ -306,5 +249,5 @@ fn a_remote_port_held_by_a_dead_session_is_its_own_state_and_retried_until_free(
         rig.story()
     );
     drop(hole);
-    rig.finish();
+    rig.finish(UP);
 }

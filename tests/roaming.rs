@@ -15,92 +15,38 @@ const UP: Duration = Duration::from_secs(20);
 /// The test's bound (the goal is 2 s; the run prints what it measured).
 const BACK_BOUND: Duration = Duration::from_secs(4);
 
-struct Rig {
-    autossh: Proc,
-    sshd: NsSshd,
-    echo: EchoService,
-    net: TestNet,
-    dir: TestDir,
-}
-
-impl Rig {
-    /// `None`: network namespaces cannot be made here (the test is skipped).
-    fn start(name: &str) -> Option<Rig> {
-        let net = match TestNet::create() {
-            Ok(n) => n,
-            Err(why) => {
-                eprintln!("skipped: {why}");
-                return None;
-            }
-        };
-        let dir = TestDir::named(name);
-        let sshd = NsSshd::start(&dir, &net);
-        let echo = EchoService::start_in(net.srv(), SERVICE_PORT);
-        let autossh = sshd
-            .autossh_in(&net, "0", TUNNEL_PORT, SERVICE_PORT)
-            .env("AUTOSSH_GATETIME", "0")
-            .env("AUTOSSH_LOGLEVEL", "7")
-            .env_remove("AUTOSSH_POLL")
-            .spawn(&dir);
-        let rig = Rig {
-            autossh,
-            sshd,
-            echo,
-            net,
-            dir,
-        };
-        assert!(
-            wait_until(UP, || rig.log().contains("tunnel up")
-                && tunnel_works_in(rig.net.cli(), TUNNEL_PORT)),
-            "never up\n{}",
-            rig.story()
-        );
-        Some(rig)
-    }
-
-    fn log(&self) -> String {
-        self.autossh.stderr_text()
-    }
-
-    fn story(&self) -> String {
-        format!(
-            "{}\n--- sshd ---\n{}",
-            self.autossh.describe(),
-            self.sshd.log()
-        )
-    }
-
-    fn ip(&self, ns: &str, args: &[&str]) {
-        let mut argv = vec!["ip"];
-        argv.extend_from_slice(args);
-        if let Err(e) = ns_exec(ns, &argv) {
-            panic!("ip {args:?} in {ns}: {e}\n{}", self.story());
+/// `None`: network namespaces cannot be made here (the test is skipped).
+fn start_rig(name: &str) -> Option<NsTunnel> {
+    let net = match TestNet::create() {
+        Ok(n) => n,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
         }
-    }
-
-    fn finish(self) {
-        self.autossh.signal(Signal::SIGTERM);
-        let st = self.autossh.wait_timeout(UP);
-        assert!(st.is_some(), "autossh ignored SIGTERM\n{}", self.story());
-        let Rig {
-            autossh,
-            sshd,
-            echo,
-            net,
-            dir,
-        } = self;
-        let marker = dir.marker();
-        let names = net.names();
-        drop((autossh, sshd, echo, net, dir));
-        if let Err(e) = no_process_left(&marker) {
-            panic!("left behind: {e}");
-        }
-        let left: Vec<String> = netns_list()
-            .into_iter()
-            .filter(|n| names.contains(n))
-            .collect();
-        assert!(left.is_empty(), "namespaces left behind: {left:?}");
-    }
+    };
+    let dir = TestDir::named(name);
+    let sshd = NsSshd::start(&dir, &net);
+    let echo = EchoService::start_in(net.srv(), SERVICE_PORT);
+    let autossh = sshd
+        .autossh_in(&net, "0", TUNNEL_PORT, SERVICE_PORT)
+        .env("AUTOSSH_GATETIME", "0")
+        .env("AUTOSSH_LOGLEVEL", "7")
+        .env_remove("AUTOSSH_POLL")
+        .spawn(&dir);
+    let rig = NsTunnel {
+        autossh,
+        sshd,
+        echo,
+        net,
+        dir,
+    };
+    assert!(
+        wait_until(UP, || rig.log().contains("tunnel up")
+            && tunnel_works_in(rig.net.cli(), TUNNEL_PORT)),
+        "never up\n{}",
+        rig.story()
+    );
+    Some(rig)
 }
 
 /// The client's address changes on an idle tunnel: 10.203.n.2 goes, 10.204.n.2 comes (the
@@ -109,7 +55,7 @@ impl Rig {
 /// not at the next poll (600 s) or ServerAlive (minutes).
 #[test]
 fn a_new_client_address_brings_the_tunnel_back_at_once() {
-    let Some(rig) = Rig::start("roaming_new_address") else {
+    let Some(rig) = start_rig("roaming_new_address") else {
         return;
     };
     let n = rig.net.n;
@@ -159,13 +105,13 @@ fn a_new_client_address_brings_the_tunnel_back_at_once() {
     );
     assert!(rig.log().contains("went away"), "{}", rig.story());
     assert!(tunnel_works_in(&cli, TUNNEL_PORT), "{}", rig.story());
-    rig.finish();
+    rig.finish(UP);
 }
 
 /// Another interface coming up does not touch the path to the server: nothing restarts.
 #[test]
 fn another_interface_coming_up_restarts_nothing() {
-    let Some(rig) = Rig::start("roaming_other_interface") else {
+    let Some(rig) = start_rig("roaming_other_interface") else {
         return;
     };
     let cli = rig.net.cli().to_string();
@@ -193,5 +139,5 @@ fn another_interface_coming_up_restarts_nothing() {
         "{}",
         rig.story()
     );
-    rig.finish();
+    rig.finish(UP);
 }

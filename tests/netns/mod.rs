@@ -54,6 +54,7 @@ mod echo;
 mod enter;
 mod faults;
 mod hosts;
+mod rig;
 mod sshd;
 
 pub use check::*;
@@ -63,4 +64,6 @@ pub use echo::*;
 pub use enter::*;
 pub use faults::*;
 pub use hosts::*;
+#[allow(unused_imports)] // not every test crate uses the shared rig
+pub use rig::*;
 pub use sshd::*;

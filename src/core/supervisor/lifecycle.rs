@@ -61,7 +61,8 @@ impl Supervisor {
     /// `-M 0`: ssh has lived past the gate.
     fn on_settled(&mut self, now: Time, out: &mut Vec<Action>) {
         // An ssh refused one of the user's remote forwards is no working tunnel.
-        if self.phase() != Some(Phase::Unmonitored) || self.run.forward_refused.is_some() {
+        let refused = self.run.forward_refused.is_some() && self.cfg.refusal_ends_ssh;
+        if self.phase() != Some(Phase::Unmonitored) || refused {
             return;
         }
         if let Some(since) = self.server.target_away_since {

@@ -163,7 +163,11 @@ impl Supervisor {
         self.set_probe(None);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
-        if let Some(port) = self.run.forward_refused {
+        if let Some(port) = self
+            .run
+            .forward_refused
+            .filter(|_| self.cfg.refusal_ends_ssh)
+        {
             // The session answers, but without the user's remote forward: no proof (ssh
             // ends on it, ExitOnForwardFailure).
             debug!("probe {seq} back, but the server refused remote port {port}");

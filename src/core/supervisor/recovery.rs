@@ -192,18 +192,19 @@ impl Supervisor {
         self.timers.set(Timer::ReachCheck, now);
     }
 
+    /// When the next handshake of a steady pace starts: `every` after the last one started,
+    /// or now when that one took longer. The quick deaths are still counted: the backoff
+    /// goes on from there if the failure changes.
+    fn steady_retry_at(&mut self, every: Duration, now: Time) -> Time {
+        let lived = self.run.lived(now);
+        self.backoff.next_delay(lived, false);
+        self.run.started_at.map_or(now, |s| s + every).max(now)
+    }
+
     /// The target did not answer through a proxy that did: the next handshake at a steady
     /// pace ([`THROUGH_PROXY_EVERY`] after the last one started), the outage logged once.
     fn retry_through_proxy(&mut self, why: Option<String>, now: Time) {
-        // The quick deaths are still counted: the backoff goes on from there if the
-        // failure changes.
-        let lived = self.run.lived(now);
-        self.backoff.next_delay(lived, false);
-        let at = self
-            .run
-            .started_at
-            .map_or(now, |s| s + THROUGH_PROXY_EVERY)
-            .max(now);
+        let at = self.steady_retry_at(THROUGH_PROXY_EVERY, now);
         let what = self.reason().map(|r| self.describe(&r)).unwrap_or_default();
         if self.server.target_away_since.is_none() {
             self.server.target_away_since = Some(now);
@@ -239,13 +240,7 @@ impl Supervisor {
     /// handshake at a steady pace ([`PORT_HELD_EVERY`] after the last one started), what
     /// holds the port and the server-side fix logged once.
     fn retry_port_held(&mut self, port: u16, why: Option<String>, now: Time) {
-        let lived = self.run.lived(now);
-        self.backoff.next_delay(lived, false);
-        let at = self
-            .run
-            .started_at
-            .map_or(now, |s| s + PORT_HELD_EVERY)
-            .max(now);
+        let at = self.steady_retry_at(PORT_HELD_EVERY, now);
         let why = why.map(|w| format!("{w}: ")).unwrap_or_default();
         if !self.server.port_held.is_some_and(|h| h.logged) {
             let who = if self.health.ready_sent {

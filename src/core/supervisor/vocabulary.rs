@@ -37,6 +37,10 @@ pub struct Config {
     /// On demand: no ssh while no connection is open or waiting; stopped after this long
     /// without one.
     pub on_demand: Option<Duration>,
+    /// ssh ends when a forward is refused (ExitOnForwardFailure, which autossh adds unless
+    /// the user set it): a probe's answer, or the gate, through an ssh that was refused one
+    /// is then no proof (it is about to end). A user's own setting keeps 1.4g's view.
+    pub refusal_ends_ssh: bool,
 }
 
 /// Loop mode's local `-L` port, and the ports its remote port must never move onto (the

@@ -150,6 +150,9 @@ pub struct Tunnel {
     /// seen its end): held open, and reset once the server answers, so that the server ends
     /// that session, and frees the remote ports it holds, at once.
     unfinished: Option<std::os::fd::OwnedFd>,
+    /// When the server last answered a check: an ssh replaced just then (a stall the server
+    /// answers again) is reset at its reap.
+    answered_at: Option<std::time::Instant>,
     queue: VecDeque<Event>,
 }
 
@@ -209,6 +212,7 @@ impl Tunnel {
             shares_checks: spec.gated,
             reached: None,
             unfinished: None,
+            answered_at: None,
             queue,
         })
     }
@@ -350,6 +354,10 @@ impl Tunnel {
                 ev,
                 Event::Reachable(true) | Event::Link(SshLink::Established)
             ) {
+                // A check answered now (a link only says ssh's socket is established).
+                if ev == Event::Reachable(true) {
+                    self.answered_at = Some(std::time::Instant::now());
+                }
                 self.reset_unfinished();
             }
             for a in self.sup.handle(ev, Time::now()) {
@@ -513,5 +521,6 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards, held: bool, handover: boo
         handover,
         drain_time: s.drain_time,
         on_demand: (held && s.on_demand).then_some(s.idle_time),
+        refusal_ends_ssh: !s.user_o_keys.iter().any(|k| k == "exitonforwardfailure"),
     }
 }

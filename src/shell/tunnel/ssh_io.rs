@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A server answer this recent lets the connection of an ssh that ended stuck be reset at
+/// once (a reset is sent once: into a black hole it would be lost).
+const ANSWER_FRESH: Duration = Duration::from_secs(1);
+
 impl Tunnel {
     /// Collects ssh (and the old one of a planned restart) if it has exited; its last
     /// stderr lines are handled first.
@@ -15,8 +19,14 @@ impl Tunnel {
                 let pid = self.ssh.take().map(|s| s.pid()).unwrap_or(0);
                 if let Some(fd) = self.transport.as_mut().and_then(Transport::take_unfinished) {
                     self.reset_unfinished();
-                    debug!("ssh ended stuck: its connection is reset once the server answers");
                     self.unfinished = Some(fd);
+                    // Replaced because the server answered just now: the reset gets through.
+                    let answered = self.answered_at.is_some_and(|t| t.elapsed() < ANSWER_FRESH);
+                    if answered {
+                        self.reset_unfinished();
+                    } else {
+                        debug!("ssh ended stuck: its connection is reset once the server answers");
+                    }
                 }
                 self.transport = None;
                 debug!("ssh (pid {pid}) ended: {end:?}");

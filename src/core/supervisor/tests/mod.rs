@@ -25,6 +25,7 @@ fn cfg() -> Config {
         handover: false,
         drain_time: secs(300.0),
         on_demand: None,
+        refusal_ends_ssh: true,
     }
 }
 

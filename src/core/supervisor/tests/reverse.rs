@@ -202,3 +202,16 @@ fn a_probe_answered_by_an_ssh_refused_its_remote_forward_proves_nothing() {
     assert!(!s.sup.healthy(), "{:?}", s.sup.state());
     assert_eq!(s.readies, 0);
 }
+
+#[test]
+fn with_the_users_own_exit_on_forward_failure_a_refused_forward_does_not_hold_the_proof() {
+    let mut s = Sim::new(Config {
+        refusal_ends_ssh: false,
+        ..gate0()
+    });
+    s.ev(Event::Begin);
+    s.ev(said(Complaint::RemoteForwardFailed(8022)));
+    // ExitOnForwardFailure=no: ssh runs on without that forward, as with 1.4g it counts as up.
+    s.advance(1.0);
+    assert!(s.sup.healthy(), "{:?}", s.sup.state());
+}
