@@ -21,10 +21,11 @@ fn bind_http(s: &Settings) -> Result<Option<HttpServer>> {
 
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
+    // A bad endpoint ends autossh before anything runs, `ssh -G` included.
+    let http = bind_http(&settings)?;
     let mut activated = listen::activated();
     let answer = prepare::look_up(&[&settings]).pop().flatten();
     let prepared = prepare::prepare(&settings, &mut activated, answer)?;
-    let http = bind_http(&settings)?;
     let (pidfile, mut notifier) = settle_process(&settings)?;
     // Started for good (past the checks, detached): what is said now goes to the log.
     settle_descriptors(activated, prepared.held.is_some());
