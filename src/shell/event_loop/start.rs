@@ -21,7 +21,7 @@ fn bind_http(s: &Settings) -> Result<Option<HttpServer>> {
 
 /// Runs the command line's single tunnel to the end; returns the exit code.
 pub fn run(settings: Settings) -> Result<i32> {
-    // Bad input ends autossh before any ssh runs, even `ssh -G`.
+    // A bad endpoint ends autossh before anything runs, `ssh -G` included.
     let http = bind_http(&settings)?;
     let mut activated = listen::activated();
     let answer = prepare::look_up(&[&settings]).pop().flatten();
