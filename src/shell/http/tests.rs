@@ -141,7 +141,7 @@ fn a_full_table_drops_its_oldest_connection_for_a_new_one() {
     while !closed.iter().any(|&c| c) && std::time::Instant::now() < until {
         for (s, c) in idle.iter().zip(closed.iter_mut()) {
             s.set_nonblocking(true).unwrap();
-            *c |= match (&**s).read(&mut buf) {
+            *c |= match (&*s).read(&mut buf) {
                 Ok(0) => true,
                 Err(e) => !would_block(&e),
                 Ok(_) => false,
