@@ -26,13 +26,7 @@ const UP: Duration = Duration::from_secs(20);
 /// 2 s × 2 and LogLevel ERROR (ssh's "Timeout, server not responding" unsaid), the
 /// tunnel proven from the server's side. `None`: namespaces cannot be made (skip).
 fn start_rig(name: &str, client_alive: &str, env: &[(&str, &str)]) -> Option<NsTunnel> {
-    let net = match TestNet::create() {
-        Ok(n) => n,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return None;
-        }
-    };
+    let net = TestNet::create_or_skip()?;
     let dir = TestDir::named(name);
     let sshd = NsSshd::start_with(&dir, &net, client_alive);
     let echo = EchoService::start_in(net.cli(), SERVICE_PORT);

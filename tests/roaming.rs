@@ -17,13 +17,7 @@ const BACK_BOUND: Duration = Duration::from_secs(4);
 
 /// `None`: network namespaces cannot be made here (the test is skipped).
 fn start_rig(name: &str) -> Option<NsTunnel> {
-    let net = match TestNet::create() {
-        Ok(n) => n,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return None;
-        }
-    };
+    let net = TestNet::create_or_skip()?;
     let dir = TestDir::named(name);
     let sshd = NsSshd::start(&dir, &net);
     let echo = EchoService::start_in(net.srv(), SERVICE_PORT);

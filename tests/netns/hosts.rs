@@ -22,6 +22,13 @@ impl TestNet {
     /// Creates the pair. `Err(reason)` when namespaces cannot be made here
     /// (not root, or `ip netns add` fails): the caller skips. Any later step
     /// failing panics (after cleaning up).
+    /// [`TestNet::create`], or `None` after saying on stderr why the test is skipped.
+    pub fn create_or_skip() -> Option<TestNet> {
+        TestNet::create()
+            .map_err(|why| eprintln!("skipped: {why}"))
+            .ok()
+    }
+
     pub fn create() -> Result<TestNet, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not root: network namespaces need CAP_SYS_ADMIN".into());
