@@ -27,8 +27,7 @@ impl Runner {
             Some(Some(Slot { def: Some(d), .. })) => d.server.clone(),
             _ => return,
         };
-        let Some(f) = self.fleet.as_mut() else { return };
-        let c = f.checks.entry(server.clone()).or_default();
+        let c = self.fleet.checks.entry(server.clone()).or_default();
         if let Some((_, ok)) = c.last.filter(|(at, _)| now.duration_since(*at) < FRESH) {
             if let Some(Some(s)) = self.slots.get_mut(i) {
                 s.tunnel.push(Event::Reachable(ok));
@@ -62,9 +61,8 @@ impl Runner {
 
     /// Takes the answers of checks in flight and hands them to the waiting tunnels.
     pub(super) fn share_check_answers(&mut self) {
-        let Some(f) = self.fleet.as_mut() else { return };
         let mut answers = Vec::new();
-        for (server, c) in &f.checks {
+        for (server, c) in &self.fleet.checks {
             if let Some((j, _)) = c.by {
                 if let Some(Some(s)) = self.slots.get_mut(j) {
                     if let Some(ok) = s.tunnel.take_reached() {
@@ -79,7 +77,7 @@ impl Runner {
     }
 
     fn answer_check(&mut self, server: &str, ok: bool) {
-        let Some(c) = self.fleet.as_mut().and_then(|f| f.checks.get_mut(server)) else {
+        let Some(c) = self.fleet.checks.get_mut(server) else {
             return;
         };
         c.by = None;

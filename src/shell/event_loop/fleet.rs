@@ -18,9 +18,10 @@ impl Runner {
         let Some(Some(slot)) = self.slots.get_mut(i) else {
             return;
         };
-        let granted = match (&mut self.fleet, &slot.def) {
-            (Some(f), Some(def)) => f.gate.ask(&def.server, i, now),
-            _ => true,
+        // The command line's tunnel has no other to wait for.
+        let granted = match &slot.def {
+            Some(def) => self.fleet.gate.ask(&def.server, i, now),
+            None => true,
         };
         if granted {
             slot.tunnel.grant();
@@ -36,13 +37,12 @@ impl Runner {
     /// Frees the slot of tunnel `i`'s handshake if it is over, telling the gate how it ended
     /// (a cut before the banner backs the server off: said once, in the tunnel's name).
     fn finish_handshake(&mut self, i: usize, now: Time) {
-        let Some(f) = self.fleet.as_mut() else { return };
         let (end, slot) = match self.slots.get(i) {
             Some(Some(s)) => (s.tunnel.handshake_end(), Some(s)),
             _ => (Some(Ended::Failed), None),
         };
         let Some(end) = end else { return };
-        let Some(window) = f.gate.finish(i, end, now) else {
+        let Some(window) = self.fleet.gate.finish(i, end, now) else {
             return;
         };
         let _log = tunnel_context(slot.and_then(|s| s.tunnel.name()));
@@ -57,17 +57,11 @@ impl Runner {
     /// Frees the slots of handshakes that are over and grants waiting tunnels theirs.
     /// Returns whether any was granted.
     pub(super) fn gate_round(&mut self) -> bool {
-        let Some(f) = self.fleet.as_ref() else {
-            return false;
-        };
         let now = Time::now();
-        for i in f.gate.holders() {
+        for i in self.fleet.gate.holders() {
             self.finish_handshake(i, now);
         }
-        let Some(f) = self.fleet.as_mut() else {
-            return false;
-        };
-        let granted = f.gate.grants(now);
+        let granted = self.fleet.gate.grants(now);
         for &i in &granted {
             if let Some(Some(s)) = self.slots.get_mut(i) {
                 s.tunnel.grant();
@@ -76,23 +70,10 @@ impl Runner {
         !granted.is_empty()
     }
 
-    /// The tunnel is proven: systemd hears of it (many tunnels: once all are), and what
-    /// only the start used is given back.
-    pub(super) fn on_ready(&mut self, i: usize) {
-        if self.fleet.is_some() {
-            return self.check_fleet_ready();
-        }
-        if let (Some(sd), Some(Some(slot))) = (&self.sd, self.slots.get(i)) {
-            let line = crate::shell::report::status_line(slot.tunnel.sup(), Time::now());
-            sd.send(&format!("READY=1\nSTATUS={line}"));
-        }
-        crate::shell::resident::let_go();
-    }
-
-    /// `READY=1` once every tunnel is proven, or when the wait for it is over.
-    pub(super) fn check_fleet_ready(&mut self) {
-        let Some(f) = self.fleet.as_ref() else { return };
-        if f.ready_sent {
+    /// `READY=1` (once) when every tunnel is proven, or, with a file, when the wait for it
+    /// is over; what only the start used is then given back.
+    pub(super) fn check_ready(&mut self) {
+        if self.fleet.ready_sent {
             return;
         }
         let all_up = self
@@ -100,33 +81,35 @@ impl Runner {
             .iter()
             .flatten()
             .all(|s| s.tunnel.sup().healthy());
-        if !all_up && Instant::now() < f.ready_by {
+        let waited = match &self.fleet.source {
+            Source::File { ready_by, .. } => Instant::now() >= *ready_by,
+            Source::CommandLine => false,
+        };
+        if !all_up && !waited {
             return;
         }
-        let line = self.fleet_status_line(Time::now());
+        let Some(line) = self.status_line(Time::now()) else {
+            return;
+        };
         if let Some(sd) = &self.sd {
             sd.send(&format!("READY=1\nSTATUS={line}"));
         }
         if !all_up {
             warn!("not every tunnel is up yet: {line}");
         }
-        if let Some(f) = self.fleet.as_mut() {
-            f.ready_sent = true;
-        }
+        self.fleet.ready_sent = true;
         crate::shell::resident::let_go();
     }
 
     /// A tunnel's supervisor is done.
     pub(super) fn on_ended(&mut self, i: usize, code: i32) {
-        if let Some(f) = self.fleet.as_mut() {
-            f.gate.forget(i);
-        }
+        self.fleet.gate.forget(i);
         let Some(Some(slot)) = self.slots.get_mut(i) else {
             return;
         };
         let registry = self.poll.registry();
         slot.tunnel.cleanup(registry);
-        if self.fleet.is_none() {
+        if !self.fleet.is_file() {
             if code != 0 {
                 if let Some(n) = self.notifier.as_mut() {
                     n.failed(&format!("autossh exited with status {code} (see its log)"));
@@ -157,9 +140,7 @@ impl Runner {
                 } else {
                     error!("tunnel {verdict} ({why})");
                 }
-                if let Some(f) = self.fleet.as_mut() {
-                    f.failures |= failed;
-                }
+                self.fleet.failures |= failed;
             }
         }
     }
@@ -174,11 +155,7 @@ impl Runner {
         if removing || self.shutting_down {
             return;
         }
-        let pending = match self.fleet.as_mut() {
-            Some(f) => std::mem::take(&mut f.pending),
-            None => return,
-        };
-        for def in pending {
+        for def in std::mem::take(&mut self.fleet.pending) {
             let name = def.name.clone();
             if let Err(e) = self.start_tunnel(def) {
                 error!("{name}: cannot start: {e}");
@@ -212,9 +189,7 @@ impl Runner {
             pending.push(def);
             done.added += 1;
         }
-        if let Some(f) = self.fleet.as_mut() {
-            f.pending = pending;
-        }
+        self.fleet.pending = pending;
         self.drop_retired_ended();
         self.start_pending();
         info!("{done}");
@@ -223,10 +198,10 @@ impl Runner {
 
     /// The tunnels file, read again (a bad one is said in the log, and changes nothing).
     fn read_file(&self) -> std::result::Result<Vec<TunnelDef>, ReloadError> {
-        let Some(f) = self.fleet.as_ref() else {
+        let Source::File { file, .. } = &self.fleet.source else {
             return Err(ReloadError::NoFile);
         };
-        tunnels_file::load(&f.file, &|k| std::env::var_os(k)).map_err(|e| {
+        tunnels_file::load(file, &|k| std::env::var_os(k)).map_err(|e| {
             let e = ReloadError::File(e);
             error!("reload: {e}");
             e
@@ -299,9 +274,9 @@ impl Runner {
     /// Requests on the control socket.
     pub(super) fn on_control(&mut self, token: Token) {
         let registry = self.poll.registry();
-        let requests = match self.fleet.as_mut().and_then(|f| f.control.as_mut()) {
-            Some(c) => c.ready(registry, token),
-            None => return,
+        let requests = match &mut self.fleet.source {
+            Source::File { control, .. } => control.ready(registry, token),
+            Source::CommandLine => return,
         };
         for (client, request) in requests {
             let answer = match request {
@@ -321,8 +296,8 @@ impl Runner {
                 Err(e) => format!("error: {e}\n"),
             };
             let registry = self.poll.registry();
-            if let Some(c) = self.fleet.as_mut().and_then(|f| f.control.as_mut()) {
-                c.reply(registry, client, &text);
+            if let Source::File { control, .. } = &mut self.fleet.source {
+                control.reply(registry, client, &text);
             }
         }
     }

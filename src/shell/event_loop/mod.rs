@@ -68,22 +68,55 @@ struct Slot {
     retire: Option<Retire>,
 }
 
-/// What only `--tunnels` mode has.
+/// What every tunnel shares: handshake slots, reachability checks, the tunnels waiting to
+/// start, readiness. The command line's single tunnel is a fleet of one; only where the
+/// two truly differ (exit code, SIGHUP and SIGTERM, the reports' form) is [`Source`] asked.
 struct Fleet {
-    file: PathBuf,
-    control: Option<ControlServer>,
+    source: Source,
     gate: Handshakes,
-    /// `READY=1` is sent once every tunnel is proven, or at this time.
-    ready_by: Instant,
-    ready_sent: bool,
-    /// Some tunnel ended on its own with a non-zero code.
-    failures: bool,
     /// One reachability check per server at a time, its answer shared (a hundred tunnels
     /// checking a returning server at once would hit its `MaxStartups` themselves).
     checks: std::collections::HashMap<String, checks::SharedCheck>,
     /// Tunnels to start once every tunnel being removed is gone (a changed tunnel's new
     /// definition, new ones): none binds a port an old one still holds.
     pending: Vec<TunnelDef>,
+    /// `READY=1` was sent (once every tunnel is proven, or at the file's `ready_by`).
+    ready_sent: bool,
+    /// Some tunnel ended on its own with a non-zero code.
+    failures: bool,
+}
+
+/// Where the tunnels come from.
+enum Source {
+    /// The command line's one tunnel: its exit code is autossh's, SIGHUP retries it, SIGTERM
+    /// goes to its supervisor, the reports are about it alone, systemd hears `READY=1` only
+    /// once it is proven.
+    CommandLine,
+    /// `--tunnels FILE`: reloaded on SIGHUP and on the control socket, stopped together.
+    File {
+        file: PathBuf,
+        control: ControlServer,
+        /// `READY=1` is sent at this time even if not every tunnel is proven yet.
+        ready_by: Instant,
+    },
+}
+
+impl Fleet {
+    fn new(source: Source) -> Fleet {
+        Fleet {
+            source,
+            gate: Handshakes::default(),
+            checks: Default::default(),
+            pending: Vec::new(),
+            ready_sent: false,
+            failures: false,
+        }
+    }
+
+    /// Whether the tunnels come from a file (`--tunnels`).
+    fn is_file(&self) -> bool {
+        matches!(self.source, Source::File { .. })
+    }
 }
 
 struct Runner {
@@ -91,8 +124,8 @@ struct Runner {
     signals: Signals,
     /// Indexed by token slot; a removed tunnel leaves `None` (slots are not reused).
     slots: Vec<Option<Slot>>,
-    /// `None`: one tunnel from the command line.
-    fleet: Option<Fleet>,
+    /// The tunnels' shared machinery (one from the command line, or a file's).
+    fleet: Fleet,
     /// Settings of the whole process (status and metrics files, `-f`).
     process: Settings,
     notifier: Option<Notifier>,
@@ -160,7 +193,7 @@ impl Runner {
             poll,
             signals,
             slots: Vec::new(),
-            fleet: None,
+            fleet: Fleet::new(Source::CommandLine),
             watch: Watch::new(process.hook.clone()),
             process,
             notifier,
@@ -234,11 +267,7 @@ impl Runner {
             .chain(self.timers.timeout())
             .chain(self.http.as_ref().and_then(|h| h.timeout(Instant::now())))
             .chain(self.watch.timeout(now))
-            .chain(
-                self.fleet
-                    .as_ref()
-                    .and_then(|f| f.gate.next_deadline().map(|d| d.since(now))),
-            )
+            .chain(self.fleet.gate.next_deadline().map(|d| d.since(now)))
             .min()
             // Round up to a millisecond so a deadline is not missed by a hair.
             .map(|d| d + Duration::from_micros(500))
@@ -306,11 +335,11 @@ impl Runner {
     fn settle(&mut self, outcomes: Vec<(usize, Outcome)>) {
         for (i, o) in outcomes {
             match o {
-                Outcome::Ready => self.on_ready(i),
+                Outcome::Ready => self.check_ready(),
                 Outcome::AwaitSlot => self.await_slot(i),
                 Outcome::CheckReach => self.check_reach(i),
                 Outcome::Started => {
-                    if self.fleet.is_none() {
+                    if !self.fleet.is_file() {
                         if let Some(n) = self.notifier.as_mut() {
                             n.started();
                         }
@@ -329,29 +358,27 @@ impl Runner {
     /// The exit code once autossh is done: the single tunnel ended; or, with many, every
     /// tunnel stopped after a signal, or every tunnel ended for good.
     fn finished(&mut self) -> Option<i32> {
-        match &self.fleet {
-            None => self
+        if !self.fleet.is_file() {
+            return self
                 .slots
                 .iter()
                 .flatten()
                 .next()
-                .and_then(|s| s.tunnel.ended()),
-            Some(f) => {
-                let live = self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .any(|s| s.tunnel.ended().is_none());
-                if live || (!f.pending.is_empty() && !self.shutting_down) {
-                    return None;
-                }
-                Some(if self.shutting_down || !f.failures {
-                    0
-                } else {
-                    1
-                })
-            }
+                .and_then(|s| s.tunnel.ended());
         }
+        let live = self
+            .slots
+            .iter()
+            .flatten()
+            .any(|s| s.tunnel.ended().is_none());
+        if live || (!self.fleet.pending.is_empty() && !self.shutting_down) {
+            return None;
+        }
+        Some(if self.shutting_down || !self.fleet.failures {
+            0
+        } else {
+            1
+        })
     }
 
     fn on_signals(&mut self) {
@@ -374,7 +401,7 @@ impl Runner {
                     if let Some(sd) = &self.sd {
                         sd.send("STOPPING=1");
                     }
-                    if self.fleet.is_some() {
+                    if self.fleet.is_file() {
                         info!("received signal to exit ({sig}); stopping every tunnel");
                         self.shutting_down = true;
                         for slot in self.slots.iter_mut().flatten() {
@@ -387,7 +414,7 @@ impl Runner {
                     Sig::Terminate(sig)
                 }
                 SIGUSR1 => Sig::Restart,
-                SIGHUP if self.fleet.is_some() => {
+                SIGHUP if self.fleet.is_file() => {
                     info!("SIGHUP: reloading the tunnels file");
                     let _ = self.reload();
                     continue;

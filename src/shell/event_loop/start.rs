@@ -137,16 +137,11 @@ impl Runner {
             file.display(),
             control.path().display()
         );
-        self.fleet = Some(Fleet {
+        self.fleet.source = Source::File {
             file,
-            control: Some(control),
-            gate: Handshakes::default(),
+            control,
             ready_by: Instant::now() + Duration::from_secs(30),
-            ready_sent: false,
-            failures: false,
-            pending: Vec::new(),
-            checks: Default::default(),
-        });
+        };
         Ok(())
     }
 

@@ -69,7 +69,7 @@ impl Runner {
         let now = Time::now();
         if self.timers.due(ShellTimer::Watchdog) {
             // One tunnel: only while it is proven. Many: while the loop runs.
-            let alive = self.fleet.is_some()
+            let alive = self.fleet.is_file()
                 || self
                     .slots
                     .iter()
@@ -82,9 +82,7 @@ impl Runner {
             self.timers
                 .set(ShellTimer::Watchdog, every.map(|e| Instant::now() + e));
         }
-        if self.fleet.is_some() {
-            self.check_fleet_ready();
-        }
+        self.check_ready();
         if !self.reports_wanted() {
             return;
         }
@@ -94,16 +92,12 @@ impl Runner {
             .timers
             .line_at
             .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
-        if self.fleet.is_some() && recent && !self.timers.due(ShellTimer::Report) {
+        if self.fleet.is_file() && recent && !self.timers.due(ShellTimer::Report) {
             return;
         }
         self.timers.line_at = Some(Instant::now());
-        let line = match self.fleet {
-            Some(_) => self.fleet_status_line(now),
-            None => match self.slots.iter().flatten().next() {
-                Some(s) => report::status_line(s.tunnel.sup(), now),
-                None => return,
-            },
+        let Some(line) = self.status_line(now) else {
+            return;
         };
         let changed = self.last_report.as_ref() != Some(&line);
         if !changed
@@ -130,7 +124,7 @@ impl Runner {
         }
         let tunnels: Vec<&Tunnel> = self.slots.iter().flatten().map(|s| &s.tunnel).collect();
         if let Some(p) = &self.process.statusfile {
-            let text = if self.fleet.is_some() {
+            let text = if self.fleet.is_file() {
                 let rows: Vec<_> = tunnels
                     .iter()
                     .map(|t| (t.name().map(|n| &**n).unwrap_or(""), t.sup(), t.facts()))
@@ -157,8 +151,13 @@ impl Runner {
         }
     }
 
-    /// `4/5 tunnels up; cache: reconnecting 40 s` (systemd's STATUS).
-    pub(super) fn fleet_status_line(&self, now: Time) -> String {
+    /// systemd's STATUS: the single tunnel's line, or `4/5 tunnels up; cache: reconnecting
+    /// 40 s` (`None`: no tunnel).
+    pub(super) fn status_line(&self, now: Time) -> Option<String> {
+        if !self.fleet.is_file() {
+            let s = self.slots.iter().flatten().next()?;
+            return Some(report::status_line(s.tunnel.sup(), now));
+        }
         let all: Vec<&Slot> = self.slots.iter().flatten().collect();
         let up = all.iter().filter(|s| s.tunnel.sup().healthy()).count();
         let mut line = format!("{up}/{} tunnels up", all.len());
@@ -180,7 +179,7 @@ impl Runner {
         if !down.is_empty() {
             let _ = write!(line, "; {}", down.join(", "));
         }
-        line
+        Some(line)
     }
 
     /// `autossh status`: a table, or JSON.
