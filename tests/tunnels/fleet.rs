@@ -1,6 +1,7 @@
 //! A fleet that reconnects without a stampede (docs/tunnels.md): tunnels to one server start
 //! at most 8 handshakes at once; the others wait (state `waiting`, no ssh yet) and start as
-//! soon as one is proven; a server that cuts handshakes before its banner gets fewer at once.
+//! soon as one has authenticated (bound its sockets) or is proven; a server that cuts
+//! handshakes before its banner gets fewer at once.
 //!
 //! The server's listener is stopped (SIGSTOP) while autossh starts 12 tunnels to it: the
 //! kernel still accepts the connections, no banner comes, so the first 8 handshakes stay in
@@ -93,5 +94,42 @@ fn a_server_that_cuts_handshakes_gets_fewer_at_once() {
         ts.len(),
         rig.story()
     );
+    rig.finish();
+}
+
+/// Twelve echo-mode tunnels whose echo port never answers (a listener nobody accepts on):
+/// every ssh authenticates and binds its sockets, no tunnel is ever proven. The handshake
+/// slot is the server's unauthenticated connection (MaxStartups), so it frees at the bind:
+/// all twelve ssh run within a few seconds, not after the 10 s a slot may be held. Linux
+/// only: the portable build does not see the bind (docs/compatibility.md).
+#[cfg(not(feature = "portable"))]
+#[test]
+fn a_handshake_slot_frees_once_ssh_has_authenticated() {
+    let mut rig = Rig::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent port");
+    let echo = silent.local_addr().expect("its port").port();
+    let ts: Vec<Tunnel> = (1..=12)
+        .map(|k| {
+            let mut t = rig.tunnel(&format!("a{k:02}"), Mon::Zero);
+            t.monitor = format!("{}:{echo}", free_port());
+            t
+        })
+        .collect();
+    rig.write(&ts);
+    rig.start(&[]);
+    let seen = rig.wait_status(
+        Duration::from_secs(8),
+        "12 ssh running, none waiting",
+        |v| {
+            v.len() == 12
+                && v.iter()
+                    .all(|s| s.ssh_pid.is_some() && s.state != "waiting")
+        },
+    );
+    assert!(
+        seen.iter().all(|s| !s.up),
+        "a tunnel was proven through a port that never answers: the test tests nothing\n{seen:?}"
+    );
+    drop(silent);
     rig.finish();
 }

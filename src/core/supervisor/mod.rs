@@ -228,6 +228,7 @@ impl Supervisor {
                     self.start(blind, now, out);
                 }
             }
+            Event::SshBound => self.on_bound(now, out),
             Event::Busy(busy) => self.on_busy(busy, now, out),
             Event::Drained => self.on_drained(now, out),
             Event::OldExited(end) => self.on_old_exited(end, out),

@@ -288,6 +288,20 @@ impl Supervisor {
         }
     }
 
+    /// ssh bound its sockets, so the tunnel can answer now: one not proven yet is probed at
+    /// once instead of at its next try (a slot's handshake is then over sooner).
+    pub(super) fn on_bound(&mut self, now: Time, out: &mut Vec<Action>) {
+        let unproven = matches!(
+            self.phase(),
+            Some(Phase::Confirming { .. } | Phase::Unmonitored)
+        );
+        let waiting = self.timers.get(Timer::Probe).is_some_and(|at| at > now);
+        if unproven && waiting && self.probe().is_none() && !self.run.proof_waited {
+            self.timers.clear(Timer::Probe);
+            self.send_probe(now, false, out);
+        }
+    }
+
     /// The gap before confirmation try `tries` (0: the first after a start).
     pub(super) fn confirm_gap(&self, tries: u32) -> Duration {
         if self.cfg.gated && tries < GATED_QUICK_TRIES {

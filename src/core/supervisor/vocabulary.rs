@@ -147,6 +147,9 @@ pub enum Event {
     NetPath(NetPath),
     /// Answer to [`Action::AwaitSlot`]: ssh may start now.
     SlotGranted,
+    /// The running ssh bound its private sockets: it is past authentication (ssh sets up
+    /// its forwards only then).
+    SshBound,
     /// Held forwards: connections are open or waiting (`true`), or none is any more.
     Busy(bool),
     /// The old ssh of a planned restart, draining, has no connection left.

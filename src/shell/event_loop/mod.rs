@@ -15,6 +15,7 @@ use crate::shell::control::ControlServer;
 use crate::shell::hooks::Watch;
 use crate::shell::http::HttpServer;
 use crate::shell::nonblocking::interrupted;
+use crate::shell::platform::DirWatch;
 use crate::shell::sd_notify::SdNotify;
 use crate::shell::tunnel::{slot_of, Outcome, Spec, Tunnel};
 use log::{debug, info};
@@ -35,6 +36,20 @@ pub use start::{run, run_tunnels};
 const SIGNALS: Token = Token(0);
 /// Token of the rtnetlink socket (address, route and link changes).
 const NETLINK: Token = Token(4);
+/// Token of the private directory's watch (ssh binding its sockets).
+const DIRWATCH: Token = Token(7);
+
+/// A watch of autossh's private directory in `poll` (none where the platform has none).
+fn watch_dir(dir: &std::path::Path, poll: &Poll) -> Option<DirWatch> {
+    let w = DirWatch::open(dir).ok()?;
+    match w.register(poll.registry(), DIRWATCH) {
+        Ok(()) => Some(w),
+        Err(e) => {
+            debug!("no watch of {} ({e}): slots wait for proofs", dir.display());
+            None
+        }
+    }
+}
 
 /// Time the machine has spent suspended since boot (zero where the platform cannot tell).
 fn suspended_offset() -> Duration {
@@ -135,6 +150,9 @@ struct Runner {
     sd: Option<SdNotify>,
     /// Address and route changes (none where rtnetlink or the routing socket cannot be opened).
     netwatch: Option<crate::shell::netwatch::NetWatch>,
+    /// New entries of the private directory (Linux): ssh has authenticated once it binds
+    /// its sockets there.
+    dirwatch: Option<DirWatch>,
     /// The shell's own deadlines (reports, watchdog).
     timers: status::ShellTimers,
     /// What the last report said.
@@ -184,9 +202,11 @@ impl Runner {
                 None
             }
         };
+        let dirwatch = place.dir.as_ref().and_then(|d| watch_dir(d.path(), &poll));
         Ok(Runner {
             timers: status::ShellTimers::new(sd.as_ref()),
             netwatch,
+            dirwatch,
             sd,
             last_report: None,
             suspended_offset: suspended_offset(),
@@ -281,6 +301,7 @@ impl Runner {
             NETLINK if self.netwatch.as_ref().is_some_and(|w| w.drain()) => {
                 self.broadcast(Event::NetworkChanged);
             }
+            DIRWATCH => self.on_dir_entries(),
             t => match slot_of(t) {
                 None if ControlServer::owns(t) => self.on_control(t),
                 None => {}
@@ -423,6 +444,21 @@ impl Runner {
                 _ => Sig::Wake,
             };
             self.broadcast(Event::Signal(ev));
+        }
+    }
+
+    /// New entries of the private directory, each to the tunnel whose running ssh bound it.
+    fn on_dir_entries(&mut self) {
+        let Some(w) = self.dirwatch.as_ref() else {
+            return;
+        };
+        for name in w.names() {
+            let Some(name) = name.to_str() else { continue };
+            for slot in self.slots.iter_mut().flatten() {
+                if slot.tunnel.on_bound(name) {
+                    break;
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! What each platform gets is tabled in docs/compatibility.md.
 //!
 //! Both families export the same names: `FAMILY`, `PARENT_DEATH`, `SPLICE`, `NetWatch` (open, register,
-//! drain), `parent_death`, `suspended_offset`, `ssh_exiting`, `connection_gone` and the
+//! drain), `DirWatch` (open, register, names), `parent_death`, `suspended_offset`, `ssh_exiting`, `connection_gone` and the
 //! `transport` module (`Transport`, `Look`). `unix` holds what every Unix has but spells
 //! differently (peer credentials, a close-on-exec pipe, a look at a child's exit, syslog's
 //! socket), chosen by the target alone.

@@ -137,6 +137,8 @@ pub struct Tunnel {
     relay: Option<Relay>,
     /// The number of the ssh running (or last run): its sockets are named by it.
     gen: u32,
+    /// The number of the last ssh seen binding its private sockets (past authentication).
+    bound: Option<u32>,
     old: Option<OldSsh>,
     /// The state last reported and when it began.
     state_since: (&'static str, Time),
@@ -206,6 +208,7 @@ impl Tunnel {
             dir,
             relay,
             gen: 0,
+            bound: None,
             old: None,
             state_since: ("starting", Time::now()),
             ended: None,
@@ -250,14 +253,31 @@ impl Tunnel {
         self.queue.push_back(Event::SlotGranted);
     }
 
-    /// How the handshake it holds a slot for ended: proven, or its ssh gone (cut by the
-    /// server before its banner, or ended otherwise); `None` while ssh is still at it.
+    /// `name` was made in the private directory: when it is a socket of the running ssh
+    /// (the first of them), ssh is past authentication: its handshake slot is free, and its
+    /// supervisor hears of it (its first probe need not wait). True: the name was its.
+    pub fn on_bound(&mut self, name: &str) -> bool {
+        if self.ssh.is_none() || !is_socket_of(name, &self.tag, self.gen) {
+            return false;
+        }
+        if self.bound != Some(self.gen) {
+            self.bound = Some(self.gen);
+            self.queue.push_back(Event::SshBound);
+        }
+        true
+    }
+
+    /// How the handshake it holds a slot for ended: proven, or past authentication (its
+    /// sockets bound), or its ssh gone (cut by the server before its banner, or ended
+    /// otherwise); `None` while ssh is still at it.
     pub fn handshake_end(&self) -> Option<Ended> {
         if self.sup.healthy() {
             return Some(Ended::Proven);
         }
         if self.ssh.is_some() && self.ended.is_none() {
-            return None;
+            // Bound its sockets: authenticated, so no longer counted by the server's
+            // MaxStartups, however long its tunnel takes to answer.
+            return (self.bound == Some(self.gen)).then_some(Ended::Proven);
         }
         Some(if self.sup.cut_before_banner() {
             Ended::Cut
@@ -418,6 +438,21 @@ impl Tunnel {
     }
 }
 
+/// Whether `name` (a new entry of the private directory) is a socket of ssh number `gen` of
+/// the tunnel whose names start with `tag`: `probe-G.sock`, `mon-G.sock` or `fwd-G-I.sock`.
+fn is_socket_of(name: &str, tag: &str, gen: u32) -> bool {
+    let Some(rest) = name.strip_prefix(tag) else {
+        return false;
+    };
+    let kinds = [format!("probe-{gen}.sock"), format!("mon-{gen}.sock")];
+    if kinds.iter().any(|k| k == rest) {
+        return true;
+    }
+    rest.strip_prefix(&format!("fwd-{gen}-"))
+        .and_then(|r| r.strip_suffix(".sock"))
+        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What its sockets' names start with: nothing for the command line's tunnel; one of many
 /// has its name (what of it is safe in a file name) and its slot.
 fn socket_tag(name: Option<&str>, slot: usize) -> String {
@@ -522,5 +557,28 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards, held: bool, handover: boo
         drain_time: s.drain_time,
         on_demand: (held && s.on_demand).then_some(s.idle_time),
         refusal_ends_ssh: !s.user_o_keys.iter().any(|k| k == "exitonforwardfailure"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_entry_is_a_socket_of_one_tunnel_and_one_ssh_only() {
+        let tag = socket_tag(Some("db"), 3);
+        assert!(is_socket_of("db.3-probe-7.sock", &tag, 7));
+        assert!(is_socket_of("db.3-mon-7.sock", &tag, 7));
+        assert!(is_socket_of("db.3-fwd-7-0.sock", &tag, 7));
+        assert!(is_socket_of("db.3-fwd-7-12.sock", &tag, 7));
+        // Another ssh of the same tunnel, another tunnel, or not a socket of ours.
+        assert!(!is_socket_of("db.3-fwd-6-0.sock", &tag, 7));
+        assert!(!is_socket_of("db.3-fwd-70-0.sock", &tag, 7));
+        assert!(!is_socket_of("db.33-probe-7.sock", &tag, 7));
+        assert!(!is_socket_of("db.3-fwd-7-.sock", &tag, 7));
+        assert!(!is_socket_of("db.3-agent.sock", &tag, 7));
+        // The command line's tunnel has no tag.
+        assert!(is_socket_of("probe-1.sock", "", 1));
+        assert!(!is_socket_of("db.3-probe-1.sock", "", 1));
     }
 }

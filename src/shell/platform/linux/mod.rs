@@ -1,9 +1,11 @@
 //! Linux's detectors: `TCP_INFO` of ssh's own sockets through pidfd_getfd (and /proc's
 //! fallback), rtnetlink, the parent-death signal, `CLOCK_BOOTTIME`, `PF_EXITING`, splice(2).
 
+mod dirwatch;
 mod rtnetlink;
 pub mod transport;
 
+pub use dirwatch::DirWatch;
 pub use rtnetlink::NetWatch;
 use std::io;
 use std::os::unix::process::CommandExt;

@@ -11,6 +11,24 @@ pub mod transport;
 
 pub use route::NetWatch;
 use std::process::Command;
+
+/// No watch of the private directory: a new ssh's sockets are found by its first probes'
+/// tries, and its handshake slot is held until its tunnel is proven.
+pub struct DirWatch;
+
+impl DirWatch {
+    pub fn open(_dir: &std::path::Path) -> std::io::Result<DirWatch> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn register(&self, _r: &mio::Registry, _t: mio::Token) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn names(&self) -> Vec<std::ffi::OsString> {
+        Vec::new()
+    }
+}
 use std::time::Duration;
 
 /// The family's name, for logs and the status file.
