@@ -110,6 +110,8 @@ impl Relay {
                 return false;
             }
         };
+        // INVARIANT: a connection is relayed to at most one ssh (a held one, once).
+        debug_assert!(slot.gen.is_none() && !slot.conn.is_relayed());
         let mut peer = Peer::Unix(stream);
         let token = Token(self.base + CONNS + 2 * id + 1);
         if peer.register(registry, token).is_err() {

@@ -121,6 +121,9 @@ impl Tunnel {
     /// The running ssh becomes the old one: it keeps serving its connections; its stderr is
     /// still read and logged; its end is its own event.
     fn detach(&mut self, registry: &Registry) {
+        // INVARIANT: at most one old ssh at a time (the supervisor detaches only when the
+        // last old one's end has reached it, and that end is queued after it is cleared here).
+        debug_assert!(self.old.is_none(), "a second old ssh");
         self.close_stderr(registry);
         self.transport = None;
         let Some(ssh) = self.ssh.take() else { return };
