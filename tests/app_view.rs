@@ -502,3 +502,58 @@ fn frozen_session_under_an_impatient_client() {
     );
     rig.finish();
 }
+
+/// A health checker that starts a check every 50 ms, each on a new connection and given
+/// 450 ms, then reset (checks overlap): no one request waits the 0.5 s that draws a probe,
+/// and there is always an open one that has waited less. They all spoke after the server last did, so
+/// they wait as long as the server has been silent: the frozen session is replaced within
+/// [`FREEZE_BOUND`], not at the next poll (600 s).
+#[test]
+fn frozen_session_under_overlapping_checks() {
+    let rig = Rig::start(Monitor::Loop, "", &[]);
+    let port = rig.tunnel;
+    let check = move || -> bool {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(450)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(450)));
+        // Given up, it aborts: its close is a reset (as the benchmark's checker does).
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let mut line = String::new();
+        s.write_all(b"check\n").is_ok() && r.read_line(&mut line).is_ok() && line == "check\n"
+    };
+    assert!(wait_until(UP, check), "{}", rig.story());
+    let starts = rig.log().matches("starting ssh").count();
+    let frozen = Instant::now();
+    assert!(rig.sshd.stop_sessions(Signal::SIGSTOP) > 0);
+    let answered: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    let mut threads = Vec::new();
+    // One check every 50 ms, each on its own thread, until one is answered (bounded).
+    while answered.lock().unwrap().is_none() && frozen.elapsed() < FREEZE_BOUND {
+        let a = answered.clone();
+        threads.push(std::thread::spawn(move || {
+            if check() {
+                a.lock().unwrap().get_or_insert(frozen.elapsed());
+            }
+        }));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let first = *answered.lock().unwrap();
+    eprintln!("overlapping checks: answered again {first:?} after the freeze");
+    assert!(
+        first.is_some_and(|f| f <= FREEZE_BOUND),
+        "no check answered within {FREEZE_BOUND:?} of the freeze ({first:?})\n{}",
+        rig.story()
+    );
+    assert!(
+        rig.log().matches("starting ssh").count() > starts,
+        "answered without a new ssh: was it frozen?\n{}",
+        rig.story()
+    );
+    rig.finish();
+}

@@ -319,19 +319,23 @@ impl Relay {
     /// How long the applications have been waiting for answers: the longest wait on a
     /// relayed connection whose application spoke last (sure), or, on one where nothing has
     /// moved yet, since it was relayed (not sure: the application may be the first to speak).
-    pub fn waiting(&self, now: Instant) -> Waiting {
-        let longest = self
-            .slots
-            .iter()
-            .flatten()
-            .filter_map(|s| {
-                let c = &s.conn;
-                match (c.owed_since, c.relayed_at, c.moved()) {
-                    (Some(o), _, _) => Some((now.saturating_duration_since(o), true)),
-                    (None, Some(r), (0, 0)) => Some((now.saturating_duration_since(r), false)),
-                    _ => None,
-                }
+    /// `server_silent`: since ssh last heard from the server (when its connection is seen):
+    /// an application that spoke after the server last did waits as long as the server has
+    /// been silent, even if it gave up and came back on a new connection (a client with a
+    /// timeout shorter than the threshold would otherwise never wait it).
+    pub fn waiting(&self, now: Instant, server_silent: Option<Duration>) -> Waiting {
+        let conns = || self.slots.iter().flatten().map(|s| &s.conn);
+        let heard = server_silent.and_then(|s| now.checked_sub(s));
+        let spoke_after_server =
+            heard.is_some_and(|h| conns().any(|c| c.owed_since.is_some_and(|o| o > h)));
+        let since_server = server_silent.filter(|_| spoke_after_server);
+        let longest = conns()
+            .filter_map(|c| match (c.owed_since, c.relayed_at, c.moved()) {
+                (Some(o), _, _) => Some((now.saturating_duration_since(o), true)),
+                (None, Some(r), (0, 0)) => Some((now.saturating_duration_since(r), false)),
+                _ => None,
             })
+            .chain(since_server.map(|w| (w, true)))
             .max_by_key(|&(waited, sure)| (sure, waited));
         match longest {
             Some((waited, sure)) => Waiting::For { waited, sure },

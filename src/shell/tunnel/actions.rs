@@ -116,7 +116,7 @@ impl Tunnel {
         };
         let waiting = match (&self.relay, server_quiet) {
             // Held forwards: the relay's own facts, exact and cheap.
-            (Some(r), _) => r.waiting(std::time::Instant::now()),
+            (Some(r), _) => r.waiting(std::time::Instant::now(), look.map(|l| l.recv_ago)),
             (None, true) => {
                 let skip = self.monitor.as_ref().and_then(|m| m.local_port());
                 t.app_waiting(skip, look.map(|l| l.sent_ago), look.map(|l| l.recv_ago))
