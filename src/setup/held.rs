@@ -222,8 +222,12 @@ fn port(text: &str) -> Option<u16> {
         return u16::try_from(n).ok();
     }
     let name = std::ffi::CString::new(text).ok()?;
+    // getservbyname's answer lives in libc's static storage: one caller at a time (the
+    // start is single-threaded; the unit tests are not).
+    static LOOKUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOOKUP.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: both strings are NUL-terminated; the result points into libc's static storage
-    // and is read at once, before any other call that could overwrite it.
+    // and is read at once, under the lock, before any other call could overwrite it.
     unsafe {
         let se = libc::getservbyname(name.as_ptr(), c"tcp".as_ptr());
         (!se.is_null()).then(|| u16::from_be((*se).s_port as u16))

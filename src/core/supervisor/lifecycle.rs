@@ -234,7 +234,8 @@ impl Supervisor {
 
     /// ssh ended on its own: the exit table says whether to restart or to exit.
     fn judge_exit(&mut self, end: SshEnd, phase: Phase, now: Time, out: &mut Vec<Action>) {
-        if phase == Phase::Up {
+        // Proven by a probe, or (-M 0) alive past the gate and serving: an outage begins.
+        if phase == Phase::Up || self.healthy() {
             self.note_down(now);
         }
         self.give_up_old(now, out);

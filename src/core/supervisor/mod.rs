@@ -57,6 +57,8 @@ const PROBE_TAIL: Duration = Duration::from_millis(100);
 /// While a remote port held on the server is retried, a probe's first answer through a new
 /// ssh is confirmed this much later: ssh's line refusing the forward may come just after it.
 const FORWARD_WORD: Duration = Duration::from_millis(250);
+/// ssh's sockets are probed this long after it bound them (it listens right after).
+const LISTEN_SETTLE: Duration = Duration::from_millis(5);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;
@@ -228,7 +230,7 @@ impl Supervisor {
                     self.start(blind, now, out);
                 }
             }
-            Event::SshBound => self.on_bound(now, out),
+            Event::SshBound => self.on_bound(now),
             Event::Busy(busy) => self.on_busy(busy, now, out),
             Event::Drained => self.on_drained(now, out),
             Event::OldExited(end) => self.on_old_exited(end, out),

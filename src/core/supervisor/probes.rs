@@ -288,17 +288,18 @@ impl Supervisor {
         }
     }
 
-    /// ssh bound its sockets, so the tunnel can answer now: one not proven yet is probed at
-    /// once instead of at its next try (a slot's handshake is then over sooner).
-    pub(super) fn on_bound(&mut self, now: Time, out: &mut Vec<Action>) {
+    /// ssh bound its sockets, so the tunnel can answer now: one not proven yet is probed
+    /// [`LISTEN_SETTLE`] later instead of at its next try (a unix socket's file is there at
+    /// bind(2), before ssh's listen(2): a connect in between is refused).
+    pub(super) fn on_bound(&mut self, now: Time) {
         let unproven = matches!(
             self.phase(),
             Some(Phase::Confirming { .. } | Phase::Unmonitored)
         );
-        let waiting = self.timers.get(Timer::Probe).is_some_and(|at| at > now);
-        if unproven && waiting && self.probe().is_none() && !self.run.proof_waited {
-            self.timers.clear(Timer::Probe);
-            self.send_probe(now, false, out);
+        let at = now + LISTEN_SETTLE;
+        let later = self.timers.get(Timer::Probe).is_some_and(|t| t > at);
+        if unproven && later && self.probe().is_none() && !self.run.proof_waited {
+            self.timers.set(Timer::Probe, at);
         }
     }
 
