@@ -122,6 +122,8 @@ pub struct Relay {
     unsure: Vec<(usize, Instant)>,
     notes: Vec<Note>,
     busy: bool,
+    /// When bytes last came back from ssh to an application (any connection).
+    last_in: Option<Instant>,
 }
 
 impl Relay {
@@ -142,6 +144,7 @@ impl Relay {
             unsure: Vec::new(),
             notes: Vec::new(),
             busy: false,
+            last_in: None,
         }
     }
 
@@ -319,12 +322,15 @@ impl Relay {
     /// How long the applications have been waiting for answers: the longest wait on a
     /// relayed connection whose application spoke last (sure), or, on one where nothing has
     /// moved yet, since it was relayed (not sure: the application may be the first to speak).
-    /// `server_silent`: since ssh last heard from the server (when its connection is seen):
-    /// an application that spoke after the server last did waits as long as the server has
-    /// been silent, even if it gave up and came back on a new connection (a client with a
-    /// timeout shorter than the threshold would otherwise never wait it).
+    /// `server_silent`: since ssh last heard from the server (where its connection is seen;
+    /// else since an application last got bytes back through the relay): an application
+    /// that spoke after the server last did waits as long as the server has been silent,
+    /// even if it gave up and came back on a new connection (a client with a timeout
+    /// shorter than the threshold would otherwise never wait it).
     pub fn waiting(&self, now: Instant, server_silent: Option<Duration>) -> Waiting {
         let conns = || self.slots.iter().flatten().map(|s| &s.conn);
+        let server_silent =
+            server_silent.or_else(|| self.last_in.map(|t| now.saturating_duration_since(t)));
         let heard = server_silent.and_then(|s| now.checked_sub(s));
         let spoke_after_server =
             heard.is_some_and(|h| conns().any(|c| c.owed_since.is_some_and(|o| o > h)));

@@ -53,6 +53,9 @@ impl Relay {
             .step(&mut self.pool, now, &upstream_dying, settled);
         self.stats.bytes_out += out;
         self.stats.bytes_in += back;
+        if back > 0 {
+            self.last_in = Some(now);
+        }
         if since.is_some() && step != Step::Unsure {
             self.unsure.retain(|u| u.0 != id);
         }
