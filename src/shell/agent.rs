@@ -282,7 +282,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `ssh-agent -D -a <socket>` and waits for its socket.
+    /// Starts `ssh-agent -D -a <socket>` and waits until its socket takes connections.
     pub fn start(tools: &Tools, socket: PathBuf, keys: Vec<PathBuf>) -> Result<Agent, AgentError> {
         let child = spawn_agent(tools, &socket)?;
         Ok(Agent {
@@ -376,7 +376,9 @@ fn spawn_agent(tools: &Tools, socket: &Path) -> Result<Child, AgentError> {
     // For the janitor, which stops the agent if autossh is killed (see janitor.rs).
     let _ = std::fs::write(socket.with_file_name("agent.pid"), child.id().to_string());
     let start = Instant::now();
-    while !socket.exists() {
+    // Listening, not just bound: the socket's file is there at bind(2), before listen(2),
+    // and an ssh-add in between is refused.
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
         if start.elapsed() > START_TIMEOUT || !matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill();
             let _ = child.wait();
