@@ -98,6 +98,10 @@ pub struct Sshd {
     listener_pid: i32,
     /// Sessions alive when the listener was stopped: (pid, starttime).
     orphans: Vec<(i32, u64)>,
+    /// Sessions [`Sshd::stop_sessions`] signalled: (pid, starttime). A frozen session whose
+    /// client went away may outlive its listener, stopped, reparented to init: the drop ends
+    /// these too.
+    signalled: std::sync::Mutex<Vec<(i32, u64)>>,
     /// Lines appended to the config (e.g. a `Match all` block that forbids forwarding).
     extra_config: String,
 }
@@ -136,6 +140,7 @@ impl Sshd {
             listener: None,
             listener_pid: 0,
             orphans: Vec::new(),
+            signalled: Default::default(),
             extra_config: extra.to_string(),
             dir: sdir,
         };
@@ -365,10 +370,16 @@ impl Sshd {
     /// Sends `sig` (SIGSTOP, SIGCONT, SIGKILL, ...) to every session process;
     /// returns how many were signalled.
     pub fn stop_sessions(&self, sig: Signal) -> usize {
-        self.session_pids()
-            .into_iter()
-            .filter(|&p| signal_pid(p, sig))
-            .count()
+        let stats = all_stats();
+        let pids = self.session_pids();
+        if let Ok(mut seen) = self.signalled.lock() {
+            for &p in &pids {
+                if let Some(st) = stats.iter().find(|s| s.pid == p) {
+                    seen.push((p, st.starttime));
+                }
+            }
+        }
+        pids.into_iter().filter(|&p| signal_pid(p, sig)).count()
     }
 
     /// Stops the listener (SIGTERM, then SIGKILL after 5 s) and reaps it.
@@ -426,8 +437,20 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        // Sessions first, while the listener is alive to reap them.
-        let sessions = self.session_pids();
+        // Sessions first, while the listener is alive to reap them; with those signalled,
+        // wherever they are now (the same process: same pid and start time).
+        let stats = all_stats();
+        let mut sessions = self.session_pids();
+        if let Ok(seen) = self.signalled.lock() {
+            sessions.extend(seen.iter().filter_map(|&(p, t)| {
+                stats
+                    .iter()
+                    .any(|s| s.pid == p && s.starttime == t)
+                    .then_some(p)
+            }));
+        }
+        sessions.sort_unstable();
+        sessions.dedup();
         for &p in &sessions {
             signal_pid(p, Signal::SIGCONT);
             signal_pid(p, Signal::SIGKILL);
