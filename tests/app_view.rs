@@ -333,6 +333,17 @@ impl Rig {
 }
 
 impl Rig {
+    /// Asserts that a new ssh started since `starts` were counted (the answers came through
+    /// a replaced session, not a frozen one that woke), then finishes.
+    fn finish_replaced(self, starts: usize) {
+        assert!(
+            self.log().matches("starting ssh").count() > starts,
+            "answered without a new ssh: was it frozen?\n{}",
+            self.story()
+        );
+        self.finish();
+    }
+
     /// Runs the application until it gets answers, freezes the server's session, and
     /// asserts that a request sent after the freeze is answered within [`FREEZE_BOUND`].
     fn freeze_under_the_application(&self, mode: Monitor) -> App {
@@ -495,12 +506,7 @@ fn frozen_session_under_an_impatient_client() {
         "no answer within {FREEZE_BOUND:?} of the freeze\n{}",
         rig.story()
     );
-    assert!(
-        rig.log().matches("starting ssh").count() > starts,
-        "answered without a new ssh: was it frozen?\n{}",
-        rig.story()
-    );
-    rig.finish();
+    rig.finish_replaced(starts);
 }
 
 /// A health checker that starts a check every 50 ms, each on a new connection and given
@@ -550,10 +556,5 @@ fn frozen_session_under_overlapping_checks() {
         "no check answered within {FREEZE_BOUND:?} of the freeze ({first:?})\n{}",
         rig.story()
     );
-    assert!(
-        rig.log().matches("starting ssh").count() > starts,
-        "answered without a new ssh: was it frozen?\n{}",
-        rig.story()
-    );
-    rig.finish();
+    rig.finish_replaced(starts);
 }
