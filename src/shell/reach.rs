@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 
 /// Tokens of checks in flight: `REACH_FIRST + slot`.
 pub const REACH_FIRST: usize = 8;
-const SLOTS: usize = 4;
+/// Checks in flight at most: started 125 ms apart (the supervisor's pace), the oldest reaches
+/// its [`CHECK_TIMEOUT`] as the last slot is taken. Tokens `REACH_FIRST..REACH_FIRST + SLOTS`
+/// stay below the monitor's inbound connections (16).
+const SLOTS: usize = 8;
+const _: () = assert!(REACH_FIRST + SLOTS <= crate::shell::monitor::INBOUND_FIRST);
 /// A check that has not connected by then counts as "unreachable".
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 

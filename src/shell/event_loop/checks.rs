@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// An answer this young is given again instead of checking anew.
-const FRESH: Duration = Duration::from_millis(200);
+/// An answer this young is given again instead of checking anew (less than the checks' pace:
+/// each tick of the tunnels' shared grid gets one new check).
+const FRESH: Duration = Duration::from_millis(100);
 /// A check without an answer this long is given up (its tunnel stopped checking).
 const STALE: Duration = Duration::from_millis(1500);
 

@@ -6,12 +6,36 @@ use super::*;
 fn a_returning_server_is_tried_at_once_whatever_the_backoff() {
     let mut s = waiting();
     s.ev(Event::Reachable(false));
-    // Checks every 250 ms while the server is away.
-    assert_eq!(s.advance(0.25), [Action::CheckReach]);
+    // Checks every 125 ms while the server is away, and not sooner.
+    assert!(s.advance(0.124).is_empty());
+    assert_eq!(s.advance(0.001), [Action::CheckReach]);
     s.ev(Event::Reachable(false));
-    assert_eq!(s.advance(0.25), [Action::CheckReach]);
+    assert_eq!(s.advance(0.125), [Action::CheckReach]);
     assert_eq!(s.ev(Event::Reachable(true)), [Action::StopReach, SPAWN]);
     assert_eq!(s.sup.start_count(), 2);
+}
+
+#[test]
+fn one_of_many_tunnels_checks_on_the_shared_grid() {
+    let mut s = Sim::new(Config {
+        gated: true,
+        ..gate0()
+    });
+    s.ev(Event::Begin);
+    s.advance(0.037);
+    s.ev(Event::SlotGranted);
+    s.ev(said(Complaint::Network("Connection refused".into())));
+    s.exit(SshEnd::Exited(255));
+    s.ev(Event::SlotGranted);
+    s.ev(said(Complaint::Network("Connection refused".into())));
+    s.exit(SshEnd::Exited(255));
+    assert!(matches!(s.sup.state(), State::WaitingForServer(_)));
+    assert_eq!(s.advance(0.0), [Action::CheckReach]);
+    // The next check is on the 125 ms grid of the clock, whenever this one ran.
+    s.ev(Event::Reachable(false));
+    let next = s.now + s.until(Timer::ReachCheck);
+    assert_eq!(next, next.on_grid(secs(0.125)), "{next:?}");
+    assert!(s.until(Timer::ReachCheck) < secs(0.125));
 }
 
 #[test]
