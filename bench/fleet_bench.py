@@ -25,6 +25,12 @@ Per program (a phase of its own, with a fresh sshd, services and ports):
             0.5 s), and the handshakes sshd refused ("drop connection #N ... past MaxStartups",
             "beginning MaxStartups throttling" in its log).
 
+Before the phases, the machine's floor (no supervisor): N plain `ssh -N -L SOCK:...` logins to a
+fresh sshd, at most 8 in flight (ours' handshake window, under the default MaxStartups), then all
+N at once (MaxStartups raised so that none is dropped): seconds until every ssh is past
+authentication (its -L socket bound) and the whole machine's CPU meanwhile. No tunnel of either
+program can be back faster than its logins.
+
 Environment: FLEET_BENCH_QUICK=1 (20 tunnels, 10 s outage, 15 s CPU phase, give-up 60 s: a smoke
 test), FLEET_BENCH_TUNNELS (100; quick 20), FLEET_BENCH_GIVEUP (180 s; quick 60),
 FLEET_BENCH_PROGS ("ours 1.4g"), FLEET_BENCH_MONITOR ("loop echo zero": loop monitors `-M MON_i`,
@@ -48,6 +54,7 @@ LOGDIR = os.path.join(HERE, "logs", "fleet")
 PROGS = {"ours": os.environ.get("FLEET_BENCH_OURS") or B.OURS, "1.4g": B.THEIRS}
 POLL = 10
 KEX = "curve25519-sha256"
+SSH_BIN = "/usr/bin/ssh"
 RSS_GOAL_KB = 6 * 1024          # 6 MiB
 BACK_GOAL_S = 2.0               # issue 20 (issue 12: 5 s)
 DROP_RE = re.compile(r"drop connection #\d+ from \S+ on \S+ past MaxStartups")
@@ -365,6 +372,63 @@ def fleet_outage(cfg, r, fl, sshd, prog):
           f"(throttling began {r['refusals']['throttling_began']}x)")
 
 
+FLOOR_WINDOW = 8  # ours' handshake window (src/core/handshakes.rs, MOST)
+
+
+def busy_cpu_s():
+    """CPU seconds the whole machine has been busy (every CPU; /proc/stat, not idle/iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def floor_logins(cfg, at_once):
+    """N plain `ssh -N` logins, no supervisor, at most `at_once` in flight (from exec until its
+    -L socket is bound: past authentication); None: all at once with sshd's MaxStartups raised
+    so that none is dropped. Seconds until all are logged in, the machine's CPU meanwhile."""
+    n = cfg["tunnels"]
+    d = os.path.join(B.WORK, f"fleet-floor-{at_once or 'all'}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    port = B.free_block(1, lo=10000, hi=ephemeral_low())
+    tail = "LogLevel VERBOSE\n" + ("" if at_once else "MaxStartups 300:30:400\n")
+    sshd = B.ListenerSshd("127.0.0.1", port, d, "floor", tail)
+    socks = [os.path.join(d, f"l{i}.sock") for i in range(n)]
+    procs, r = [], {"at_once": at_once, "tunnels": n}
+    try:
+        sshd.start()
+        argv = lambda i: [SSH_BIN, "-F", "/dev/null", "-i", os.path.join(B.WORK, "keys", "client_key"),  # noqa: E731
+                          "-p", str(port), "-o", f"KexAlgorithms={KEX}", "-o", "StrictHostKeyChecking=no",
+                          "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+                          "-N", "-L", f"{socks[i]}:127.0.0.1:9", "root@127.0.0.1"]
+        limit = at_once or n
+        c0, t0 = busy_cpu_s(), time.monotonic()
+        up = failed = 0
+        while up + failed < n and time.monotonic() < t0 + cfg["giveup"]:
+            up = sum(1 for x in socks if os.path.exists(x))
+            failed = sum(1 for i, p in enumerate(procs) if p.poll() is not None and not os.path.exists(socks[i]))
+            while len(procs) < n and len(procs) - up - failed < limit:
+                procs.append(subprocess.Popen(argv(len(procs)), stdin=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            time.sleep(0.005)
+        r.update(logged_in=up, failed=failed, all_s=round(time.monotonic() - t0, 3) if up == n else None,
+                 busy_cpu_s=round(busy_cpu_s() - c0, 2))
+        r["dropped"] = sshd_counts(sshd.logf)["dropped"]
+    except Exception as e:  # noqa: BLE001
+        r["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        sshd.kill()
+    what = f"{at_once} at once" if at_once else "all at once"
+    B.log(f"floor, plain ssh, {what}: {r.get('logged_in')}/{n} logged in"
+          + (f" after {r['all_s']:.2f} s" if r.get("all_s") is not None else "")
+          + f"; machine busy {r.get('busy_cpu_s')} CPU-s; sshd dropped {r.get('dropped')}")
+    return r
+
+
 def save_status(fl, d):
     """Ours: `autossh status` at the end, kept beside the logs."""
     try:
@@ -452,6 +516,8 @@ def run(args):
     results = []
     t_start = time.monotonic()
     try:
+        meta["floor"] = [floor_logins(cfg, FLOOR_WINDOW), floor_logins(cfg, None)]
+        B.write_json(args.out, {"meta": meta, "results": results})
         for mode in cfg["monitors"]:
             for prog in cfg["progs"]:
                 if results:
@@ -530,6 +596,11 @@ def mode_section(mode, o, t, meta, goals, notes):
     bo, bt = get(o, "outage", "all_back_s"), get(t, "outage", "all_back_s")
     row("sshd listening again → every tunnel answers, s", lambda r: secs(get(r, "outage", "all_back_s"), giveup),
         f"≤ {BACK_GOAL_S:g}", ratio(bo, bt) if bo is not None and bt is not None else "")
+    floor8 = next((f.get("all_s") for f in meta.get("floor") or [] if f.get("at_once")), None)
+    if floor8:
+        row("  the same over the machine's floor (8 logins at a time, no supervisor: "
+            f"{floor8:.2f} s)", lambda r: "n/a" if get(r, "outage", "all_back_s") is None
+            else f"{get(r, 'outage', 'all_back_s') / floor8:.2f}")
     row("  tunnels back: first / median / 90 %, s", lambda r: " / ".join(
         secs(get(r, "outage", k), giveup) for k in ("first_s", "median_s", "p90_s")))
     def within(r):
@@ -580,7 +651,7 @@ def mode_section(mode, o, t, meta, goals, notes):
             notes.append(f"{tag}: from sshd's return until every tunnel answered sshd refused {dr} "
                          f"connections, {cut} of them an ssh's (ssh said \"kex_exchange_identification\"); "
                          "the others were ours' plain TCP reachability checks (each waiting tunnel "
-                         f"connects every 250 ms while the server is down, so ~{n} connections land at once "
+                         f"connects every 125 ms while the server is down, so ~{n} connections land at once "
                          "on the new listener)")
         d = get(r, "refusals", "dropped_by_exit_lines")
         if d and d != get(r, "refusals", "dropped"):
@@ -591,6 +662,35 @@ def mode_section(mode, o, t, meta, goals, notes):
            "zero": "`-M 0` (no monitor port; ours: its session probe, ServerAlive)"}[mode]
     title = f"{mode} monitors, {mon}: {n} tunnels to one sshd (default MaxStartups), AUTOSSH_POLL={meta.get('poll', POLL)}"
     return title, (header, rows)
+
+
+def floor_section(meta):
+    """The machine's floor (plain ssh logins, no supervisor) as markdown lines."""
+    fl = meta.get("floor") or []
+    if not fl:
+        return []
+    n = meta.get("tunnels", "?")
+    head = ["plain ssh -N logins, no supervisor", "all logged in, s", "machine busy, CPU-s",
+            "CPU per login, ms", "failed / dropped by sshd"]
+    rows = []
+    for r in fl:
+        what = (f"at most {r['at_once']} in flight (ours' handshake window), default MaxStartups"
+                if r.get("at_once") else f"all {n} at once, MaxStartups 300:30:400 (none dropped)")
+        per = (f"{1000 * r['busy_cpu_s'] / r['tunnels']:.0f}" if r.get("busy_cpu_s") is not None
+               and r.get("tunnels") else "n/a")
+        rows.append([what, "n/a" if r.get("all_s") is None else f"{r['all_s']:.2f}",
+                     str(r.get("busy_cpu_s", "n/a")), per,
+                     f"{r.get('failed', 'n/a')} / {r.get('dropped', 'n/a')}" + (f" ({r['error']})" if r.get("error") else "")])
+    from report import md_table  # noqa: PLC0415
+    return (["## The machine's floor: the logins alone", "",
+             f"{n} plain `ssh -N -L SOCK:127.0.0.1:9` (the phases' ssh options) to a fresh sshd, measured "
+             "before the phases: seconds from the first exec until every ssh is past authentication "
+             "(its -L socket bound), and the whole machine's CPU meanwhile (sshd and ssh: a login's "
+             "CPU is theirs). No tunnel can answer before its ssh has logged in, so the first row is "
+             "the least a supervisor that starts 8 handshakes at a time (ours) can take to bring "
+             f"{n} tunnels back, the second the least with all at once (under sshd's default "
+             "MaxStartups some of those would be dropped: 1.4g's way).", ""]
+            + md_table(head, rows) + [""])
 
 
 def report(args):
@@ -624,6 +724,7 @@ def report(args):
            "- the programs ran **one after the other**, each with a fresh sshd and fresh ports "
            "(order: " + ", ".join(f"{m}/{p}" for m in meta.get("monitors", []) for p in meta.get("progs", []))
            + ")", ""]
+    md += floor_section(meta)
     for title, sec in sections:
         md += ["## " + title, ""] + md_table(*sec) + [""]
     if not sections:
@@ -692,7 +793,7 @@ NOTES = """## Notes (fixed text, from fleet_bench.py)
   connection #N from ... past MaxStartups" lines (logged at VERBOSE), read 3 s after the last
   tunnel came back (or the give-up); "beginning MaxStartups throttling" lines are counted apart.
   sshd drops any TCP connection past MaxStartups, an ssh's or a plain connect's (ours checks
-  that the server answers with a TCP connect every 250 ms while it is down; sshd logs each as a
+  that the server answers with a TCP connect every 125 ms while it is down; sshd logs each as a
   "Connection from" and a "kex_exchange_identification: Connection closed by remote host"), so the
   client side is counted too: *ssh clients cut before the banner* are ssh's own
   "kex_exchange_identification: ..." lines (1.4g: its ssh's stderr files; ours: its log, where
