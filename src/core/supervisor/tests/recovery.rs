@@ -23,12 +23,12 @@ fn one_of_many_tunnels_checks_on_the_shared_grid() {
     });
     s.ev(Event::Begin);
     s.advance(0.037);
-    s.ev(Event::SlotGranted);
-    s.ev(said(Complaint::Network("Connection refused".into())));
-    s.exit(SshEnd::Exited(255));
-    s.ev(Event::SlotGranted);
-    s.ev(said(Complaint::Network("Connection refused".into())));
-    s.exit(SshEnd::Exited(255));
+    // Refused twice: it waits for the server.
+    for _ in 0..2 {
+        s.ev(Event::SlotGranted);
+        s.ev(said(Complaint::Network("Connection refused".into())));
+        s.exit(SshEnd::Exited(255));
+    }
     assert!(matches!(s.sup.state(), State::WaitingForServer(_)));
     assert_eq!(s.advance(0.0), [Action::CheckReach]);
     // The next check is on the 125 ms grid of the clock, whenever this one ran.
