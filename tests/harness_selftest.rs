@@ -108,12 +108,14 @@ fn proc_drop_kills_the_process_group() {
         &["-c", "/bin/sh -c 'sleep 30; :' \"$0\" & wait", m.as_str()],
         &[],
     );
+    // Until the inner sh's child has exec'd sleep, that child carries the marker too.
     assert!(
-        wait_until(Duration::from_secs(5), || p.descendants().len() == 2),
-        "{}",
-        p.describe()
+        wait_until(Duration::from_secs(5), || p.descendants().len() == 2
+            && pids_with_cmdline_containing(&m).len() == 2),
+        "{} (marked: {:?})",
+        p.describe(),
+        pids_with_cmdline_containing(&m)
     );
-    assert_eq!(pids_with_cmdline_containing(&m).len(), 2);
     let all: Vec<i32> = std::iter::once(p.pid()).chain(p.descendants()).collect();
     drop(p);
     assert!(
