@@ -26,8 +26,10 @@ fn wait_until_is_bounded() {
     assert_eq!(calls, 3);
 }
 
+/// That a port was free when it was handed out is checked in test-support's own tests with
+/// ports it chose; binding it again here would race every other process on the machine.
 #[test]
-fn free_ports_are_free_and_distinct() {
+fn free_ports_are_distinct_and_in_range() {
     let a = free_port();
     let b = free_port();
     let p = free_port_pair();
@@ -35,8 +37,6 @@ fn free_ports_are_free_and_distinct() {
     assert!(p != a && p != b && p + 1 != a && p + 1 != b);
     for port in [a, b, p, p + 1] {
         assert!((20000..=60000).contains(&port), "{port}");
-        std::net::TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("port {port} not free: {e}"));
     }
 }
 

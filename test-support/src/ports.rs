@@ -99,8 +99,16 @@ pub fn free_loop_ports() -> u16 {
 }
 
 pub(crate) fn free_ports(count: u16) -> u16 {
-    for _ in 0..2000 {
-        let n = candidate_port();
+    free_ports_from(count, 2000, candidate_port).unwrap_or_else(|| {
+        panic!("no free port (run of {count}) found on 127.0.0.1 after 2000 tries")
+    })
+}
+
+/// The first of `tries` candidates that starts a run of `count` ports, none handed out
+/// before and each bindable on 127.0.0.1 at this moment; the run is then marked handed out.
+fn free_ports_from(count: u16, tries: u32, mut candidate: impl FnMut() -> u16) -> Option<u16> {
+    for _ in 0..tries {
+        let n = candidate();
         let Some(last) = n.checked_add(count - 1) else {
             continue;
         };
@@ -113,8 +121,42 @@ pub(crate) fn free_ports(count: u16) -> u16 {
             for p in n..=last {
                 issued.insert(p);
             }
-            return n;
+            return Some(n);
         }
     }
-    panic!("no free port (run of {count}) found on 127.0.0.1 after 2000 tries");
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_port() -> (TcpListener, u16) {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    #[test]
+    fn a_bound_port_and_a_port_handed_out_are_skipped() {
+        let (held, taken) = kernel_port();
+        let (gone, free) = kernel_port();
+        drop(gone);
+        let mut seq = vec![taken, free].into_iter();
+        assert_eq!(free_ports_from(1, 2, || seq.next().unwrap()), Some(free));
+        let mut seq = vec![free, taken].into_iter();
+        assert_eq!(free_ports_from(1, 2, || seq.next().unwrap()), None);
+        drop(held);
+        let mut seq = vec![free, taken].into_iter();
+        assert_eq!(free_ports_from(1, 2, || seq.next().unwrap()), Some(taken));
+    }
+
+    #[test]
+    fn a_run_is_skipped_when_any_of_its_ports_is_bound() {
+        let (held, taken) = kernel_port();
+        let mut seq = vec![taken - 1, taken].into_iter();
+        assert_eq!(free_ports_from(2, 2, || seq.next().unwrap()), None);
+        drop(held);
+        assert_eq!(free_ports_from(2, 1, || u16::MAX), None, "a run past 65535");
+    }
 }
