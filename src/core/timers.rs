@@ -18,6 +18,8 @@ pub enum Timer {
     ProbeSoft,
     /// The probe in flight has failed.
     ProbeHard,
+    /// The probe in flight is not back yet: have ssh acknowledge what it has received.
+    AckFlush,
     /// A newly started ssh must prove its tunnel by then.
     ConfirmBy,
     /// Next reachability check of the server.
@@ -36,13 +38,14 @@ pub enum Timer {
     Idle,
 }
 
-const ALL: [Timer; 14] = [
+const ALL: [Timer; 15] = [
     Timer::Restart,
     Timer::KillEscalation,
     Timer::MaxLifetime,
     Timer::Probe,
     Timer::ProbeSoft,
     Timer::ProbeHard,
+    Timer::AckFlush,
     Timer::ConfirmBy,
     Timer::ReachCheck,
     Timer::Watch,

@@ -24,6 +24,7 @@ impl Supervisor {
                 }
             }
             Timer::ProbeHard => self.on_probe_hard(now, out),
+            Timer::AckFlush => self.on_ack_flush_due(now, out),
             Timer::ConfirmBy => self.on_confirm_by(now, out),
             Timer::Drain => self.on_drain_due(now, out),
             Timer::OldKill => self.on_old_kill_due(out),

@@ -59,6 +59,12 @@ const PROBE_TAIL: Duration = Duration::from_millis(100);
 const FORWARD_WORD: Duration = Duration::from_millis(250);
 /// ssh's sockets are probed this long after it bound them (it listens right after).
 const LISTEN_SETTLE: Duration = Duration::from_millis(5);
+/// A probe not back this long after it left has ssh's delayed acknowledgements flushed;
+/// again at doubling gaps while it is out, the last before [`ACK_FLUSH_SPAN`].
+const ACK_FLUSH_FIRST: Duration = Duration::from_millis(1);
+/// Past this, any acknowledgement ssh delayed has gone out by itself (Linux's delayed ACK is
+/// at most 200 ms).
+const ACK_FLUSH_SPAN: Duration = Duration::from_millis(256);
 /// Moving the monitor's remote port this many times in a row without a proven tunnel
 /// means the server refuses remote forwards: stop moving.
 const MAX_RELOCATIONS: u32 = 8;

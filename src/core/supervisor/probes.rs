@@ -124,13 +124,32 @@ impl Supervisor {
             }
         }
         self.timers.set(Timer::ProbeHard, now + hard);
+        if self.cfg.flush_acks && !self.server.proxied {
+            self.timers.set(Timer::AckFlush, now + ACK_FLUSH_FIRST);
+        }
         out.push(Action::SendProbe { seq });
+    }
+
+    /// The probe in flight is not back: flush ssh's delayed acknowledgements, and again at
+    /// doubling gaps (1, 2, 4 … 128 ms after it left), since an answer held by the server
+    /// can only follow an acknowledgement ssh owes it for a packet that came after the probe
+    /// left (a round trip later).
+    pub(super) fn on_ack_flush_due(&mut self, now: Time, out: &mut Vec<Action>) {
+        let Some(p) = self.probe() else {
+            return;
+        };
+        out.push(Action::FlushAcks);
+        let next = now.since(p.sent).saturating_mul(2).max(ACK_FLUSH_FIRST * 2);
+        if next < ACK_FLUSH_SPAN {
+            self.timers.set(Timer::AckFlush, p.sent + next);
+        }
     }
 
     pub(super) fn clear_probe(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Probe);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
+        self.timers.clear(Timer::AckFlush);
         if self.probe().is_some() {
             self.set_probe(None);
             out.push(Action::DropProbe);
@@ -163,6 +182,7 @@ impl Supervisor {
         self.set_probe(None);
         self.timers.clear(Timer::ProbeSoft);
         self.timers.clear(Timer::ProbeHard);
+        self.timers.clear(Timer::AckFlush);
         if let Some(port) = self
             .run
             .forward_refused

@@ -41,6 +41,9 @@ pub struct Config {
     /// the user set it): a probe's answer, or the gate, through an ssh that was refused one
     /// is then no proof (it is about to end). A user's own setting keeps 1.4g's view.
     pub refusal_ends_ssh: bool,
+    /// ssh's server connection can be reached (Linux): while a probe is out, its delayed
+    /// acknowledgements are flushed ([`Action::FlushAcks`]).
+    pub flush_acks: bool,
 }
 
 /// Loop mode's local `-L` port, and the ports its remote port must never move onto (the
@@ -214,6 +217,12 @@ pub enum Action {
     SendProbe { seq: u64 },
     /// Abandon the probe in flight (close its sockets).
     DropProbe,
+    /// Have ssh acknowledge now what it has received from the server (`TCP_QUICKACK` on its
+    /// connection). sshd leaves Nagle's algorithm on for a session without a terminal
+    /// (`-N`), so its answer to a probe waits while a packet it sent before is
+    /// unacknowledged, and ssh delays that acknowledgement (40 ms on Linux, up to 200 ms):
+    /// the first probe after every login met it.
+    FlushAcks,
     /// Look at ssh's transport and answer with [`Event::Path`].
     InspectPath {
         /// Since the probe left, on the supervisor's clock.

@@ -26,6 +26,11 @@ impl Tunnel {
                     m.drop_probe(registry);
                 }
             }
+            Action::FlushAcks => {
+                if let Some(t) = self.transport.as_mut() {
+                    t.flush_acks();
+                }
+            }
             Action::InspectPath { waited } => {
                 let state = match self.transport.as_mut() {
                     Some(t) => t.inspect(waited),

@@ -557,6 +557,7 @@ fn supervisor_config(spec: &Spec, forwards: &Forwards, held: bool, handover: boo
         drain_time: s.drain_time,
         on_demand: (held && s.on_demand).then_some(s.idle_time),
         refusal_ends_ssh: !s.user_o_keys.iter().any(|k| k == "exitonforwardfailure"),
+        flush_acks: Transport::SEES_SSH_SOCKETS,
     }
 }
 

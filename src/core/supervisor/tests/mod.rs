@@ -26,6 +26,7 @@ fn cfg() -> Config {
         drain_time: secs(300.0),
         on_demand: None,
         refusal_ends_ssh: true,
+        flush_acks: false,
     }
 }
 

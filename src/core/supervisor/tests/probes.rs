@@ -442,3 +442,55 @@ fn a_session_probe_waiting_for_its_socket_goes_out_when_ssh_binds_it() {
     assert!(s.ev(Event::SshBound).is_empty());
     assert_eq!(s.advance(0.005), [Action::SendProbe { seq: 1 }]);
 }
+
+/// Milliseconds after now at which each FlushAcks came, stepping the clock by 0.5 ms.
+fn flush_times(s: &mut Sim, for_ms: u32) -> Vec<f64> {
+    let mut at = Vec::new();
+    for step in 1..=for_ms * 2 {
+        let acts = s.advance(0.0005);
+        let n = acts.iter().filter(|a| **a == Action::FlushAcks).count();
+        at.extend(std::iter::repeat_n(f64::from(step) / 2.0, n));
+    }
+    at
+}
+
+#[test]
+fn a_probe_out_has_ssh_flush_its_acknowledgements_at_doubling_gaps_until_it_is_back() {
+    let flushing = Config {
+        flush_acks: true,
+        ..monitored(600.0)
+    };
+    let mut s = Sim::new(flushing.clone());
+    s.ev(Event::Begin);
+    s.ev(Event::SshBound);
+    assert_eq!(s.advance(0.005), [Action::SendProbe { seq: 1 }]);
+    // Unanswered: 1, 2, 4 … 128 ms after it left, then no more.
+    assert_eq!(
+        flush_times(&mut s, 400),
+        [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+    );
+    // The next try is answered after 3 ms: the flushes stop with it.
+    let mut s = Sim::new(flushing.clone());
+    s.ev(Event::Begin);
+    s.ev(Event::SshBound);
+    assert_eq!(s.advance(0.005), [Action::SendProbe { seq: 1 }]);
+    assert_eq!(flush_times(&mut s, 3), [1.0, 2.0]);
+    s.echo_all(&[Action::SendProbe { seq: 1 }], 0.0);
+    assert!(s.sup.healthy());
+    assert_eq!(flush_times(&mut s, 300), [] as [f64; 0]);
+    // Through a proxy ssh holds no server connection of its own: nothing to flush.
+    let mut s = Sim::new(Config {
+        proxied: true,
+        ..flushing
+    });
+    s.ev(Event::Begin);
+    s.ev(Event::SshBound);
+    assert_eq!(s.advance(0.005), [Action::SendProbe { seq: 1 }]);
+    assert_eq!(flush_times(&mut s, 300), [] as [f64; 0]);
+    // Where ssh's connection cannot be reached, none are asked for.
+    let mut s = Sim::new(monitored(600.0));
+    s.ev(Event::Begin);
+    s.ev(Event::SshBound);
+    assert_eq!(s.advance(0.005), [Action::SendProbe { seq: 1 }]);
+    assert_eq!(flush_times(&mut s, 300), [] as [f64; 0]);
+}

@@ -24,6 +24,10 @@ impl Transport {
     /// A probe was sent: nothing to note.
     pub fn probe_sent(&mut self, _probe_len: u64) {}
 
+    /// ssh's connection cannot be reached here: nothing to flush (the supervisor does not
+    /// ask: its `flush_acks` follows `SEES_SSH_SOCKETS`).
+    pub fn flush_acks(&mut self) {}
+
     /// A late probe's path: cannot be told.
     pub fn inspect(&mut self, _waited: Duration) -> PathState {
         PathState::Unknown

@@ -80,6 +80,21 @@ impl Dup {
         (rc == 0).then_some(v)
     }
 
+    /// Sets an int socket option on the shared socket (best effort).
+    pub(super) fn set_int_opt(&self, level: libc::c_int, name: libc::c_int, v: libc::c_int) {
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: setsockopt from a c_int we own.
+        unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                level,
+                name,
+                (&v as *const libc::c_int).cast(),
+                len,
+            );
+        }
+    }
+
     pub(super) fn local_port(&self) -> Option<u16> {
         // SAFETY: getsockname into a sockaddr_storage we own.
         unsafe {

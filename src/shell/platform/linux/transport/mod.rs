@@ -250,6 +250,18 @@ impl Transport {
         stuck.then_some(dup.0)
     }
 
+    /// Has ssh acknowledge at once what it has received from the server (`TCP_QUICKACK` on
+    /// its connection: a delayed acknowledgement goes out now, and the next ones are not
+    /// delayed until ssh's traffic looks interactive again), so that an answer the server
+    /// holds back for it (Nagle's algorithm) is sent.
+    pub fn flush_acks(&mut self) {
+        if self.info().is_some() {
+            if let Some(dup) = self.server.as_ref() {
+                dup.set_int_opt(libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
+            }
+        }
+    }
+
     /// Whether `TCP_INFO` can be read (then /proc is never needed).
     pub fn has_tcp_info(&mut self) -> bool {
         self.info().is_some()

@@ -224,3 +224,24 @@ fn tcp_info_of_a_child_connection_is_readable() {
     assert_eq!(i.tcpi_state, 1, "ESTABLISHED");
     assert!(i.tcpi_rtt > 0);
 }
+
+#[test]
+fn flushing_acknowledgements_takes_ssh_out_of_delayed_acks() {
+    use std::os::fd::AsRawFd;
+    // Our own process stands in for ssh: its connection in delayed-ACK (pingpong) mode, as
+    // an interactive-looking exchange leaves it.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (_s, _) = l.accept().unwrap();
+    let mut t = Transport::new(std::process::id());
+    let Some(pidfd) = t.pidfd.as_ref() else {
+        return; // kernel without pidfd_open
+    };
+    let mine = Dup::take(pidfd.as_raw_fd(), c.as_raw_fd() as u32).expect("pidfd_getfd works");
+    mine.set_int_opt(libc::IPPROTO_TCP, libc::TCP_QUICKACK, 0);
+    let quick = |d: &Dup| d.int_opt(libc::IPPROTO_TCP, libc::TCP_QUICKACK);
+    assert_eq!(quick(&mine), Some(0), "delayed acknowledgements");
+    t.server = Dup::take(pidfd.as_raw_fd(), c.as_raw_fd() as u32);
+    t.flush_acks();
+    assert_eq!(quick(&mine), Some(1), "acknowledged at once");
+}
